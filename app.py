@@ -1,0 +1,238 @@
+"""Sequence Hub's Chalice app: HTTP routes and the Lambda entry points. Thin by design: each route
+parses the request, calls ``chalicelib``, and maps domain errors to JSON ``{"error": ...}``."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any, Callable
+
+from chalice import Chalice, Response
+
+from chalicelib import __version__, config, instances, sequences
+from chalicelib.errors import BadRequest, HubError
+from chalicelib.observability import logger
+
+app = Chalice(app_name="sequence-hub")
+for _binary in ("application/gzip", "application/x-gzip", "application/octet-stream"):
+    if _binary not in app.api.binary_types:
+        app.api.binary_types.append(_binary)
+
+API = "/api/v1"
+PACKAGE_TYPES = ["application/octet-stream", "application/gzip", "application/x-gzip"]
+INPUT_TYPES = ["text/plain", "application/octet-stream", "application/x-ndjson", "text/x-ndjson"]
+MAX_WAIT_SECONDS = 25.0  # API Gateway cuts requests at 29 s
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(body=json.dumps(body), status_code=status, headers={"Content-Type": "application/json"})
+
+
+def _error(status: int, message: str) -> Response:
+    return _json({"error": message}, status)
+
+
+@app.middleware("http")
+def request_logging(event, get_response):
+    ctx = event.context or {}
+    logger.structure_logs(append=False)
+    logger.set_correlation_id(ctx.get("requestId"))
+    params = event.uri_params or {}
+    logger.append_keys(sequence_id=params.get("seq_id"), instance_id=params.get("inst_id"))
+    return get_response(event)
+
+
+def route(path: str, **kwargs: Any) -> Callable:
+    """``app.route`` under ``/api/v1``, mapping domain errors to JSON (Chalice would answer them
+    itself, before any middleware sees them, with a body of its own shape)."""
+
+    def register(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def handler(*args: Any, **kw: Any) -> Any:
+            try:
+                return view(*args, **kw)
+            except HubError as exc:
+                return _error(exc.status, exc.message)
+            except config.ConfigError as exc:
+                logger.exception("misconfigured")
+                return _error(500, f"hub misconfigured: {exc}")
+            except Exception:
+                logger.exception("unhandled error")
+                return _error(500, "internal error; see the hub's logs")
+
+        return app.route(API + path, **kwargs)(handler)
+
+    return register
+
+
+def _settings() -> config.Settings:
+    return config.load()
+
+
+def _body_json(default: Any = None) -> Any:
+    raw = app.current_request.raw_body
+    if not raw:
+        return default
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("request body is not valid JSON") from None
+
+
+def _query(name: str) -> str | None:
+    return (app.current_request.query_params or {}).get(name)
+
+
+def _wait() -> float:
+    raw = _query("wait")
+    try:
+        return max(0.0, min(float(raw), MAX_WAIT_SECONDS)) if raw is not None else 20.0
+    except ValueError:
+        raise BadRequest("wait must be a number of seconds") from None
+
+
+# -- hub ----------------------------------------------------------------------------------------
+@route("/version", methods=["GET"])
+def version():
+    return {"service": "sequence-hub", "apiVersion": "v1", "version": __version__}
+
+
+# -- sequences ----------------------------------------------------------------------------------
+@route("/sequence", methods=["POST"], content_types=PACKAGE_TYPES)
+def send_sequence():
+    return sequences.create(_settings(), app.current_request.raw_body or b"")
+
+
+@route("/sequences", methods=["GET"])
+def list_sequences():
+    settings = _settings()
+    by_seq: dict[str, list[str]] = {}
+    for inst in instances.live_items(settings):
+        by_seq.setdefault(inst["sequence_id"], []).append(inst["id"])
+    return _json([sequences.view(s, by_seq.get(s["id"], [])) for s in sequences.list_items(settings)])
+
+
+@route("/sequence/{seq_id}", methods=["GET"])
+def get_sequence(seq_id):
+    settings = _settings()
+    seq = sequences.get_item(settings, seq_id)
+    return sequences.view(seq, [i["id"] for i in instances.live_items(settings, sequence_id=seq_id)])
+
+
+@route("/sequence/{seq_id}/instances", methods=["GET"])
+def get_sequence_instances(seq_id):
+    settings = _settings()
+    sequences.get_item(settings, seq_id)
+    return _json([i["id"] for i in instances.live_items(settings, sequence_id=seq_id)])
+
+
+@route("/sequence/{seq_id}", methods=["DELETE"])
+def delete_sequence(seq_id):
+    force = (app.current_request.headers.get("x-seq-kill-inst") or "").lower() == "true"
+    return sequences.delete(_settings(), seq_id, force)
+
+
+@route("/sequence/{seq_id}/start", methods=["POST"])
+def start_sequence(seq_id):
+    return instances.start(_settings(), seq_id, _body_json(default={}))
+
+
+# -- instances ----------------------------------------------------------------------------------
+@route("/instances", methods=["GET"])
+def list_instances():
+    items = sorted(instances.live_items(_settings()), key=lambda i: i["created"])
+    return _json([instances.view(i) for i in items])
+
+
+@route("/instance/{inst_id}", methods=["GET"])
+def get_instance(inst_id):
+    return instances.view(instances.get_item(_settings(), inst_id))
+
+
+def _channel(inst_id: str, channel: str) -> Response:
+    params = app.current_request.query_params or {}
+    plain = "cursor" not in params  # STH clients: wait for the end, answer the whole channel
+    page = instances.read_channel(_settings(), inst_id, channel, params.get("cursor"),
+                                  MAX_WAIT_SECONDS if plain else _wait(), until_end=plain)
+    return Response(body=page["data"], status_code=200, headers={
+        "Content-Type": "application/octet-stream", "X-Next-Cursor": page["cursor"],
+        "X-Channel-Ended": "true" if page["ended"] else "false"})
+
+
+@route("/instance/{inst_id}/output", methods=["GET"])
+def instance_output(inst_id):
+    return _channel(inst_id, "output")
+
+
+@route("/instance/{inst_id}/stdout", methods=["GET"])
+def instance_stdout(inst_id):
+    return _channel(inst_id, "stdout")
+
+
+@route("/instance/{inst_id}/stderr", methods=["GET"])
+def instance_stderr(inst_id):
+    return _channel(inst_id, "stderr")
+
+
+@route("/instance/{inst_id}/log", methods=["GET"])
+def instance_log(inst_id):
+    return _channel(inst_id, "log")
+
+
+def _append(inst_id: str, stream: str) -> Response:
+    request = app.current_request
+    end = (request.headers.get("x-end-stream") or "true").lower() == "true"
+    ended = instances.append_input(_settings(), inst_id, stream, request.raw_body or b"",
+                                   request.headers.get("content-type"), end)
+    return Response(body="", status_code=200 if ended else 202)
+
+
+@route("/instance/{inst_id}/input", methods=["POST"], content_types=INPUT_TYPES)
+def instance_input(inst_id):
+    return _append(inst_id, "input")
+
+
+@route("/instance/{inst_id}/stdin", methods=["POST"], content_types=INPUT_TYPES)
+def instance_stdin(inst_id):
+    return _append(inst_id, "stdin")
+
+
+@route("/instance/{inst_id}/_kill", methods=["POST"])
+def kill_instance(inst_id):
+    return _json(instances.request_kill(_settings(), inst_id), 202)
+
+
+@route("/instance/{inst_id}/_stop", methods=["POST"])
+def stop_instance(inst_id):
+    body = _body_json(default={}) or {}
+    if not isinstance(body, dict):
+        raise BadRequest("stop body must be a JSON object")
+    return _json(instances.request_stop(_settings(), inst_id, body.get("timeout", 7000),
+                                        body.get("canCallKeepalive", False)), 202)
+
+
+@route("/instance/{inst_id}/_event", methods=["POST"])
+def emit_event(inst_id):
+    return instances.send_event(_settings(), inst_id, _body_json())
+
+
+@route("/instance/{inst_id}/event/{name}", methods=["GET"])
+def get_event(inst_id, name):
+    found, message = instances.last_event(_settings(), inst_id, name, _wait())
+    if not found:
+        return _error(404, f"no event {name} from instance {inst_id} yet")
+    return _json(message)
+
+
+@route("/instance/{inst_id}/health", methods=["GET"])
+def instance_health(inst_id):
+    return instances.health(_settings(), inst_id)
+
+
+# -- Lambda entry points --------------------------------------------------------------------------
+@app.lambda_function(name="runner")
+def runner(event, context):
+    from chalicelib.runner.service import run_instance
+
+    logger.structure_logs(append=False)
+    return {"status": run_instance(_settings(), event["instance_id"], context.get_remaining_time_in_millis)}

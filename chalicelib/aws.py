@@ -1,0 +1,35 @@
+"""The one place boto3 clients are created: lazily, cached, and never with an ``endpoint_url``.
+
+botocore reads ``AWS_ENDPOINT_URL`` itself, so the same code talks to AWS, to in-process moto or
+to the embedded hub's moto server.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+_clients: dict[str, Any] = {}
+_lock = threading.Lock()
+_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=50)
+
+
+def client(service: str) -> Any:
+    """A shared client for ``service`` (clients are thread-safe; sessions are not)."""
+    found = _clients.get(service)
+    if found is None:
+        with _lock:
+            found = _clients.get(service)
+            if found is None:
+                found = boto3.session.Session().client(service, config=_CONFIG)
+                _clients[service] = found
+    return found
+
+
+def reset() -> None:
+    """Forget every client, e.g. when a test starts a new moto mock."""
+    with _lock:
+        _clients.clear()

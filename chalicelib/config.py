@@ -1,0 +1,69 @@
+"""Configuration, parsed in one place from environment variables at call time (never at import)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+INVOKE_MODES = ("lambda", "local", "inline")
+
+
+class ConfigError(RuntimeError):
+    """The hub is deployed or started without a setting it needs."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    table: str
+    bucket: str
+    log_group: str
+    runner_function: str
+    invoke_mode: str
+    retention_seconds: int
+    runner_timeout_seconds: int
+    lost_after_seconds: int
+    max_package_bytes: int
+    max_unpacked_bytes: int
+    max_package_files: int
+    stage: str
+
+
+def _int(env: dict, name: str, default: int) -> int:
+    raw = env.get(name, "")
+    if raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def load(env: dict | None = None) -> Settings:
+    """Read the hub's settings from the environment (``os.environ`` unless given)."""
+    env = os.environ if env is None else env
+    missing = [n for n in ("SEQHUB_TABLE", "SEQHUB_BUCKET", "SEQHUB_LOG_GROUP") if not env.get(n)]
+    if missing:
+        raise ConfigError(f"missing configuration: {', '.join(missing)}")
+    mode = env.get("RUNNER_INVOKE_MODE", "lambda")
+    if mode not in INVOKE_MODES:
+        raise ConfigError(f"RUNNER_INVOKE_MODE must be one of {', '.join(INVOKE_MODES)}, got {mode!r}")
+    if mode == "lambda" and not env.get("RUNNER_FUNCTION"):
+        raise ConfigError("RUNNER_FUNCTION must name the runner Lambda when RUNNER_INVOKE_MODE=lambda")
+    return Settings(
+        table=env["SEQHUB_TABLE"],
+        bucket=env["SEQHUB_BUCKET"],
+        log_group=env["SEQHUB_LOG_GROUP"],
+        runner_function=env.get("RUNNER_FUNCTION", ""),
+        invoke_mode=mode,
+        # An hour: long enough to come back to a finished run after a meeting, short enough
+        # that `si inst list` stays about what is happening now.
+        retention_seconds=_int(env, "SEQHUB_RETENTION_SECONDS", 3600),
+        runner_timeout_seconds=_int(env, "SEQHUB_RUNNER_TIMEOUT_SECONDS", 900),
+        lost_after_seconds=_int(env, "SEQHUB_LOST_AFTER_SECONDS", 30),
+        # API Gateway + Lambda accept ~6 MB of base64 body, so about 4.5 MB raw.
+        max_package_bytes=_int(env, "SEQHUB_MAX_PACKAGE_BYTES", 4_500_000),
+        # Lambda's default /tmp is 512 MB; leave room for the runner's own files.
+        max_unpacked_bytes=_int(env, "SEQHUB_MAX_UNPACKED_BYTES", 400 * 1024 * 1024),
+        max_package_files=_int(env, "SEQHUB_MAX_PACKAGE_FILES", 50_000),
+        stage=env.get("SEQHUB_STAGE", "dev"),
+    )

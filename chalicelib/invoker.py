@@ -1,0 +1,62 @@
+"""The invoker seam: how a started instance reaches a runner.
+
+``lambda``: an async (Event) invocation of the runner function, as on AWS.
+``local``:  a separate OS process per instance, as Lambda would run it (the embedded hub).
+``inline``: the runner runs before ``start`` returns (unit tests).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+from . import aws
+from .config import Settings
+
+_children: set[subprocess.Popen] = set()
+_children_lock = threading.Lock()
+
+
+def invoke(settings: Settings, instance_id: str) -> None:
+    if settings.invoke_mode == "lambda":
+        aws.client("lambda").invoke(FunctionName=settings.runner_function, InvocationType="Event",
+                                    Payload=json.dumps({"instance_id": instance_id}).encode())
+    elif settings.invoke_mode == "local":
+        _spawn_local(instance_id)
+    else:
+        from .runner.service import run_instance
+
+        deadline = time.monotonic() + settings.runner_timeout_seconds
+        run_instance(settings, instance_id, lambda: int((deadline - time.monotonic()) * 1000))
+
+
+def _spawn_local(instance_id: str) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "chalicelib.runner", instance_id],
+                            env=dict(os.environ), stdin=subprocess.DEVNULL, start_new_session=True)
+    with _children_lock:
+        _children.add(proc)
+    threading.Thread(target=_reap, args=(proc,), daemon=True).start()
+
+
+def _reap(proc: subprocess.Popen) -> None:
+    proc.wait()
+    with _children_lock:
+        _children.discard(proc)
+
+
+def stop_local_runners(timeout: float = 5.0) -> None:
+    """Terminate every runner process this process started (the embedded hub's shutdown)."""
+    with _children_lock:
+        procs = list(_children)
+    for proc in procs:
+        proc.terminate()
+    end = time.monotonic() + timeout
+    for proc in procs:
+        try:
+            proc.wait(max(0.0, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()

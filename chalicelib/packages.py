@@ -1,0 +1,181 @@
+"""Package rules: one set of checks used by ``si seq pack``, the upload API and the runner.
+
+A package is a gzip'd tar whose root holds ``package.json`` and the program. Archives are read as a
+stream, so a gzip bomb or an oversize tree is stopped while it is being read, not after.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import tarfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import InvalidPackage, TooLarge
+
+MANIFEST = "package.json"
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_unpacked_bytes: int = 400 * 1024 * 1024
+    max_files: int = 50_000
+
+
+@dataclass
+class PackageInfo:
+    manifest: dict[str, Any]
+    files: int = 0
+    unpacked_bytes: int = 0
+    names: set[str] = field(default_factory=set)
+
+    @property
+    def runtime(self) -> str:
+        return runtime_of(self.manifest)
+
+    @property
+    def language(self) -> str:
+        engines = self.manifest.get("engines") or {}
+        if "python3" in engines:
+            return "py"
+        if "node" in engines:
+            return "js"
+        suffix = posixpath.splitext(self.manifest.get("main", ""))[1].lstrip(".")
+        return suffix or "unknown"
+
+
+def runtime_of(manifest: dict[str, Any]) -> str:
+    """STH's rule: ``python3`` in engines means Python, anything else Node."""
+    return "python" if "python3" in (manifest.get("engines") or {}) else "node"
+
+
+def entrypoint_candidates(manifest: dict[str, Any]) -> list[str]:
+    """Paths (relative to the package root) that may hold ``main``, in the order the host tries them."""
+    main = _normalise(manifest["main"])
+    if runtime_of(manifest) == "python":
+        return [main]
+    # The Node runner strips a trailing .js and appends .js, so "index" and "index.js" both work.
+    stem = main[:-3] if main.endswith(".js") else main
+    return [stem + ".js", main] if stem + ".js" != main else [main]
+
+
+def invalid_main_message(manifest: dict[str, Any]) -> str:
+    return (f"Sequence entrypoint path {manifest.get('main')} is invalid. "
+            "Check `main` field in Sequence package.json")
+
+
+def _normalise(name: str) -> str:
+    while name.startswith("./"):
+        name = name[2:]
+    return name.rstrip("/")
+
+
+def check_manifest(manifest: Any) -> dict[str, Any]:
+    """Check a decoded ``package.json``; raise ``InvalidPackage`` saying what to fix."""
+    if not isinstance(manifest, dict):
+        raise InvalidPackage("package.json must be a JSON object")
+    main = manifest.get("main")
+    if main is None:
+        raise InvalidPackage('package.json has no "main": add "main": "<your entry file>"')
+    if not isinstance(main, str) or not main.strip():
+        raise InvalidPackage('package.json "main" must be a non-empty string naming the entry file')
+    engines = manifest.get("engines", {})
+    if engines is None:
+        engines = {}
+    if not isinstance(engines, dict):
+        raise InvalidPackage('package.json "engines" must be an object, e.g. {"python3": "3.12"}')
+    if len(engines) > 1:
+        raise InvalidPackage("'engines' field can't contain more than one element")
+    for key in ("name", "version"):
+        if key in manifest and not isinstance(manifest[key], str):
+            raise InvalidPackage(f'package.json "{key}" must be a string')
+    return manifest
+
+
+def parse_manifest(raw: bytes) -> dict[str, Any]:
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidPackage(f"package.json is not valid JSON: {exc}") from None
+    return check_manifest(manifest)
+
+
+def _check_member(member: tarfile.TarInfo, info: PackageInfo, limits: Limits) -> str:
+    name = member.name
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise InvalidPackage(f"archive member {name!r} has an absolute path")
+    norm = _normalise(name)
+    parts = norm.split("/")
+    if ".." in parts:
+        raise InvalidPackage(f"archive member {name!r} points outside the package (..)")
+    if member.ischr() or member.isblk() or member.isfifo() or member.isdev():
+        raise InvalidPackage(f"archive member {name!r} is a device or fifo; packages hold files only")
+    if member.issym():
+        target = posixpath.normpath(posixpath.join(posixpath.dirname(norm), member.linkname))
+        if member.linkname.startswith("/") or target == ".." or target.startswith("../"):
+            raise InvalidPackage(f"archive member {name!r} links outside the package ({member.linkname})")
+    if member.islnk():
+        target = _normalise(member.linkname)
+        if member.linkname.startswith("/") or ".." in target.split("/") or target not in info.names:
+            raise InvalidPackage(f"archive member {name!r} hard-links outside the package ({member.linkname})")
+    info.files += 1
+    info.unpacked_bytes += max(member.size, 0)
+    if info.files > limits.max_files:
+        raise TooLarge(f"package has more than {limits.max_files} files")
+    if info.unpacked_bytes > limits.max_unpacked_bytes:
+        raise TooLarge(f"package unpacks to more than {limits.max_unpacked_bytes} bytes")
+    info.names.add(norm)
+    return norm
+
+
+def _open(fileobj: IO[bytes]) -> tarfile.TarFile:
+    head = fileobj.read(2)
+    if head != b"\x1f\x8b":
+        raise InvalidPackage("package is not a gzip file: make it with `si seq pack <dir>`")
+    fileobj.seek(0)
+    return tarfile.open(fileobj=fileobj, mode="r|gz")
+
+
+def scan(fileobj: IO[bytes], limits: Limits, dest: Path | None = None) -> PackageInfo:
+    """Read a package once, checking every member; extract into ``dest`` when given.
+
+    Raises ``InvalidPackage`` (or ``TooLarge``) naming the first problem found.
+    """
+    info = PackageInfo(manifest={})
+    manifest_raw: bytes | None = None
+    try:
+        with _open(fileobj) as tar:
+            for member in tar:
+                norm = _check_member(member, info, limits)
+                if norm == MANIFEST and member.isfile():
+                    handle = tar.extractfile(member)
+                    manifest_raw = handle.read() if handle else b""
+                    if dest is not None:
+                        (dest / MANIFEST).write_bytes(manifest_raw)
+                    continue
+                if dest is not None and norm:
+                    tar.extract(member, dest, filter="data")
+    except (InvalidPackage, TooLarge):
+        raise
+    except tarfile.ReadError as exc:
+        text = str(exc)
+        if "unexpected end" in text or "truncated" in text.lower():
+            raise InvalidPackage("package archive is truncated") from None
+        if "invalid header" in text or "bad checksum" in text or "empty file" in text:
+            raise InvalidPackage("package is gzip but not a tar archive") from None
+        raise InvalidPackage(f"package is not a valid tar.gz archive ({text})") from None
+    except (EOFError, zlib.error, OSError) as exc:
+        if isinstance(exc, EOFError) or "end-of-stream" in str(exc) or "truncated" in str(exc):
+            raise InvalidPackage("package archive is truncated") from None
+        raise InvalidPackage(f"package is not a valid gzip file ({exc})") from None
+    except tarfile.TarError as exc:
+        raise InvalidPackage(f"package archive is unsafe or broken: {exc}") from None
+    if manifest_raw is None:
+        raise InvalidPackage("package.json not found at the root of the package")
+    info.manifest = parse_manifest(manifest_raw)
+    if not any(c in info.names for c in entrypoint_candidates(info.manifest)):
+        raise InvalidPackage(invalid_main_message(info.manifest))
+    return info

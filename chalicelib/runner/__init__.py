@@ -1,0 +1,1 @@
+"""The runner: runs one instance per invocation (see ``service.run_instance``)."""

@@ -1,0 +1,102 @@
+"""Starting a runtime host as a child process: pipes, a scrubbed environment, its own process group."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .hosts import NODE_HOST, PYTHON_HOST
+
+# Only what a program needs to run; never AWS credentials or the hub's configuration.
+_PASS_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
+_PR_SET_DUMPABLE = 4
+
+
+class HostUnavailable(RuntimeError):
+    """The runtime a sequence needs is not installed where the runner runs."""
+
+
+def make_undumpable() -> None:
+    """Stop same-user processes (the sequence) reading our /proc/<pid>/environ and memory."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: nothing to do
+        pass
+
+
+def node_binary() -> str:
+    found = os.environ.get("SEQHUB_NODE") or shutil.which("node") or (
+        "/opt/bin/node" if os.path.exists("/opt/bin/node") else None)
+    if not found:
+        raise HostUnavailable("Node.js is not available to the runner (install node or the Node layer)")
+    return found
+
+
+@dataclass
+class Child:
+    proc: subprocess.Popen
+    control_w: int
+    input_w: int
+    readers: dict[str, int] = field(default_factory=dict)  # channel → our read end
+
+    def send(self, message: dict) -> bool:
+        try:
+            os.write(self.control_w, (json.dumps(message) + "\n").encode())
+            return True
+        except OSError:
+            return False
+
+    def signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def spawn(runtime: str, seq_dir: Path, start: dict, work_dir: Path) -> Child:
+    """Start the host for ``runtime`` in ``seq_dir``; ``start`` is {"main","args","config","instanceId"}."""
+    start_file = work_dir / "start.json"
+    start_file.write_text(json.dumps(start))
+    if runtime == "python":
+        # The host needs the runner's own libraries (scramjet-framework-py), not its environment.
+        paths = [p for p in sys.path if p and Path(p).is_dir()]
+        argv = [sys.executable, "-u", str(PYTHON_HOST)]
+        extra = {"PYTHONPATH": os.pathsep.join([str(seq_dir / "__pypackages__"), *paths]),
+                 "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    else:
+        argv = [node_binary(), str(NODE_HOST)]
+        extra = {"NODE_PATH": str(seq_dir / "node_modules")}
+
+    pipes = {name: os.pipe() for name in ("output", "log", "events", "control", "input")}
+    child_ends = {name: (r if name in ("control", "input") else w) for name, (r, w) in pipes.items()}
+    env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
+    env.update(extra)
+    env.update({"HOME": str(work_dir), "TMPDIR": str(work_dir / "tmp"), "SEQHUB_START": str(start_file)})
+    env.update({f"SEQHUB_FD_{name.upper()}": str(fd) for name, fd in child_ends.items()})
+    (work_dir / "tmp").mkdir(exist_ok=True)
+
+    stdout_r, stdout_w = os.pipe()
+    stderr_r, stderr_w = os.pipe()
+    stdin_r, stdin_w = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            argv, cwd=seq_dir, env=env, stdin=stdin_r, stdout=stdout_w, stderr=stderr_w,
+            pass_fds=tuple(child_ends.values()), start_new_session=True, close_fds=True)
+    finally:
+        for fd in (*child_ends.values(), stdout_w, stderr_w, stdin_r):
+            os.close(fd)
+    readers = {"output": pipes["output"][0], "log": pipes["log"][0], "events": pipes["events"][0],
+               "stdout": stdout_r, "stderr": stderr_r, "stdin": stdin_w}
+    return Child(proc=proc, control_w=pipes["control"][1], input_w=pipes["input"][1], readers=readers)
+
+
+def kill_group(child: Child) -> None:
+    child.signal_group(signal.SIGKILL)

@@ -1,0 +1,287 @@
+"""Python runtime host: runs ``run(context, input, *args)`` of a Scramjet Python sequence.
+
+Started by the runner as a child process; see ``hosts/__init__.py`` for the pipe protocol. It is
+self-contained (standard library plus scramjet-framework-py) because it runs in the sequence's
+scrubbed environment, not in the runner's.
+"""
+
+import asyncio
+import importlib.util
+import inspect
+import io
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+
+EXIT_INVALID_MAIN = 21
+EXIT_FAILED_ON_START = 22
+EXIT_FAILED_DURING_RUN = 23
+EXIT_KILLED = 137
+EXIT_STOPPED = 138
+
+
+def _fd(name):
+    return int(os.environ[f"SEQHUB_FD_{name.upper()}"])
+
+
+class Output:
+    """Buffered writer of the output channel: STH text/plain (str as-is) or ndjson items."""
+
+    def __init__(self, fd, ndjson=False):
+        self._file = open(fd, "wb", buffering=64 * 1024, closefd=True)
+        self.ndjson = ndjson
+
+    def write(self, item):
+        if item is None:
+            return
+        if self.ndjson:
+            data = (json.dumps(item) + "\n").encode()
+        elif isinstance(item, str):
+            data = item.encode()
+        elif isinstance(item, (bytes, bytearray, memoryview)):
+            data = bytes(item)
+        else:
+            data = (json.dumps(item) + "\n").encode()
+        self._file.write(data)
+
+    def flush(self):
+        self._file.flush()
+
+    def close(self):
+        self._file.close()
+
+
+class JsonLines:
+    def __init__(self, fd):
+        self._file = open(fd, "w", buffering=1, encoding="utf-8", closefd=True)
+
+    def send(self, obj):
+        try:
+            self._file.write(json.dumps(obj, default=str) + "\n")
+        except (BrokenPipeError, ValueError):
+            pass
+
+
+class LogHandler(logging.Handler):
+    LEVELS = {"WARNING": "WARN", "CRITICAL": "FATAL"}
+
+    def __init__(self, sink):
+        super().__init__(logging.DEBUG)
+        self.sink = sink
+
+    def emit(self, record):
+        self.sink.send({"ts": int(record.created * 1000),
+                        "level": self.LEVELS.get(record.levelname, record.levelname),
+                        "from": "Sequence", "msg": record.getMessage()})
+
+
+class AppContext:
+    """What a sequence receives as ``context`` (the STH Python AppContext API)."""
+
+    def __init__(self, config, events, logger):
+        self.config = config
+        self.logger = logger
+        self._events = events
+        self._handlers = {}
+        self._stop_handler = None
+        self._health_check = lambda: {"healthy": True}
+        self.keep_alive_requested = False
+
+    def set_stop_handler(self, handler):
+        self._stop_handler = handler
+
+    def set_health_check(self, check):
+        self._health_check = check
+
+    def on(self, event_name, callback):
+        self._handlers.setdefault(event_name, []).append(callback)
+
+    def emit(self, event_name, message=""):
+        self._events.send({"type": "event", "name": event_name, "message": message})
+
+    async def keep_alive(self, timeout=0):
+        self.keep_alive_requested = True
+        self._events.send({"type": "keepalive", "timeout": timeout})
+        if timeout:
+            await asyncio.sleep(timeout)
+
+    # -- used by the host ---------------------------------------------------------------------
+    def health(self):
+        try:
+            result = self._health_check()
+            return {"healthy": bool(result.get("healthy", True))} if isinstance(result, dict) \
+                else {"healthy": bool(result)}
+        except Exception:  # a broken health check means unhealthy, not a dead host
+            return {"healthy": False}
+
+    async def dispatch(self, name, message):
+        for callback in self._handlers.get(name, []):
+            result = callback(message)
+            if inspect.isawaitable(result):
+                await result
+
+    async def run_stop_handler(self, timeout_s, can_keep_alive):
+        if self._stop_handler is None:
+            return
+        result = self._stop_handler(timeout_s, can_keep_alive)
+        if inspect.isawaitable(result):
+            await result
+
+
+async def _input_items(reader):
+    """STH input decoding: text/plain gives lines (with "\\n"), octet-stream gives ≤8192-byte chunks."""
+    preamble = await reader.readuntil(b"\r\n\r\n")
+    content_type = preamble.decode("latin-1").split(":", 1)[1].strip().lower()
+    if content_type == "text/plain":
+        async for line in reader:
+            yield line.decode("utf-8")
+    elif content_type == "application/octet-stream":
+        while chunk := await reader.read(io.DEFAULT_BUFFER_SIZE):
+            yield chunk
+    elif content_type in ("application/x-ndjson", "text/x-ndjson"):
+        async for line in reader:
+            if line.strip():
+                yield json.loads(line)
+    else:
+        raise TypeError(f"Unsupported input type {content_type}")
+
+
+async def _pipe_reader(fd):
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=16 * 1024 * 1024)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", 0))
+    return reader
+
+
+class Host:
+    def __init__(self, start):
+        self.start = start
+        self.events = JsonLines(_fd("events"))
+        logger = logging.getLogger("Sequence")
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(LogHandler(JsonLines(_fd("log"))))
+        logger.propagate = False
+        logger.warn = logger.warning
+        self.logger = logger
+        self.context = AppContext(start.get("config") or {}, self.events, logger)
+        self.output = None
+        self.exit_code = None
+
+    def load(self):
+        path = os.path.abspath(self.start["main"])
+        seq_dir = os.getcwd()
+        sys.path[:0] = [seq_dir, os.path.join(seq_dir, "__pypackages__")]
+        if not os.path.isfile(path):
+            self.logger.error("Sequence entrypoint path %s is invalid", self.start["main"])
+            sys.exit(EXIT_INVALID_MAIN)
+        try:
+            spec = importlib.util.spec_from_file_location("sequence", path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules["sequence"] = module
+            spec.loader.exec_module(module)
+            if not callable(getattr(module, "run", None)):
+                raise AttributeError("the sequence module defines no run(context, input, *args)")
+        except Exception:
+            traceback.print_exc()
+            sys.exit(EXIT_FAILED_ON_START)
+        return module
+
+    async def control_loop(self):
+        reader = await _pipe_reader(_fd("control"))
+        async for line in reader:
+            msg = json.loads(line)
+            kind = msg.get("type")
+            if kind == "event":
+                asyncio.ensure_future(self.context.dispatch(msg["name"], msg.get("message")))
+            elif kind == "kill":
+                self.finish(EXIT_KILLED)
+            elif kind == "stop":
+                asyncio.ensure_future(self.stop(msg))
+
+    async def stop(self, msg):
+        timeout_s = (msg.get("timeout") or 0) / 1000
+        can_keep_alive = bool(msg.get("canCallKeepalive"))
+        try:
+            await self.context.run_stop_handler(timeout_s, can_keep_alive)
+        except Exception:
+            traceback.print_exc()
+        if not (can_keep_alive and self.context.keep_alive_requested):
+            self.finish(EXIT_STOPPED)
+
+    async def health_loop(self):
+        while True:
+            self.events.send({"type": "health", **self.context.health()})
+            await asyncio.sleep(1)
+
+    def finish(self, code):
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        if self.output is not None:
+            try:
+                self.output.flush()
+            except (BrokenPipeError, ValueError):
+                pass
+        os._exit(code)
+
+    async def forward(self, result, ndjson):
+        self.output = Output(_fd("output"), ndjson=ndjson)
+        if inspect.isawaitable(result):
+            result = await result
+        flusher = asyncio.ensure_future(self._flush_often())
+        try:
+            if result is None:
+                return
+            if isinstance(result, (str, bytes, bytearray)):
+                self.output.write(result)
+            elif hasattr(result, "__aiter__"):
+                async for item in result:
+                    self.output.write(item)
+            elif hasattr(result, "__iter__"):
+                for item in result:
+                    self.output.write(item)
+                    await asyncio.sleep(0)
+            else:
+                self.output.write(result)
+        finally:
+            flusher.cancel()
+            self.output.close()
+
+    async def _flush_often(self):
+        # Items may trickle in slowly: push what is buffered every 50 ms so readers see it.
+        while True:
+            await asyncio.sleep(0.05)
+            self.output.flush()
+
+    async def main(self):
+        module = self.load()
+        os.environ.pop("SEQHUB_START", None)
+        asyncio.ensure_future(self.control_loop())
+        asyncio.ensure_future(self.health_loop())
+        input_reader = await _pipe_reader(_fd("input"))
+        try:
+            from scramjet.streams import Stream
+            input_stream = Stream.read_from(_input_items(input_reader))
+        except ImportError:  # scramjet is optional for sequences that ignore input
+            input_stream = _input_items(input_reader)
+        provides = getattr(module, "provides", None) or {}
+        try:
+            result = module.run(self.context, input_stream, *self.start.get("args", []))
+            content_type = getattr(result, "content_type", None) or provides.get("contentType")
+            await self.forward(result, ndjson=content_type in ("application/x-ndjson", "text/x-ndjson"))
+        except Exception:
+            traceback.print_exc()
+            self.finish(EXIT_FAILED_DURING_RUN)
+        self.finish(0)
+
+
+def main():
+    with open(os.environ["SEQHUB_START"], encoding="utf-8") as fh:
+        start = json.load(fh)
+    asyncio.run(Host(start).main())
+
+
+if __name__ == "__main__":
+    main()

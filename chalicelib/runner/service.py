@@ -1,0 +1,253 @@
+"""The runner: claim an instance, unpack its package, run it in a host, pump channels, record the end.
+
+One invocation runs one instance, exactly once (a conditional claim), and always records an end
+state: completed, errored with the host's reason, killed, stopped, or timed out before the deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from .. import aws, clock, models, packages
+from ..config import Settings
+from ..observability import logger
+from ..store import Store
+from . import child as child_mod
+from .feed import Feeder
+from .pump import Channel, pump_fd
+
+FLUSH_INTERVAL = 0.2        # CloudWatch writes while output flows
+HEARTBEAT_INTERVAL = 1.0    # item writes while nothing changes (and the control read)
+PROGRESS_INTERVAL = 0.5     # item writes while output flows (how fresh readers' views are)
+KILL_GRACE = 2.0            # kill handlers get this long before SIGKILL
+DEADLINE_MARGIN_MS = 5000   # stop this long before the Lambda deadline to flush and record
+
+RemainingMs = Callable[[], int]
+
+
+def run_instance(settings: Settings, instance_id: str, remaining_ms: RemainingMs) -> str:
+    """Run one instance to its end; returns the final status (or "skipped" if not ours to run)."""
+    store = Store(settings.table)
+    now = clock.now()
+    item = store.update_instance(
+        instance_id, {"status": models.RUNNING, "started": now, "heartbeat": now},
+        condition="#st = :starting", values={":starting": models.STARTING}, names={"#st": "status"},
+        return_new=True)
+    if item is None:
+        logger.warning("instance not claimable (duplicate delivery or already ended)",
+                       extra={"instance_id": instance_id})
+        return "skipped"
+    logger.append_keys(instance_id=instance_id, sequence_id=item.get("sequence_id"))
+    work = Path(tempfile.mkdtemp(prefix="seqhub-"))
+    try:
+        return _Run(settings, store, item, work, remaining_ms).run()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+class _Run:
+    def __init__(self, settings: Settings, store: Store, item: dict, work: Path, remaining_ms: RemainingMs):
+        self.settings = settings
+        self.store = store
+        self.item = item
+        self.id = item["id"]
+        self.work = work
+        self.remaining_ms = remaining_ms
+        self.channels = {name: Channel(settings.log_group, self.id, name) for name in
+                         ("output", "stdout", "stderr", "log")}
+        self.health: dict | None = None
+        self.keepalive = False
+        self.events: dict[str, object] = {}
+        self.events_lock = threading.Lock()
+        self.kill_at: float | None = None
+        self.stop_deadline: float | None = None
+        self.killed = False
+        self.stopped = False
+        self.timed_out = False
+        self.inbox_seen = 0
+
+    # -- the run -------------------------------------------------------------------------------
+    def run(self) -> str:
+        seq = self.store.get_sequence(self.item["sequence_id"])
+        if seq is None:
+            return self.record_end(models.ERRORED, 10, "Sequence was deleted before the instance started")
+        seq_dir = self.work / "sequence"
+        seq_dir.mkdir()
+        manifest = json.loads(seq["manifest"])
+        try:
+            self.unpack(seq, seq_dir)
+        except Exception as exc:  # a package that cannot be unpacked ends the instance, not the runner
+            logger.exception("unpack failed")
+            return self.record_end(models.ERRORED, 10, f"Sequence unpack failed: {exc}")
+        runtime = packages.runtime_of(manifest)
+        if not any((seq_dir / c).is_file() for c in packages.entrypoint_candidates(manifest)):
+            return self.record_end(models.ERRORED, 21, packages.invalid_main_message(manifest))
+        start = {"main": manifest["main"], "args": json.loads(self.item.get("args", "[]")),
+                 "config": json.loads(self.item.get("app_config", "null")), "instanceId": self.id}
+        if runtime == "python" and start["config"] is None:
+            start["config"] = {}
+        child_mod.make_undumpable()
+        try:
+            child = child_mod.spawn(runtime, seq_dir, start, self.work)
+        except child_mod.HostUnavailable as exc:
+            return self.record_end(models.ERRORED, 20, str(exc))
+        return self.supervise(child, manifest)
+
+    def unpack(self, seq: dict, dest: Path) -> None:
+        limits = packages.Limits(self.settings.max_unpacked_bytes, self.settings.max_package_files)
+        with tempfile.TemporaryFile(dir=self.work) as fh:
+            aws.client("s3").download_fileobj(self.settings.bucket, seq["package_key"], fh)
+            fh.seek(0)
+            packages.scan(fh, limits, dest=dest)
+
+    def supervise(self, child: child_mod.Child, manifest: dict) -> str:
+        fds = child.readers
+        pumps = [pump_fd(fds[name], self.channels[name]) for name in ("output", "stdout", "stderr", "log")]
+        threading.Thread(target=self.read_events, args=(fds["events"],), daemon=True).start()
+        feeders = {"input": Feeder(self.settings.bucket, child.input_w, "input", preamble=True),
+                   "stdin": Feeder(self.settings.bucket, fds["stdin"], "stdin", preamble=False)}
+        stop_flusher = threading.Event()
+        flusher = threading.Thread(target=self.flush_loop, args=(stop_flusher,), daemon=True)
+        flusher.start()
+
+        last_write = 0.0
+        written = self.counters()
+        while child.proc.poll() is None:
+            now = time.monotonic()
+            counters = self.counters()
+            first_output = any(counters[k] and not written[k] for k in counters)
+            due = now - last_write >= (PROGRESS_INTERVAL if counters != written else HEARTBEAT_INTERVAL)
+            if first_output or due:
+                self.control(child, feeders, self.heartbeat(counters))
+                written, last_write = counters, now
+            self.enforce(child)
+            time.sleep(0.05)
+
+        exit_code = child.proc.returncode
+        for pump in pumps:
+            pump.join(timeout=2.0)
+        child.signal_group(9)  # anything the host left behind goes with it
+        for feeder in feeders.values():
+            feeder.close()
+        stop_flusher.set()
+        flusher.join()
+        status, code, reason = models.end_state(
+            exit_code, killed=self.killed, stopped=self.stopped,
+            invalid_main_message=packages.invalid_main_message(manifest))
+        if self.timed_out:
+            status, reason = models.ERRORED, models.REASON_TIMED_OUT
+        return self.record_end(status, code, reason)
+
+    # -- pieces --------------------------------------------------------------------------------
+    def counters(self) -> dict[str, int]:
+        return {name: ch.events_written for name, ch in self.channels.items()}
+
+    def flush_loop(self, stop: threading.Event) -> None:
+        while not stop.wait(FLUSH_INTERVAL):
+            self.flush_all()
+        self.flush_all()
+
+    def flush_all(self) -> None:
+        for ch in self.channels.values():
+            try:
+                ch.flush()
+            except Exception:  # a CloudWatch hiccup must not lose the run; retry next interval
+                logger.exception("flush failed", extra={"channel": ch.name})
+
+    def read_events(self, fd: int) -> None:
+        with os.fdopen(fd, "rb") as pipe:
+            for line in pipe:
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    continue
+                kind = msg.get("type")
+                if kind == "health":
+                    self.health = {"healthy": bool(msg.get("healthy", True))}
+                elif kind == "keepalive":
+                    self.keepalive = True
+                    self.stop_deadline = None
+                elif kind == "event":
+                    with self.events_lock:
+                        self.events[str(msg.get("name"))] = msg.get("message")
+                    self.publish_events()
+
+    def publish_events(self) -> None:
+        with self.events_lock:
+            pending, self.events = self.events, {}
+        if pending:
+            fields = {f"ev:{name}": json.dumps({"message": message, "at": clock.now()})
+                      for name, message in pending.items()}
+            self.store.update_instance(self.id, fields)
+
+    def heartbeat(self, counters: dict[str, int]) -> dict | None:
+        fields: dict = {"heartbeat": clock.now()}
+        for name, count in counters.items():
+            fields[f"n_{name}"] = count
+            if self.channels[name].closed and self.channels[name].pending() == 0:
+                fields[f"end_{name}"] = True
+        if self.health is not None:
+            fields["health"] = self.health
+        return self.store.update_instance(self.id, fields, return_new=True)
+
+    def control(self, child: child_mod.Child, feeders: dict[str, Feeder], item: dict | None) -> None:
+        """Act on what the API asked for since the last heartbeat: kill, stop, events, input."""
+        if item is None:
+            return
+        if item.get("kill_requested") and self.kill_at is None:
+            self.killed = True
+            child.send({"type": "kill"})
+            self.kill_at = time.monotonic() + KILL_GRACE
+        stop = item.get("stop_requested")
+        if stop and not self.stopped and not self.killed:
+            request = json.loads(stop)
+            self.stopped = True
+            child.send({"type": "stop", "timeout": request["timeout"],
+                        "canCallKeepalive": request["canCallKeepalive"]})
+            self.stop_deadline = time.monotonic() + request["timeout"] / 1000
+        inbox = item.get("inbox") or []
+        for event in inbox[self.inbox_seen:]:
+            child.send({"type": "event", "name": event["name"], "message": json.loads(event["message"])})
+        self.inbox_seen = len(inbox)
+        for name, feeder in feeders.items():
+            keys = item.get(f"{name}_keys") or []
+            feeder.offer(keys, item.get(f"{name}_type"), bool(item.get(f"{name}_end")))
+
+    def enforce(self, child: child_mod.Child) -> None:
+        now = time.monotonic()
+        if self.kill_at is not None and now >= self.kill_at:
+            child_mod.kill_group(child)
+        if self.stop_deadline is not None and now >= self.stop_deadline and not self.keepalive:
+            child_mod.kill_group(child)
+        if not self.timed_out and self.remaining_ms() < DEADLINE_MARGIN_MS:
+            logger.warning("stopping the instance before the runner's deadline")
+            self.timed_out = True
+            child_mod.kill_group(child)
+
+    def record_end(self, status: str, exit_code: int, reason: str) -> str:
+        log = self.channels["log"]
+        line = {"ts": int(clock.now() * 1000), "level": "INFO" if status == models.COMPLETED else "ERROR",
+                "from": "Runner", "msg": f"{reason} (exit code {exit_code})"}
+        log.closed = False
+        log.append((json.dumps(line) + "\n").encode())
+        log.close()
+        for ch in self.channels.values():
+            ch.close()
+        self.flush_all()
+        self.publish_events()
+        ended = clock.now()
+        fields = {"status": status, "exitcode": exit_code, "reason": reason, "ended": ended,
+                  "expires_at": int(ended + self.settings.retention_seconds), "heartbeat": ended}
+        for name, ch in self.channels.items():
+            fields[f"n_{name}"] = ch.events_written
+            fields[f"end_{name}"] = True
+        self.store.update_instance(self.id, fields)
+        logger.info("instance ended", extra={"status": status, "exit_code": exit_code, "reason": reason})
+        return status

@@ -1,0 +1,3 @@
+from si.cli import main
+
+main()

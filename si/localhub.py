@@ -1,0 +1,125 @@
+"""The embedded local hub: moto (provisioned from infra/template.yaml), the Chalice app, local runners.
+
+Everything runs in this one foreground process, except the runners: each instance gets its own OS
+process, as Lambda would give it its own invocation.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "infra" / "template.yaml"
+STACK = "sequence-hub-local"
+REGION = "us-east-1"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def provision(stage: str = "local") -> dict[str, str]:
+    """Create the template's stack (on whatever endpoint botocore is pointed at) and return its outputs."""
+    cfn = boto3.client("cloudformation", region_name=REGION)
+    cfn.create_stack(StackName=f"{STACK}-{stage}", TemplateBody=TEMPLATE.read_text(),
+                     Parameters=[{"ParameterKey": "Stage", "ParameterValue": stage}])
+    cfn.get_waiter("stack_create_complete").wait(StackName=f"{STACK}-{stage}",
+                                                  WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    stack = cfn.describe_stacks(StackName=f"{STACK}-{stage}")["Stacks"][0]
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    # moto creates the table but ignores TimeToLiveSpecification (aws-notes): apply it explicitly.
+    boto3.client("dynamodb", region_name=REGION).update_time_to_live(
+        TableName=outputs["TableName"],
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
+    return outputs
+
+
+def hub_environment(outputs: dict[str, str], retention: int, stage: str = "local") -> dict[str, str]:
+    """The app's settings for these resources (what infra/wire.py writes into a deployed stage)."""
+    return {"SEQHUB_TABLE": outputs["TableName"], "SEQHUB_BUCKET": outputs["BucketName"],
+            "SEQHUB_LOG_GROUP": outputs["LogGroupName"], "SEQHUB_STAGE": stage,
+            "SEQHUB_RETENTION_SECONDS": str(retention), "RUNNER_INVOKE_MODE": "local",
+            # The hub's console is for problems, not for every instance's progress.
+            "POWERTOOLS_LOG_LEVEL": "WARNING"}
+
+
+def _quiet_handler_base():
+    from chalice.local import ChaliceRequestHandler
+
+    return ChaliceRequestHandler
+
+
+class _QuietHandler(_quiet_handler_base()):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the stdlib's name)
+        """Per-request lines are noise for a local hub."""
+
+
+@dataclass
+class LocalHub:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    retention: int = 3600
+
+    def start(self) -> str:
+        """Start moto and the API in background threads; return the API URL."""
+        from chalice.config import Config
+        from chalice.local import create_local_server
+        from moto.server import ThreadedMotoServer
+
+        # The hub announces itself; per-request lines from werkzeug and Chalice are noise here.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        logging.getLogger("chalice").setLevel(logging.WARNING)
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+        self._moto.start()
+        moto_url = f"http://127.0.0.1:{self._moto._port}"
+        # Fake credentials, the moto endpoint: botocore in this process and in every runner it starts.
+        os.environ.update({"AWS_ENDPOINT_URL": moto_url, "AWS_ACCESS_KEY_ID": "local",
+                           "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": REGION,
+                           "AWS_REGION": REGION})
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+            os.environ.pop(name, None)
+        os.environ.update(hub_environment(provision(), self.retention))
+
+        import app as hub_app
+
+        config = Config.create(chalice_stage="local", app_name="sequence-hub", chalice_app=hub_app.app,
+                               config_from_disk=json.loads((ROOT / ".chalice" / "config.json").read_text()),
+                               project_dir=str(ROOT))
+        self._server = create_local_server(hub_app.app, config, self.host, self.port)
+        self._server.server.RequestHandlerClass = functools.partial(
+            _QuietHandler, app_object=hub_app.app, config=config)
+        self._thread = threading.Thread(target=self._server.server.serve_forever, daemon=True)
+        self._thread.start()
+        return f"http://{self.host}:{self._server.server.server_address[1]}/api/v1"
+
+    def stop(self) -> None:
+        from chalicelib import invoker
+
+        self._server.server.shutdown()
+        self._server.server.server_close()
+        invoker.stop_local_runners()
+        self._moto.stop()
+
+    def run_forever(self, announce) -> None:
+        """Start, announce the URL, and block until SIGINT or SIGTERM; then stop cleanly."""
+        done = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: done.set())
+        url = self.start()
+        announce(url)
+        try:
+            done.wait()
+        finally:
+            self.stop()

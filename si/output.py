@@ -1,0 +1,71 @@
+"""How results are shown: data on stdout (a table or JSON), messages on stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+import click
+
+_state = {"format": "pretty"}
+
+
+def set_format(fmt: str) -> None:
+    _state["format"] = fmt
+
+
+def is_json() -> bool:
+    return _state["format"] == "json"
+
+
+def message(text: str) -> None:
+    click.echo(text, err=True)
+
+
+def data(obj: Any, pretty: str | None = None) -> None:
+    """Print a result: one JSON document in json format, else ``pretty`` (or indented JSON)."""
+    if is_json():
+        click.echo(json.dumps(obj, separators=(",", ":")))
+    elif pretty is not None:
+        click.echo(pretty)
+    else:
+        click.echo(json.dumps(obj, indent=2))
+
+
+def age(iso: str | None) -> str:
+    if not iso:
+        return ""
+    then = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    seconds = int(time.time() - then.timestamp())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{max(seconds, 0)}s ago"
+
+
+def table(rows: list[dict], columns: Sequence[tuple[str, str]], raw: Any) -> None:
+    """A table of ``rows`` (``columns`` = (header, key)); JSON of ``raw`` in json format."""
+    if is_json():
+        data(raw)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    if not rows:
+        message("(none)")
+        return
+    tbl = Table(box=None, pad_edge=False, header_style="bold")
+    for header, _ in columns:
+        tbl.add_column(header, no_wrap=True)
+    for row in rows:
+        tbl.add_row(*[str(row.get(key, "") if row.get(key) is not None else "") for _, key in columns])
+    # On a pipe there is no width to fit: never cut an id in two.
+    width = None if sys.stdout.isatty() else 1000
+    Console(file=sys.stdout, width=width).print(tbl)
+
+
+def now_utc() -> str:
+    return datetime.now(timezone.utc).isoformat()

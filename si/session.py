@@ -1,0 +1,58 @@
+"""``-`` means "the last one" of this terminal session, as in Scramjet's ``si``.
+
+Remembered per session id (the shell's, from ``getsid``) in ``$TMPDIR/.si-tmp/<sid>/session-config.json``;
+``SI_SESSION_ID`` overrides the id (scripts and tests that want their own "last").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import SiError
+
+KEYS = {"package": "lastPackagePath", "sequence": "lastSequenceId", "instance": "lastInstanceId"}
+
+
+def _path() -> Path:
+    sid = os.environ.get("SI_SESSION_ID") or str(os.getsid(0))
+    return Path(tempfile.gettempdir()) / ".si-tmp" / sid / "session-config.json"
+
+
+def _load() -> dict:
+    try:
+        return json.loads(_path().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def remember(kind: str, value: str) -> None:
+    data = _load()
+    data[KEYS[kind]] = value
+    path = _path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+def forget(kind: str, value: str | None = None) -> None:
+    data = _load()
+    if value is None or data.get(KEYS[kind]) == value:
+        data.pop(KEYS[kind], None)
+        if _path().parent.exists():
+            _path().write_text(json.dumps(data))
+
+
+def resolve(kind: str, value: str) -> str:
+    """``value``, or the remembered last ``kind`` when ``value`` is ``-``."""
+    if value != "-":
+        return value
+    found = _load().get(KEYS[kind])
+    if not found:
+        raise SiError(f"no last {kind} in this terminal session: you can't use '-' to replace it yet")
+    return found
+
+
+def show() -> dict:
+    return _load()
