@@ -10,7 +10,7 @@ from typing import Any, Callable
 from chalice import Chalice, Response
 
 from chalicelib import __version__, config, instances, sequences
-from chalicelib.errors import BadRequest, HubError
+from chalicelib.errors import BadRequest, HubError, NotAcceptable
 from chalicelib.observability import logger
 
 app = Chalice(app_name="sequence-hub")
@@ -154,8 +154,17 @@ def _channel(inst_id: str, channel: str) -> Response:
     plain = "cursor" not in params  # STH clients: wait for the end, answer the whole channel
     page = instances.read_channel(_settings(), inst_id, channel, params.get("cursor"),
                                   MAX_WAIT_SECONDS if plain else _wait(), until_end=plain)
-    return Response(body=page["data"], status_code=200, headers={
-        "Content-Type": "application/octet-stream", "X-Next-Cursor": page["cursor"],
+    body, content_type = page["data"], "application/octet-stream"
+    accept = app.current_request.headers.get("accept") or ""
+    if not ("*/*" in accept or "application/octet-stream" in accept):
+        # API Gateway (and Chalice) only send binary to clients that accept it; text still works.
+        try:
+            body = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise NotAcceptable("this channel holds binary data: send Accept: application/octet-stream") from None
+        content_type = "text/plain; charset=utf-8"
+    return Response(body=body, status_code=200, headers={
+        "Content-Type": content_type, "X-Next-Cursor": page["cursor"],
         "X-Channel-Ended": "true" if page["ended"] else "false"})
 
 

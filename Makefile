@@ -1,0 +1,29 @@
+# Two commands matter: `make demo` and `make test`. Both create and use .venv at the repo root.
+SHELL := /bin/bash
+# Python 3.12 where pyenv has it (the Lambda runtime), else python3.12, else python3.
+PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3) $(shell command -v python3.12) $(shell command -v python3))
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt -e .
+	touch $@
+
+demo: $(BIN)/.installed
+	@bash examples/demo.sh
+
+lint: $(BIN)/.installed
+	$(BIN)/cfn-lint infra/template.yaml
+
+test: $(BIN)/.installed lint
+	$(BIN)/pytest
+
+bench: $(BIN)/.installed
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) examples/*.tar.gz .pytest_cache

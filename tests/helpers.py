@@ -1,0 +1,42 @@
+"""Building packages in tests: real tar.gz archives made from a dict of files."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+SEQUENCES = Path(__file__).resolve().parent / "sequences"
+
+
+def make_package(files: dict[str, bytes | str | dict]) -> bytes:
+    """A tar.gz with ``files`` at the archive root (dict values are written as JSON)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, content in files.items():
+            if isinstance(content, dict):
+                content = json.dumps(content)
+            data = content.encode() if isinstance(content, str) else content
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def package_dir(path: Path) -> bytes:
+    """A directory's files as a package."""
+    return make_package({p.relative_to(path).as_posix(): p.read_bytes()
+                         for p in sorted(path.rglob("*")) if p.is_file()})
+
+
+def js_package(source: str, name: str = "seq-js", main: str = "index.js") -> bytes:
+    return make_package({"package.json": {"name": name, "version": "1.0.0", "main": main}, main: source})
+
+
+def py_package(source: str, name: str = "seq-py", main: str = "main.py") -> bytes:
+    return make_package({"package.json": {"name": name, "version": "1.0.0", "main": main,
+                                          "engines": {"python3": "3.12"}}, main: source})
