@@ -1,0 +1,127 @@
+"""The runner run directly on real packages, under moto: exactly once, every end state, flushing."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import threading
+import time
+
+import pytest
+
+from chalicelib import clock, instances, invoker, models, sequences
+from chalicelib.runner.service import run_instance
+from chalicelib.store import Store
+
+from .helpers import EXAMPLES, js_package, package_dir, py_package
+
+
+@pytest.fixture(autouse=True)
+def invoked(monkeypatch) -> list[str]:
+    """Starts only record the invocation here: these tests run the runner themselves."""
+    calls: list[str] = []
+    monkeypatch.setattr(invoker, "invoke", lambda _settings, inst_id: calls.append(inst_id))
+    return calls
+
+
+def created(settings, body: bytes, args=None) -> str:
+    """An instance record in ``starting``, as the API leaves it for a runner."""
+    seq_id = sequences.create(settings, body)["id"]
+    return instances.start(settings, seq_id, {"args": args or []})["id"]
+
+
+def output_of(settings, inst_id: str, channel: str = "output") -> bytes:
+    return instances.read_channel(settings, inst_id, channel, None, 0, until_end=True)["data"]
+
+
+def far() -> int:
+    return 600_000
+
+
+@pytest.mark.parametrize("example", ["counter-js", "counter-py"])
+def test_counters_run_to_completion(settings, example):
+    inst = created(settings, package_dir(EXAMPLES / example), [3000, 10])
+    assert run_instance(settings, inst, far) == models.COMPLETED
+    assert output_of(settings, inst) == "".join(f"{n}\n" for n in range(3000, 3010)).encode()
+    item = Store(settings.table).get_instance(inst)
+    assert item["exitcode"] == 0 and item["expires_at"] == int(item["ended"] + settings.retention_seconds)
+    assert all(item[f"end_{c}"] for c in ("output", "stdout", "stderr", "log"))
+
+
+def test_a_second_delivery_never_runs_the_sequence_again(settings):
+    inst = created(settings, py_package("def run(context, input):\n    print('ran')\n"))
+    assert run_instance(settings, inst, far) == models.COMPLETED
+    assert run_instance(settings, inst, far) == "skipped"
+    assert output_of(settings, inst, "stdout") == b"ran\n"
+
+
+def test_main_that_is_not_a_file_fails_with_sths_message(settings):
+    # "main" names a directory: the upload check sees the name, only running it can tell.
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        manifest = json.dumps({"name": "bad", "main": "app", "engines": {"python3": "3.12"}}).encode()
+        info = tarfile.TarInfo("package.json")
+        info.size = len(manifest)
+        tar.addfile(info, io.BytesIO(manifest))
+        folder = tarfile.TarInfo("app")
+        folder.type = tarfile.DIRTYPE
+        tar.addfile(folder)
+    inst = created(settings, buf.getvalue())
+    assert run_instance(settings, inst, far) == models.ERRORED
+    assert instances.view(instances.get_item(settings, inst))["terminated"] == {
+        "exitcode": 21,
+        "reason": "Sequence entrypoint path app is invalid. Check `main` field in Sequence package.json"}
+
+
+def test_kill_ends_a_busy_loop_within_seconds(settings):
+    inst = created(settings, js_package("module.exports = function () { while (true) {} };"))
+    done = {}
+    thread = threading.Thread(target=lambda: done.setdefault("status", run_instance(settings, inst, far)))
+    thread.start()
+    wait_for(lambda: Store(settings.table).get_instance(inst)["status"] == models.RUNNING)
+    instances.request_kill(settings, inst)
+    thread.join(timeout=20)
+    assert not thread.is_alive()
+    view = instances.view(instances.get_item(settings, inst))
+    assert view["status"] == "completed"
+    assert view["terminated"] == {"exitcode": 137, "reason": "Instance killed"}
+
+
+def test_deadline_flushes_output_then_records_timed_out(settings):
+    source = ("import asyncio\n\n"
+              "async def run(context, input):\n"
+              "    yield 'before the deadline\\n'\n"
+              "    await asyncio.sleep(3600)\n")
+    inst = created(settings, py_package(source))
+    deadline = time.monotonic() + 8  # the runner stops 5 s before it
+    status = run_instance(settings, inst, lambda: int((deadline - time.monotonic()) * 1000))
+    assert status == models.ERRORED
+    assert instances.view(instances.get_item(settings, inst))["terminated"]["reason"] == "timed out"
+    assert output_of(settings, inst) == b"before the deadline\n"
+
+
+def test_a_runner_that_stops_heartbeating_is_reported_lost(settings, monkeypatch):
+    inst = created(settings, py_package("def run(context, input):\n    pass\n"))
+    Store(settings.table).update_instance(inst, {"status": models.RUNNING, "heartbeat": clock.now()})
+    later = clock.now() + settings.lost_after_seconds + 1
+    monkeypatch.setattr(clock, "now", lambda: later)
+    view = instances.view(instances.get_item(settings, inst))
+    assert view["status"] == "errored" and view["terminated"]["reason"] == "lost"
+
+
+def test_child_environment_is_scrubbed(settings, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "very-secret")
+    source = "import os, json\n\ndef run(context, input):\n    return json.dumps(dict(os.environ))\n"
+    inst = created(settings, py_package(source))
+    run_instance(settings, inst, far)
+    env = json.loads(output_of(settings, inst))
+    assert not [k for k in env if k.startswith(("AWS_", "SEQHUB_TABLE", "SEQHUB_BUCKET", "RUNNER_"))]
+    assert "very-secret" not in json.dumps(env)
+
+
+def wait_for(predicate, timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end, "condition not reached"
+        time.sleep(0.1)
