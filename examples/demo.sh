@@ -8,14 +8,18 @@ PORT="${PORT:-8000}"
 export SI_API_URL="http://127.0.0.1:$PORT/api/v1"
 export SI_SESSION_ID="demo-$$"
 
-si hub start --port "$PORT" 2> >(sed 's/^/[hub] /' >&2) &
+HUB_LOG="$(mktemp)"
+si hub start --port "$PORT" 2>"$HUB_LOG" &
 HUB=$!
-trap 'kill -TERM $HUB 2>/dev/null; wait $HUB 2>/dev/null || true' EXIT
+trap 'kill -TERM $HUB 2>/dev/null; wait $HUB 2>/dev/null || true; rm -f "$HUB_LOG"' EXIT
 for _ in $(seq 1 120); do
   si hub version >/dev/null 2>&1 && break
-  kill -0 $HUB 2>/dev/null || { echo "the embedded hub did not start (is port $PORT free?)" >&2; exit 1; }
+  if ! kill -0 $HUB 2>/dev/null; then
+    echo "the embedded hub did not start:" >&2; cat "$HUB_LOG" >&2; exit 1
+  fi
   sleep 0.25
 done
+echo "Embedded hub running at $SI_API_URL"
 
 run() { printf '$ %s\n' "$*"; "$@"; }
 for example in counter-js counter-py; do
