@@ -228,7 +228,8 @@ class Host:
 
     async def forward(self, result, ndjson):
         self.output = Output(_fd("output"), ndjson=ndjson)
-        if inspect.isawaitable(result):
+        # Not isawaitable(): a scramjet Stream defines __await__ only to refuse it.
+        if inspect.iscoroutine(result) or isinstance(result, asyncio.Future):
             result = await result
         flusher = asyncio.ensure_future(self._flush_often())
         try:

@@ -1,0 +1,3 @@
+module.exports = function () {
+  for (;;) {} // never yields to the event loop
+};

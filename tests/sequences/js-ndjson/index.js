@@ -1,0 +1,3 @@
+module.exports = async function* (input) {
+  for await (const item of input) yield { name: item.name, upper: item.name.toUpperCase() };
+};

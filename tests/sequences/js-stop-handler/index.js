@@ -1,0 +1,8 @@
+module.exports = function () {
+  this.addStopHandler(async () => {
+    process.stdout.write("Cleaning up... ");
+    await new Promise((r) => setTimeout(r, 1000));
+    process.stdout.write("Cleanup done.\n");
+  });
+  return new Promise(() => {});
+};

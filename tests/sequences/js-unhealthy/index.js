@@ -1,0 +1,4 @@
+module.exports = function () {
+  this.addMonitoringHandler(() => ({ healthy: false }));
+  return new Promise(() => {});
+};

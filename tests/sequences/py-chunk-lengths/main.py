@@ -1,0 +1,2 @@
+def run(context, input):
+    return input.map(len).map(lambda n: f"{n},")

@@ -1,0 +1,6 @@
+import sys
+
+
+def run(context, input):
+    for line in sys.stdin:
+        print(f"Got on stdin: {line.strip()}")

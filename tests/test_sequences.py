@@ -1,0 +1,226 @@
+"""Scramjet-compatible behaviour, sample by sample (tests/sequences/), through the API with the real
+runner and hosts. The runner runs in a thread here, as a Lambda would run beside the API."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+
+import pytest
+
+from chalicelib import config, instances, invoker, models
+from chalicelib.runner.service import run_instance
+
+from .helpers import SEQUENCES, package_dir
+
+JSON = {"Content-Type": "application/json"}
+BINARY = {"Accept": "application/octet-stream"}
+
+
+@pytest.fixture
+def hub(api, monkeypatch):
+    """The API, with each start running its runner in a background thread."""
+    threads: dict[str, threading.Thread] = {}
+
+    def invoke(settings, inst_id):
+        thread = threading.Thread(target=run_instance, args=(settings, inst_id, lambda: 600_000), daemon=True)
+        threads[inst_id] = thread
+        thread.start()
+
+    monkeypatch.setattr(invoker, "invoke", invoke)
+    yield api
+    settings = config.load()
+    for inst_id, thread in threads.items():
+        if thread.is_alive():
+            try:
+                instances.request_kill(settings, inst_id, require_running=False)
+            except Exception:
+                pass
+            thread.join(timeout=30)
+        assert not thread.is_alive(), f"runner of {inst_id} did not end"
+
+
+def start(api, name: str, args=None, **extra) -> str:
+    resp = api.http.post("/api/v1/sequence", headers={"Content-Type": "application/octet-stream"},
+                         body=package_dir(SEQUENCES / name))
+    assert resp.status_code == 200, resp.body
+    seq_id = json.loads(resp.body)["id"]
+    resp = api.http.post(f"/api/v1/sequence/{seq_id}/start", headers=JSON,
+                         body=json.dumps({"args": args or [], **extra}))
+    assert resp.status_code == 200, resp.body
+    return json.loads(resp.body)["id"]
+
+
+def info(api, inst: str) -> dict:
+    return json.loads(api.http.get(f"/api/v1/instance/{inst}").body)
+
+
+def wait_status(api, inst: str, statuses, timeout: float = 30.0) -> dict:
+    end = time.monotonic() + timeout
+    while True:
+        found = info(api, inst)
+        if found["status"] in statuses:
+            return found
+        assert time.monotonic() < end, f"status stayed {found['status']}"
+        time.sleep(0.1)
+
+
+def read(api, inst: str, channel: str = "output", until: bytes | None = None, timeout: float = 30.0) -> bytes:
+    """Follow a channel with cursors until it ends (or holds ``until``)."""
+    data, cursor, end = b"", "", time.monotonic() + timeout
+    while time.monotonic() < end:
+        resp = api.http.get(f"/api/v1/instance/{inst}/{channel}?cursor={cursor}&wait=2", headers=BINARY)
+        assert resp.status_code == 200, resp.body
+        data += resp.body
+        cursor = resp.headers["X-Next-Cursor"]
+        if resp.headers["X-Channel-Ended"] == "true" or (until is not None and until in data):
+            return data
+    raise AssertionError(f"{channel} did not end; got {data!r}")
+
+
+def send_input(api, inst: str, data: bytes, content_type="text/plain", end=True, stream="input") -> int:
+    resp = api.http.post(f"/api/v1/instance/{inst}/{stream}", body=data, headers={
+        "Content-Type": content_type, "x-end-stream": "true" if end else "false"})
+    assert resp.status_code in (200, 202), resp.body
+    return resp.status_code
+
+
+def control(api, inst: str, op: str, body) -> tuple[int, dict]:
+    resp = api.http.post(f"/api/v1/instance/{inst}/{op}", headers=JSON, body=json.dumps(body))
+    return resp.status_code, json.loads(resp.body)
+
+
+def test_input_to_output_python(hub):
+    inst = start(hub, "py-hello")
+    # Sent before the runner has read anything: input is durable, nothing is lost.
+    assert send_input(hub, inst, b"Alice\n", end=False) == 202
+    assert send_input(hub, inst, b"Bob\n", end=True) == 200
+    assert read(hub, inst) == b"Hello Alice!\nHello Bob!\n"  # text input arrives as lines
+    assert wait_status(hub, inst, models.FINAL)["status"] == "completed"
+
+
+def test_input_to_output_node(hub):
+    inst = start(hub, "js-hello")
+    send_input(hub, inst, b"Alice")
+    assert read(hub, inst) == b"Hello Alice!"  # a raw stream: passed through, no newline added
+    assert read(hub, inst, "stdout") == b"Hello Alice!\n"
+    assert wait_status(hub, inst, models.FINAL)["status"] == "completed"
+
+
+def test_python_text_input_arrives_as_lines(hub):
+    inst = start(hub, "py-chunk-lengths")
+    send_input(hub, inst, "foo\nbar baz\nżółw\n".encode())
+    assert read(hub, inst) == b"4,8,5,"
+
+
+def test_python_octet_stream_input_arrives_as_chunks(hub):
+    inst = start(hub, "py-chunk-lengths")
+    send_input(hub, inst, b"\x00" * 20, content_type="application/octet-stream")
+    assert read(hub, inst) == b"20,"
+
+
+def test_node_ndjson_input_is_parsed_and_generator_output_is_json_lines(hub):
+    inst = start(hub, "js-ndjson")
+    send_input(hub, inst, b'{"name": "Alice"}\n{"name": "Bob"}\n', content_type="application/x-ndjson")
+    lines = [json.loads(line) for line in read(hub, inst).decode().splitlines()]
+    assert lines == [{"name": "Alice", "upper": "ALICE"}, {"name": "Bob", "upper": "BOB"}]
+
+
+def test_first_input_needs_a_content_type_and_fixes_it(hub):
+    inst = start(hub, "js-checksum")
+    resp = hub.http.post(f"/api/v1/instance/{inst}/input", body=b"x",
+                         headers={"Content-Type": "application/json"})
+    assert resp.status_code == 415 or "Content-Type" in json.loads(resp.body)["error"]
+    send_input(hub, inst, b'{"a":1}', end=True)
+    assert read(hub, inst) == hashlib.md5(b'{"a":1}').hexdigest().encode()
+    log = [json.loads(line) for line in read(hub, inst, "log").decode().splitlines()]
+    assert any(line["msg"] == "read 7 characters" for line in log)
+
+
+@pytest.mark.parametrize("name, prefix", [("py-stdio", b"Got on stdin: "), ("js-stdio", b">>> ")])
+def test_stdin_to_stdout(hub, name, prefix):
+    inst = start(hub, name)
+    send_input(hub, inst, b"python runner\n", stream="stdin", content_type="application/octet-stream")
+    assert read(hub, inst, "stdout") == prefix + b"python runner\n"
+
+
+def test_typed_args_reach_a_never_ending_passthrough(hub):
+    inst = start(hub, "js-args-to-output", ["Hello", 123, {"abc": 456}, ["789"]])
+    assert read(hub, inst, until=b"789\n") == b"Hello\n123\n456\n789\n"
+    status, body = control(hub, inst, "_kill", {})
+    assert status == 202 and body["status"] == "killing"
+    assert wait_status(hub, inst, models.FINAL)["terminated"] == {"exitcode": 137, "reason": "Instance killed"}
+
+
+@pytest.mark.parametrize("name", ["py-stop-handler", "js-stop-handler"])
+def test_stop_runs_the_stop_handler_then_ends(hub, name):
+    inst = start(hub, name)
+    wait_status(hub, inst, ["running"])
+    time.sleep(0.5)  # let the host register its handler; a stop before that is simply a stop
+    status, body = control(hub, inst, "_stop", {"timeout": 4000, "canCallKeepalive": False})
+    assert status == 202 and body["status"] == "stopping"
+    final = wait_status(hub, inst, models.FINAL)
+    assert final["terminated"] == {"exitcode": 138, "reason": "Instance stopped"}
+    assert read(hub, inst, "stdout") == b"Cleaning up... Cleanup done.\n"
+
+
+def test_keep_alive_prevents_the_stop(hub):
+    inst = start(hub, "py-keep-alive", ["SEND_KEEPALIVE"])
+    wait_status(hub, inst, ["running"])
+    time.sleep(0.5)
+    control(hub, inst, "_stop", {"timeout": 1500, "canCallKeepalive": True})
+    time.sleep(4)
+    assert info(hub, inst)["status"] == "stopping"  # STH leaves it "stopping", alive
+    assert json.loads(hub.http.get(f"/api/v1/instance/{inst}/health").body)["healthy"] is True
+
+
+def test_kill_a_busy_loop(hub):
+    inst = start(hub, "js-busy-loop")
+    wait_status(hub, inst, ["running"])
+    control(hub, inst, "_kill", {})
+    assert wait_status(hub, inst, models.FINAL, timeout=15)["terminated"]["exitcode"] == 137
+
+
+def test_kill_needs_a_running_instance(hub):
+    inst = start(hub, "py-hello")
+    send_input(hub, inst, b"x\n")
+    wait_status(hub, inst, models.FINAL)
+    status, body = control(hub, inst, "_kill", {})
+    assert status == 400 and body == {"error": "Instance not running"}
+
+
+@pytest.mark.parametrize("name", ["py-events", "js-events"])
+def test_events_round_trip(hub, name):
+    inst = start(hub, name)
+    wait_status(hub, inst, ["running"])
+    time.sleep(0.5)
+    status, body = control(hub, inst, "_event", [5001, {"eventName": "test-event", "message": "foo"}])
+    assert status == 200 and body == {"accepted": "OK"}
+    resp = hub.http.get(f"/api/v1/instance/{inst}/event/test-response?wait=20")
+    assert resp.status_code == 200 and json.loads(resp.body) == "reply to foo"
+    status, body = control(hub, inst, "_event", {"message": "no name"})
+    assert status == 400 and body == {"error": "Invalid format, eventName missing."}
+
+
+@pytest.mark.parametrize("name", ["py-unhealthy", "js-unhealthy"])
+def test_unhealthy_health_check(hub, name):
+    inst = start(hub, name)
+    wait_status(hub, inst, ["running"])
+    end = time.monotonic() + 15
+    while time.monotonic() < end:
+        health = json.loads(hub.http.get(f"/api/v1/instance/{inst}/health").body)
+        if health.get("healthy") is False:
+            break
+        time.sleep(0.3)
+    assert health["healthy"] is False
+
+
+@pytest.mark.parametrize("name", ["py-binary", "js-binary"])
+def test_binary_output_round_trips_byte_for_byte(hub, name):
+    inst = start(hub, name)
+    data = read(hub, inst)
+    assert len(data) == 300_000
+    digest = read(hub, inst, "stdout").decode().strip()
+    assert hashlib.sha256(data).hexdigest() == digest
