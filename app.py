@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from chalice import Chalice, Response
 
-from chalicelib import __version__, config, instances, sequences
+from chalicelib import __version__, clock, config, instances, sequences
 from chalicelib.errors import BadRequest, HubError, NotAcceptable
 from chalicelib.observability import logger
 
@@ -233,6 +233,14 @@ def get_event(inst_id, name):
     return _json(message)
 
 
+@route("/instance/{inst_id}/once/{name}", methods=["GET"])
+def get_next_event(inst_id, name):
+    found, message = instances.last_event(_settings(), inst_id, name, _wait(), after=clock.now())
+    if not found:
+        return _error(404, f"no new event {name} from instance {inst_id} yet")
+    return _json(message)
+
+
 @route("/instance/{inst_id}/health", methods=["GET"])
 def instance_health(inst_id):
     return instances.health(_settings(), inst_id)
@@ -245,3 +253,12 @@ def runner(event, context):
 
     logger.structure_logs(append=False)
     return {"status": run_instance(_settings(), event["instance_id"], context.get_remaining_time_in_millis)}
+
+
+@app.lambda_function(name="cleanup")
+def cleanup(event, context):
+    """Fed by the table's stream (REMOVE records, i.e. TTL expiry): delete what the instance left."""
+    from chalicelib import cleanup as expiry
+
+    logger.structure_logs(append=False)
+    return {"purged": expiry.handle_stream(_settings(), event.get("Records", []))}

@@ -208,14 +208,17 @@ def send_event(settings: Settings, inst_id: str, body: Any) -> dict:
     return {"accepted": "OK"}
 
 
-def last_event(settings: Settings, inst_id: str, name: str, wait_seconds: float) -> tuple[bool, Any]:
-    """(found, message) of the last ``name`` event the instance emitted, waiting up to ``wait_seconds``."""
+def last_event(settings: Settings, inst_id: str, name: str, wait_seconds: float,
+               after: float | None = None) -> tuple[bool, Any]:
+    """(found, message) of the last ``name`` event the instance emitted (only one emitted after
+    ``after`` counts, when given), waiting up to ``wait_seconds`` for it."""
     deadline = time.monotonic() + wait_seconds
     while True:
         item = get_item(settings, inst_id)
         raw = item.get(f"ev:{name}")
-        if raw is not None:
-            return True, json.loads(raw)["message"]
+        event = json.loads(raw) if raw is not None else None
+        if event is not None and (after is None or event["at"] > after):
+            return True, event["message"]
         if item["status"] in models.FINAL or time.monotonic() >= deadline:
             return False, None
         time.sleep(0.25)

@@ -454,10 +454,11 @@ def event_emit(ctx: Ctx, inst_id: str, name: str, payload: str) -> None:
 @inst_event.command("on")
 @click.argument("inst_id")
 @click.argument("name")
+@click.option("-n", "--next", "next_only", is_flag=True, help="Wait for the next event, not the last one.")
 @pass_ctx
-def event_on(ctx: Ctx, inst_id: str, name: str) -> None:
+def event_on(ctx: Ctx, inst_id: str, name: str, next_only: bool) -> None:
     """Print the last NAME event the instance emitted (waiting for one).  Example: si inst event on - test-response"""
-    output.data(ctx.client.event(session.resolve("instance", inst_id), name))
+    output.data(ctx.client.event(session.resolve("instance", inst_id), name, next_only=next_only))
 
 
 # -- hub --------------------------------------------------------------------------------------------

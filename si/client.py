@@ -91,8 +91,9 @@ class Client:
         return self.json("POST", f"instance/{inst_id}/_event",
                          json=[5001, {"eventName": name, "message": message}])
 
-    def event(self, inst_id: str, name: str, wait: float = 20.0) -> Any:
-        return self.json("GET", f"instance/{inst_id}/event/{name}", params={"wait": wait})
+    def event(self, inst_id: str, name: str, wait: float = 20.0, next_only: bool = False) -> Any:
+        route = "once" if next_only else "event"
+        return self.json("GET", f"instance/{inst_id}/{route}/{name}", params={"wait": wait})
 
     def send_input(self, inst_id: str, stream: str, data: bytes, content_type: str, end: bool) -> None:
         self.request("POST", f"instance/{inst_id}/{stream}", data=data, headers={

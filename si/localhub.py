@@ -102,11 +102,24 @@ class LocalHub:
             _QuietHandler, app_object=hub_app.app, config=config)
         self._thread = threading.Thread(target=self._server.server.serve_forever, daemon=True)
         self._thread.start()
+        self._stop_sweeper = threading.Event()
+        threading.Thread(target=self._sweep, daemon=True).start()
         return f"http://{self.host}:{self._server.server.server_address[1]}/api/v1"
+
+    def _sweep(self) -> None:
+        """moto has no DynamoDB TTL: expire records and clean up after them, as AWS would."""
+        from chalicelib import cleanup, config
+
+        while not self._stop_sweeper.wait(min(30.0, max(1.0, self.retention / 4))):
+            try:
+                cleanup.sweep_expired(config.load())
+            except Exception:  # never let housekeeping take the hub down; try again next round
+                logging.getLogger(__name__).exception("expiry sweep failed")
 
     def stop(self) -> None:
         from chalicelib import invoker
 
+        self._stop_sweeper.set()
         self._server.server.shutdown()
         self._server.server.server_close()
         invoker.stop_local_runners()

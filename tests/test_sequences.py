@@ -200,6 +200,12 @@ def test_events_round_trip(hub, name):
     assert status == 200 and body == {"accepted": "OK"}
     resp = hub.http.get(f"/api/v1/instance/{inst}/event/test-response?wait=20")
     assert resp.status_code == 200 and json.loads(resp.body) == "reply to foo"
+    # once/<name> ignores the last event and waits for the next one.
+    later = threading.Timer(1.0, control, (hub, inst, "_event", [5001, {"eventName": "test-event", "message": "bar"}]))
+    later.start()
+    resp = hub.http.get(f"/api/v1/instance/{inst}/once/test-response?wait=20")
+    later.join()
+    assert resp.status_code == 200 and json.loads(resp.body) == "reply to bar"
     status, body = control(hub, inst, "_event", {"message": "no name"})
     assert status == 400 and body == {"error": "Invalid format, eventName missing."}
 
