@@ -103,6 +103,16 @@ def send_sequence():
     return sequences.create(_settings(), app.current_request.raw_body or b"")
 
 
+@route("/sequence/upload", methods=["POST"])
+def begin_upload():
+    return sequences.begin_upload(_settings())
+
+
+@route("/sequence/{seq_id}/commit", methods=["POST"])
+def commit_upload(seq_id):
+    return sequences.commit_upload(_settings(), seq_id)
+
+
 @route("/sequences", methods=["GET"])
 def list_sequences():
     settings = _settings()

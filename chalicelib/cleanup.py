@@ -58,3 +58,18 @@ def sweep_expired(settings: Settings) -> list[str]:
             records.append({"eventName": "REMOVE", "dynamodb": {"OldImage": {
                 "kind": {"S": INSTANCE}, "id": {"S": item["id"]}}}})
     return handle_stream(settings, records)
+
+
+UPLOAD_MAX_AGE_SECONDS = 86400  # the bucket's lifecycle rule for uploads/ on AWS
+
+
+def sweep_stale_uploads(settings: Settings, max_age: float = UPLOAD_MAX_AGE_SECONDS) -> list[str]:
+    """What the bucket's lifecycle rule does on AWS: drop uploads never committed."""
+    s3 = aws.client("s3")
+    cutoff = clock.now() - max_age
+    stale = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=settings.bucket, Prefix="uploads/"):
+        stale += [o["Key"] for o in page.get("Contents", []) if o["LastModified"].timestamp() < cutoff]
+    for key in stale:
+        s3.delete_object(Bucket=settings.bucket, Key=key)
+    return stale

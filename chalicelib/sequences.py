@@ -5,7 +5,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
+import tempfile
 import uuid
+
+from botocore.exceptions import ClientError
 
 from . import aws, clock, models, packages
 from .config import Settings
@@ -17,28 +21,81 @@ def package_key(seq_id: str) -> str:
     return f"packages/{seq_id}.tar.gz"
 
 
-def create(settings: Settings, body: bytes) -> dict:
-    """Validate ``body`` (a tar.gz); store it and record the sequence. A refused upload stores nothing."""
-    if len(body) > settings.max_package_bytes:
-        raise TooLarge(f"package is {len(body)} bytes; the direct upload limit is {settings.max_package_bytes}")
-    limits = packages.Limits(settings.max_unpacked_bytes, settings.max_package_files)
-    info = packages.scan(io.BytesIO(body), limits)
-    seq_id = str(uuid.uuid4())
-    key = package_key(seq_id)
-    s3 = aws.client("s3")
-    s3.put_object(Bucket=settings.bucket, Key=key, Body=body, ContentType="application/gzip")
+UPLOAD_URL_SECONDS = 3600
+_UPLOAD_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def upload_key(seq_id: str) -> str:
+    return f"uploads/{seq_id}.tar.gz"
+
+
+def _limits(settings: Settings) -> packages.Limits:
+    return packages.Limits(settings.max_unpacked_bytes, settings.max_package_files)
+
+
+def _record(settings: Settings, seq_id: str, info: packages.PackageInfo, size: int, sha256: str) -> dict:
     item = {
-        "id": seq_id, "created": clock.now(), "package_key": key, "size": len(body),
-        "sha256": hashlib.sha256(body).hexdigest(), "files": info.files,
-        "unpacked_bytes": info.unpacked_bytes, "manifest": json.dumps(info.manifest),
-        "name": info.manifest.get("name"), "runtime": info.runtime, "language": info.language,
+        "id": seq_id, "created": clock.now(), "package_key": package_key(seq_id), "size": size,
+        "sha256": sha256, "files": info.files, "unpacked_bytes": info.unpacked_bytes,
+        "manifest": json.dumps(info.manifest), "name": info.manifest.get("name"),
+        "runtime": info.runtime, "language": info.language,
     }
     try:
         Store(settings.table).put_sequence(item)
     except Exception:
-        s3.delete_object(Bucket=settings.bucket, Key=key)
+        aws.client("s3").delete_object(Bucket=settings.bucket, Key=package_key(seq_id))
         raise
     return {"id": seq_id}
+
+
+def create(settings: Settings, body: bytes) -> dict:
+    """Validate ``body`` (a tar.gz); store it and record the sequence. A refused upload stores nothing."""
+    if len(body) > settings.max_package_bytes:
+        raise TooLarge(f"package is {len(body)} bytes; the direct upload limit is {settings.max_package_bytes} "
+                       "(si seq send uploads larger packages through S3 by itself)")
+    info = packages.scan(io.BytesIO(body), _limits(settings))
+    seq_id = str(uuid.uuid4())
+    aws.client("s3").put_object(Bucket=settings.bucket, Key=package_key(seq_id), Body=body,
+                                ContentType="application/gzip")
+    return _record(settings, seq_id, info, len(body), hashlib.sha256(body).hexdigest())
+
+
+def begin_upload(settings: Settings) -> dict:
+    """A presigned S3 PUT for a large package; ``commit`` validates and records it."""
+    seq_id = str(uuid.uuid4())
+    url = aws.client("s3").generate_presigned_url(
+        "put_object", Params={"Bucket": settings.bucket, "Key": upload_key(seq_id)},
+        ExpiresIn=UPLOAD_URL_SECONDS, HttpMethod="PUT")
+    return {"id": seq_id, "url": url, "method": "PUT", "expiresIn": UPLOAD_URL_SECONDS}
+
+
+def commit_upload(settings: Settings, seq_id: str) -> dict:
+    """Validate an uploaded package exactly as a direct upload; keep it only if it passes."""
+    if not _UPLOAD_ID.match(seq_id):
+        raise NotFound(f"Upload {seq_id} not found")
+    s3 = aws.client("s3")
+    key = upload_key(seq_id)
+    try:
+        body = s3.get_object(Bucket=settings.bucket, Key=key)["Body"]
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+            raise NotFound(f"Upload {seq_id} not found (never uploaded, already committed, or expired)") from None
+        raise
+    try:
+        with tempfile.TemporaryFile() as fh:
+            digest = hashlib.sha256()
+            size = 0
+            for chunk in iter(lambda: body.read(1024 * 1024), b""):
+                digest.update(chunk)
+                size += len(chunk)
+                fh.write(chunk)
+            fh.seek(0)
+            info = packages.scan(fh, _limits(settings))
+        s3.copy_object(Bucket=settings.bucket, Key=package_key(seq_id),
+                       CopySource={"Bucket": settings.bucket, "Key": key})
+    finally:
+        s3.delete_object(Bucket=settings.bucket, Key=key)
+    return _record(settings, seq_id, info, size, digest.hexdigest())
 
 
 def get_item(settings: Settings, seq_id: str) -> dict:

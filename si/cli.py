@@ -94,8 +94,8 @@ def _pack_to(source: Path, out_path: Path) -> None:
     for warning in result.warnings:
         output.message(f"warning: {warning}")
     if size > DIRECT_UPLOAD_LIMIT:
-        output.message(f"warning: the package is {size} bytes, over the {DIRECT_UPLOAD_LIMIT}-byte "
-                       "direct upload limit of a hub on AWS")
+        output.message(f"note: the package is {size} bytes, over the {DIRECT_UPLOAD_LIMIT}-byte direct "
+                       "upload limit; si seq send will upload it through S3")
     output.message(f"packed {len(result.files)} files from {source} into {out_path} ({size} bytes)")
 
 
@@ -130,8 +130,16 @@ def _send(ctx: Ctx, package: str) -> str:
         path = out_path
     if not path.is_file():
         raise SiError(f"{path} not found: give a package (.tar.gz) or a sequence directory")
+    size = path.stat().st_size
     with path.open("rb") as fh:
-        result = ctx.client.send_sequence(fh)
+        reader = output.ProgressReader(fh, size, f"sending {path.name}")
+        try:
+            if size > DIRECT_UPLOAD_LIMIT:  # API Gateway + Lambda take ~4.5 MB: larger goes through S3
+                result = ctx.client.send_large(reader, size)
+            else:
+                result = ctx.client.send_sequence(reader)
+        finally:
+            reader.close()
     session.remember("sequence", result["id"])
     return result["id"]
 

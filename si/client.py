@@ -50,6 +50,18 @@ class Client:
         return self.json("POST", "sequence", data=package,
                          headers={"Content-Type": "application/octet-stream"})
 
+    def send_large(self, package: IO[bytes], size: int) -> dict:
+        """Upload through a presigned S3 PUT, then have the hub validate and record it."""
+        upload = self.json("POST", "sequence/upload", json={"size": size})
+        try:
+            resp = requests.put(upload["url"], data=package, headers={"Content-Length": str(size)},
+                                timeout=self.timeout * 10)
+        except requests.RequestException as exc:
+            raise SiError(f"uploading the package to storage failed: {exc}") from None
+        if resp.status_code >= 300:
+            raise SiError(f"uploading the package to storage failed: {resp.status_code} {resp.reason}")
+        return self.json("POST", f"sequence/{upload['id']}/commit", json={})
+
     def sequences(self) -> list[dict]:
         return self.json("GET", "sequences")
 

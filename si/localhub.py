@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-import boto3
+from chalicelib import aws
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "infra" / "template.yaml"
@@ -32,7 +32,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def provision(stage: str = "local") -> dict[str, str]:
     """Create the template's stack (on whatever endpoint botocore is pointed at) and return its outputs."""
-    cfn = boto3.client("cloudformation", region_name=REGION)
+    cfn = aws.client("cloudformation")
     cfn.create_stack(StackName=f"{STACK}-{stage}", TemplateBody=TEMPLATE.read_text(),
                      Parameters=[{"ParameterKey": "Stage", "ParameterValue": stage}])
     cfn.get_waiter("stack_create_complete").wait(StackName=f"{STACK}-{stage}",
@@ -40,7 +40,7 @@ def provision(stage: str = "local") -> dict[str, str]:
     stack = cfn.describe_stacks(StackName=f"{STACK}-{stage}")["Stacks"][0]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     # moto creates the table but ignores TimeToLiveSpecification (aws-notes): apply it explicitly.
-    boto3.client("dynamodb", region_name=REGION).update_time_to_live(
+    aws.client("dynamodb").update_time_to_live(
         TableName=outputs["TableName"],
         TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
     return outputs
@@ -112,7 +112,9 @@ class LocalHub:
 
         while not self._stop_sweeper.wait(min(30.0, max(1.0, self.retention / 4))):
             try:
-                cleanup.sweep_expired(config.load())
+                settings = config.load()
+                cleanup.sweep_expired(settings)
+                cleanup.sweep_stale_uploads(settings)
             except Exception:  # never let housekeeping take the hub down; try again next round
                 logging.getLogger(__name__).exception("expiry sweep failed")
 

@@ -69,3 +69,34 @@ def table(rows: list[dict], columns: Sequence[tuple[str, str]], raw: Any) -> Non
 
 def now_utc() -> str:
     return datetime.now(timezone.utc).isoformat()
+
+
+class ProgressReader:
+    """A file wrapper that shows a progress bar on a terminal (and nothing on a pipe) as it is read."""
+
+    def __init__(self, fh, total: int, label: str):
+        self._fh = fh
+        self._total = total
+        self._progress = None
+        if sys.stderr.isatty():
+            from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+            self._progress = Progress("[progress.description]{task.description}", BarColumn(),
+                                      DownloadColumn(), TransferSpeedColumn(), transient=True)
+            self._task = self._progress.add_task(label, total=total)
+            self._progress.start()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._fh.read(size)
+        if self._progress is not None:
+            self._progress.advance(self._task, len(data))
+            if not data:
+                self._progress.stop()
+        return data
+
+    def __len__(self) -> int:  # lets requests send a Content-Length instead of chunks
+        return self._total
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()

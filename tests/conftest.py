@@ -22,7 +22,7 @@ def hub_env(monkeypatch):
     for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                        "AWS_DEFAULT_REGION": localhub.REGION, "AWS_REGION": localhub.REGION}.items():
         monkeypatch.setenv(key, value)
-    with mock_aws():
+    with mock_aws(config={"lambda": {"use_docker": False}}):  # no Docker here: moto only records invokes
         aws.reset()
         env = localhub.hub_environment(localhub.provision("test"), retention=60, stage="test")
         env["RUNNER_INVOKE_MODE"] = "inline"
@@ -37,9 +37,8 @@ def settings(hub_env) -> config.Settings:
     return config.load()
 
 
-@pytest.fixture
-def api(hub_env):
-    """Chalice's test HTTP client on the real app and its real config, with our settings on top
+def api_client(env: dict) -> SimpleNamespace:
+    """Chalice's test HTTP client on the real app and its real config, with ``env`` on top
     (it sets the stage's environment per request, which would otherwise replace ours)."""
     from chalice.config import Config
     from chalice.test import TestHTTPClient
@@ -48,5 +47,10 @@ def api(hub_env):
 
     config = Config.create(chalice_stage="local", app_name="sequence-hub", project_dir=str(ROOT),
                            config_from_disk=json.loads((ROOT / ".chalice" / "config.json").read_text()),
-                           environment_variables=dict(hub_env))
+                           environment_variables=dict(env))
     return SimpleNamespace(http=TestHTTPClient(hub_app.app, config))
+
+
+@pytest.fixture
+def api(hub_env):
+    return api_client(hub_env)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+import requests
 
 from chalicelib import aws
 
-from .helpers import EXAMPLES, js_package, make_package, package_dir, py_package
+from .corpus import corpus
+from .helpers import EXAMPLES, js_package, package_dir, py_package
 
 OCTET = {"Content-Type": "application/octet-stream"}
 JSON = {"Content-Type": "application/json"}
@@ -170,15 +172,41 @@ def test_duplicate_instance_id_is_409(api):
     assert resp.status_code == 409 and error_of(resp) == "Instance with a given ID already exists"
 
 
-def test_rejected_upload_stores_nothing(api, hub_env):
+@pytest.mark.parametrize("name, body, message, status", corpus(), ids=[c[0] for c in corpus()])
+def test_rejected_upload_stores_nothing(api, hub_env, name, body, message, status):
+    send(api, package_dir(EXAMPLES / "counter-py"))  # something to keep
     before = bucket_and_table_contents(hub_env)
-    for body in (b"not a gzip", make_package({"index.js": "x"}),
-                 make_package({"package.json": "{nope", "index.js": "x"}),
-                 make_package({"package.json": {"main": "app.js"}, "index.js": "x"})):
-        resp = api.http.post("/api/v1/sequence", headers=OCTET, body=body)
-        assert resp.status_code == 422
-        assert error_of(resp)
+    resp = api.http.post("/api/v1/sequence", headers=OCTET, body=body)
+    assert resp.status_code == status and message in error_of(resp)
     assert bucket_and_table_contents(hub_env) == before
+    # The same package through the large-upload path: same answer, and the upload is gone too.
+    upload = json.loads(api.http.post("/api/v1/sequence/upload", headers=JSON, body="{}").body)
+    assert requests.put(upload["url"], data=body).status_code == 200
+    resp = api.http.post(f"/api/v1/sequence/{upload['id']}/commit", headers=JSON, body="{}")
+    assert resp.status_code == status and message in error_of(resp)
+    assert bucket_and_table_contents(hub_env) == before
+
+
+def test_large_upload_round_trip(api):
+    upload = json.loads(api.http.post("/api/v1/sequence/upload", headers=JSON, body="{}").body)
+    assert upload["method"] == "PUT"
+    assert requests.put(upload["url"], data=package_dir(EXAMPLES / "counter-js")).status_code == 200
+    resp = api.http.post(f"/api/v1/sequence/{upload['id']}/commit", headers=JSON, body="{}")
+    assert resp.status_code == 200 and json.loads(resp.body) == {"id": upload["id"]}
+    assert read_all(api, start(api, upload["id"], [1, 2])["id"]) == b"1\n2\n"
+    again = api.http.post(f"/api/v1/sequence/{upload['id']}/commit", headers=JSON, body="{}")
+    assert again.status_code == 404 and "already committed" in error_of(again)
+    bad = api.http.post("/api/v1/sequence/../commit", headers=JSON, body="{}")
+    assert bad.status_code in (403, 404)
+
+
+def test_direct_upload_over_the_limit_is_413(api, hub_env, monkeypatch):
+    body = package_dir(EXAMPLES / "counter-js")
+    env = {**hub_env, "SEQHUB_MAX_PACKAGE_BYTES": str(len(body) - 1)}
+    from .conftest import api_client
+
+    resp = api_client(env).http.post("/api/v1/sequence", headers=OCTET, body=body)
+    assert resp.status_code == 413 and "direct upload limit" in error_of(resp)
 
 
 def test_delete_sequence_removes_package(api, hub_env):

@@ -125,3 +125,64 @@ def test_unreachable_hub_message(session, tmp_path):
     result = subprocess.run([*SI, "seq", "list"], capture_output=True, env=env, timeout=60)
     assert result.returncode == 1
     assert "cannot reach the hub at" in result.stderr.decode() and "si hub start" in result.stderr.decode()
+
+
+def test_a_100_mb_package_sends_through_s3_and_runs(hub, session, tmp_path):
+    seq = tmp_path / "big"
+    seq.mkdir()
+    (seq / "package.json").write_text(json.dumps({"name": "big", "main": "main.py", "engines": {"python3": "3.12"}}))
+    (seq / "main.py").write_text(
+        "import hashlib\n\ndef run(context, input):\n"
+        "    return hashlib.sha256(open('blob.bin', 'rb').read()).hexdigest()\n")
+    blob = os.urandom(100 * 1024 * 1024)  # incompressible: the package stays ~100 MB
+    (seq / "blob.bin").write_bytes(blob)
+    pack = si(hub, "seq", "pack", str(seq), session=session)
+    assert b"will upload it through S3" in pack.stderr
+    seq_id = si(hub, "seq", "send", "-", session=session).stdout.decode().strip()
+    info = json.loads(si(hub, "--format", "json", "seq", "info", seq_id, session=session).stdout)
+    assert info["size"] > 100 * 1024 * 1024 and len(info["sha256"]) == 64
+    si(hub, "seq", "start", "-", session=session)
+    import hashlib
+
+    assert si(hub, "inst", "output", "-", session=session).stdout.decode() == hashlib.sha256(blob).hexdigest()
+
+
+def test_hostile_packages_through_si_seq_send(hub, session, tmp_path):
+    from .corpus import corpus
+
+    before = si(hub, "--format", "json", "seq", "list", session=session).stdout
+    for name, body, message, _status in corpus():
+        path = tmp_path / f"{name}.tar.gz"
+        path.write_bytes(body)
+        result = si(hub, "seq", "send", str(path), session=session, check=False)
+        assert result.returncode == 1, name
+        err = result.stderr.decode()
+        assert message in err and len(err.strip().splitlines()) == 1, (name, err)
+    assert si(hub, "--format", "json", "seq", "list", session=session).stdout == before
+
+
+def test_pack_checks_before_writing_and_honours_siignore(hub, session, tmp_path):
+    seq = tmp_path / "seq"
+    seq.mkdir()
+    (seq / "package.json").write_text(json.dumps({"name": "s", "main": "app.js"}))
+    result = si(hub, "seq", "pack", str(seq), session=session, check=False)
+    assert result.returncode == 1 and b"Sequence entrypoint path app.js is invalid" in result.stderr
+    assert not Path(f"{seq}.tar.gz").exists()
+    (seq / "package.json").write_text(json.dumps({"name": "s", "main": "index", "engines": {"a": "1", "b": "2"}}))
+    (seq / "index.js").write_text("module.exports = () => 'ok';")
+    result = si(hub, "seq", "pack", str(seq), session=session, check=False)
+    assert result.returncode == 1 and b"can't contain more than one element" in result.stderr
+    (seq / "package.json").write_text(json.dumps({"name": "s", "main": "index"}))
+    (seq / ".env").write_text("SECRET=1")
+    (seq / "logs").mkdir()
+    (seq / "logs" / "big.log").write_text("x")
+    (seq / "notes.tmp").write_text("x")
+    (seq / ".siignore").write_text("# local files\nlogs/\n*.tmp\n")
+    result = si(hub, "seq", "pack", str(seq), "-o", str(tmp_path / "out.tar.gz"), session=session)
+    assert b"look like secrets: .env" in result.stderr
+    import tarfile
+
+    with tarfile.open(tmp_path / "out.tar.gz") as tar:
+        assert sorted(tar.getnames()) == [".env", ".siignore", "index.js", "package.json"]
+    inst = si(hub, "seq", "deploy", str(tmp_path / "out.tar.gz"), session=session).stdout.decode().strip()
+    assert si(hub, "inst", "output", inst, session=session).stdout == b"ok"

@@ -81,3 +81,18 @@ def test_delete_sequence_with_running_instances(settings, api, monkeypatch):
     assert resp.status_code == 200
     assert instances.get_item(settings, inst)["status"] == models.COMPLETED
     assert aws.client("s3").list_objects_v2(Bucket=settings.bucket, Prefix="packages/")["KeyCount"] == 0
+
+
+def test_uncommitted_uploads_expire_on_their_own(settings, api, monkeypatch):
+    import requests
+
+    upload = json.loads(api.http.post("/api/v1/sequence/upload", headers={"Content-Type": "application/json"},
+                                      body="{}").body)
+    requests.put(upload["url"], data=b"half a package")
+    assert cleanup.sweep_stale_uploads(settings) == []
+    later = clock.now() + cleanup.UPLOAD_MAX_AGE_SECONDS + 1
+    monkeypatch.setattr(clock, "now", lambda: later)
+    assert cleanup.sweep_stale_uploads(settings) == [f"uploads/{upload['id']}.tar.gz"]
+    resp = api.http.post(f"/api/v1/sequence/{upload['id']}/commit", headers={"Content-Type": "application/json"},
+                         body="{}")
+    assert resp.status_code == 404

@@ -103,7 +103,8 @@ class _Run:
     def unpack(self, seq: dict, dest: Path) -> None:
         limits = packages.Limits(self.settings.max_unpacked_bytes, self.settings.max_package_files)
         with tempfile.TemporaryFile(dir=self.work) as fh:
-            aws.client("s3").download_fileobj(self.settings.bucket, seq["package_key"], fh)
+            body = aws.client("s3").get_object(Bucket=self.settings.bucket, Key=seq["package_key"])["Body"]
+            shutil.copyfileobj(body, fh, 1024 * 1024)
             fh.seek(0)
             packages.scan(fh, limits, dest=dest)
 

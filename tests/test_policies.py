@@ -1,0 +1,161 @@
+"""The stage policies allow every AWS call the code makes, and nothing it does not make.
+
+Every call is recorded (under moto) while the API, the runner and the cleanup do their work, and
+attributed to the function that made it by where in the code it came from.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import threading
+import traceback
+from types import SimpleNamespace
+
+import pytest
+import requests
+
+from chalicelib import aws, cleanup
+from chalicelib.runner.service import run_instance
+from infra import policies
+
+from .conftest import api_client
+from .helpers import EXAMPLES, ROOT, package_dir
+
+REGION, ACCOUNT = "us-east-1", "123456789012"
+_SPECIAL = {("lambda", "Invoke"): "lambda:InvokeFunction", ("s3", "HeadObject"): "s3:GetObject",
+            ("s3", "ListObjectsV2"): "s3:ListBucket", ("s3", "DeleteObjects"): "s3:DeleteObject"}
+# Granted for AWS to act on the function's behalf, not called by our code.
+_SERVICE_USED = {"cleanup": {"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
+                             "dynamodb:ListStreams"},
+                 "api": {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"},
+                 "runner": {"logs:CreateLogGroup"}, }
+_SERVICE_USED["cleanup"] |= {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+
+
+def _component() -> str:
+    files = [frame.filename for frame in traceback.extract_stack()]
+    if any("/chalicelib/runner/" in f for f in files):
+        return "runner"
+    if any(f.endswith("/chalicelib/cleanup.py") for f in files):
+        return "cleanup"
+    return "api"
+
+
+def _grants(service: str, op: str, params: dict) -> list[tuple[str, str]]:
+    """(IAM action, resource ARN) pairs one call needs."""
+    if (service, op) == ("s3", "CopyObject"):
+        src = params["CopySource"]
+        return [("s3:PutObject", f"arn:aws:s3:::{params['Bucket']}/{params['Key']}"),
+                ("s3:GetObject", f"arn:aws:s3:::{src['Bucket']}/{src['Key']}")]
+    action = _SPECIAL.get((service, op), f"{service}:{op}")
+    return [(action, r) for r in _resources(service, op, params)]
+
+
+def _resources(service: str, op: str, params: dict) -> list[str]:
+    if service == "dynamodb":
+        arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{params['TableName']}"
+        return [arn + (f"/index/{params['IndexName']}" if "IndexName" in params else "")]
+    if service == "s3":
+        if op in ("ListObjectsV2", "ListObjects"):
+            return [f"arn:aws:s3:::{params['Bucket']}"]
+        if op == "DeleteObjects":
+            return [f"arn:aws:s3:::{params['Bucket']}/{o['Key']}" for o in params["Delete"]["Objects"]]
+        return [f"arn:aws:s3:::{params['Bucket']}/{params['Key']}"]
+    if service == "logs":
+        group = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{params['logGroupName']}"
+        return [group if op == "CreateLogStream" else f"{group}:log-stream:{params['logStreamName']}"]
+    if service == "lambda":
+        return [f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{params['FunctionName']}"]
+    raise AssertionError(f"unexpected service {service}")
+
+
+@pytest.fixture
+def recorded(settings):
+    """Calls made once ``recording.set()``: (component, IAM action, resource ARN)."""
+    calls: list[tuple[str, str, str]] = []
+    lock = threading.Lock()
+    recording = threading.Event()
+
+    def record(model, params, **_):
+        if not recording.is_set():
+            return
+        service = model.service_model.service_name if hasattr(model, "service_model") else None
+        service = model.metadata["endpointPrefix"] if service is None else service
+        with lock:
+            for action, resource in _grants(service, model.name, params):
+                calls.append((_component(), action, resource))
+
+    for service in ("dynamodb", "s3", "logs", "lambda"):
+        aws.client(service).meta.events.register("before-parameter-build.*.*",
+                                                 lambda params, model, **kw: record(model, params))
+    return SimpleNamespace(calls=calls, start=recording.set)
+
+
+def allowed(doc: dict, action: str, resource: str) -> bool:
+    return any(action in st["Action"] and any(fnmatch.fnmatchcase(resource, r) for r in st["Resource"])
+               for st in doc["Statement"] if st["Effect"] == "Allow")
+
+
+def exercise_everything(settings, hub_env, recorder) -> None:
+    """Every route and every runner and cleanup path that talks to AWS."""
+    role = aws.client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    aws.client("lambda").create_function(FunctionName="sequence-hub-test-runner", Runtime="python3.12",
+                                         Role=role, Handler="app.runner", Code={"ZipFile": b"PK\x05\x06" + b"\0" * 18})
+    api = api_client({**hub_env, "RUNNER_INVOKE_MODE": "lambda", "RUNNER_FUNCTION": "sequence-hub-test-runner"})
+    recorder.start()
+    octet, js = {"Content-Type": "application/octet-stream"}, {"Content-Type": "application/json"}
+    seq = json.loads(api.http.post("/api/v1/sequence", headers=octet, body=package_dir(EXAMPLES / "counter-py")).body)["id"]
+    api.http.get("/api/v1/sequences")
+    for body in (package_dir(EXAMPLES / "counter-js"), b"not a package"):  # a large-package upload, and a refused one
+        upload = json.loads(api.http.post("/api/v1/sequence/upload", headers=js, body="{}").body)
+        assert requests.put(upload["url"], data=body).status_code == 200
+        api.http.post(f"/api/v1/sequence/{upload['id']}/commit", headers=js, body="{}")
+    api.http.get(f"/api/v1/sequence/{seq}")
+    inst = json.loads(api.http.post(f"/api/v1/sequence/{seq}/start", headers=js, body='{"args": [1, 2]}').body)["id"]
+    api.http.post(f"/api/v1/instance/{inst}/input", headers={"Content-Type": "text/plain"}, body=b"x")
+    api.http.post(f"/api/v1/instance/{inst}/_event", headers=js, body='[5001, {"eventName": "e"}]')
+    run_instance(settings, inst, lambda: 600_000)
+    for channel in ("output", "stdout", "stderr", "log"):
+        api.http.get(f"/api/v1/instance/{inst}/{channel}", headers={"Accept": "*/*"})
+    api.http.get(f"/api/v1/instance/{inst}/event/e?wait=0")
+    api.http.get("/api/v1/instances")
+    second = json.loads(api.http.post(f"/api/v1/sequence/{seq}/start", headers=js, body="{}").body)["id"]
+    api.http.post(f"/api/v1/instance/{second}/_kill", headers=js, body="{}")
+    api.http.delete(f"/api/v1/sequence/{seq}", headers={"x-seq-kill-inst": "true"})
+    cleanup.handle_stream(settings, [{"eventName": "REMOVE", "dynamodb": {"OldImage": {
+        "kind": {"S": "instance"}, "id": {"S": inst}}}}])
+
+
+def test_every_call_is_allowed_and_every_grant_is_used(settings, hub_env, recorded):
+    exercise_everything(settings, hub_env, recorded)
+    docs = policies.policies("test")
+    by_component = {"api": docs["policy-test.json"], "runner": docs["policy-test-runner.json"],
+                    "cleanup": docs["policy-test-cleanup.json"]}
+    denied = [c for c in recorded.calls if not allowed(by_component[c[0]], c[1], c[2])]
+    assert denied == []
+    for component, doc in by_component.items():
+        granted = {a for st in doc["Statement"] for a in st["Action"]}
+        used = {action for comp, action, _ in recorded.calls if comp == component} | _SERVICE_USED.get(component, set())
+        assert granted - used == set(), f"{component} is granted actions it never uses"
+
+
+def test_no_wildcard_actions_or_resources():
+    for stage in ("dev", "prod"):
+        for name, doc in policies.policies(stage).items():
+            for st in doc["Statement"]:
+                assert all("*" not in a for a in st["Action"]), name
+                assert all(r != "*" and not r.startswith("arn:aws:*") for r in st["Resource"]), name
+
+
+def test_committed_policy_files_match_the_generator():
+    for stage in ("dev", "prod"):
+        for name, doc in policies.policies(stage).items():
+            assert json.loads((ROOT / ".chalice" / name).read_text()) == doc, f"regenerate {name}: python -m infra.wire env"
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    assert config["autogen_policy"] is False
+    for stage in ("dev", "prod"):
+        functions = config["stages"][stage]["lambda_functions"]
+        assert config["stages"][stage]["iam_policy_file"] == f"policy-{stage}.json"
+        assert functions["runner"]["iam_policy_file"] == f"policy-{stage}-runner.json"
+        assert functions["cleanup"]["iam_policy_file"] == f"policy-{stage}-cleanup.json"

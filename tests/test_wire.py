@@ -1,0 +1,53 @@
+"""infra/wire.py against the template's stack in moto: env wiring and the after-deploy settings."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from chalicelib import aws
+from infra import wire
+
+from .helpers import ROOT
+
+STACK = "sequence-hub-local-test"  # what the hub_env fixture provisioned
+
+
+def test_env_step_writes_the_stack_outputs_into_the_stage(hub_env, tmp_path):
+    config = tmp_path / "config.json"
+    shutil.copy(ROOT / ".chalice" / "config.json", config)
+    env = wire.wire_env("test", STACK, config_path=config)
+    stage = json.loads(config.read_text())["stages"]["test"]
+    assert stage["environment_variables"] == env
+    assert env == {"SEQHUB_TABLE": hub_env["SEQHUB_TABLE"], "SEQHUB_BUCKET": hub_env["SEQHUB_BUCKET"],
+                   "SEQHUB_LOG_GROUP": hub_env["SEQHUB_LOG_GROUP"], "RUNNER_FUNCTION": "sequence-hub-test-runner",
+                   "SEQHUB_STAGE": "test"}
+    assert stage["lambda_functions"]["runner"]["iam_policy_file"] == "policy-test-runner.json"
+
+
+def test_after_deploy_sets_no_retries_tmp_size_and_the_expiry_stream(hub_env, tmp_path):
+    lam = aws.client("lambda")
+    role = aws.client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    resources = []
+    for fn in ("runner", "cleanup"):
+        arn = lam.create_function(FunctionName=f"sequence-hub-test-{fn}", Runtime="python3.12", Role=role,
+                                  Handler=f"app.{fn}", Code={"ZipFile": b"PK\x05\x06" + b"\0" * 18})["FunctionArn"]
+        resources.append({"name": fn, "resource_type": "lambda_function", "lambda_arn": arn})
+    (tmp_path / "test.json").write_text(json.dumps({"resources": resources}))
+    updates = []  # moto accepts EphemeralStorage but does not store it: check what was asked
+    lam.meta.events.register("provide-client-params.lambda.UpdateFunctionConfiguration",
+                             lambda params, **_: updates.append(params))
+    for _ in range(2):  # idempotent: a second run changes nothing
+        wire.after_deploy("test", STACK, ephemeral_mb=4096, deployed_dir=tmp_path)
+    invoke_config = lam.get_function_event_invoke_config(FunctionName="sequence-hub-test-runner")
+    assert invoke_config["MaximumRetryAttempts"] == 0
+    assert invoke_config["MaximumEventAgeInSeconds"] == wire.START_TIMEOUT_SECONDS
+    assert updates[0] == {"FunctionName": "sequence-hub-test-runner", "EphemeralStorage": {"Size": 4096}}
+    mappings = lam.list_event_source_mappings(FunctionName="sequence-hub-test-cleanup")["EventSourceMappings"]
+    assert len(mappings) == 1 and "/stream/" in mappings[0]["EventSourceArn"]
+
+
+def test_start_timeout_matches_the_api(hub_env):
+    from chalicelib import instances
+
+    assert wire.START_TIMEOUT_SECONDS == instances.START_TIMEOUT_SECONDS
