@@ -125,3 +125,16 @@ def wait_for(predicate, timeout: float = 30.0) -> None:
     while not predicate():
         assert time.monotonic() < end, "condition not reached"
         time.sleep(0.1)
+
+
+def test_a_start_whose_invocation_never_arrives_is_reported(settings, monkeypatch):
+    """Async invoke dropped (no retries by design): the API reports it instead of "starting" forever."""
+    inst = created(settings, py_package("def run(context, input):\n    pass\n"))
+    item = Store(settings.table).get_instance(inst)
+    monkeypatch.setattr(clock, "now", lambda: item["created"] + instances.START_TIMEOUT_SECONDS - 1)
+    assert instances.view(instances.get_item(settings, inst))["status"] == "starting"
+    monkeypatch.setattr(clock, "now", lambda: item["created"] + instances.START_TIMEOUT_SECONDS + 1)
+    view = instances.view(instances.get_item(settings, inst))
+    assert view["status"] == "errored" and view["terminated"]["reason"] == "never started"
+    # …and a late delivery then finds nothing to run.
+    assert run_instance(settings, inst, far) == "skipped"
