@@ -85,7 +85,7 @@ cli.add_command(seq, "sequence")
 def _pack_to(source: Path, out_path: Path) -> None:
     with tempfile.NamedTemporaryFile(dir=out_path.parent, prefix=".si-pack-", delete=False) as tmp:
         try:
-            result = pack(source, tmp, exclude=out_path.resolve())
+            result = pack(source, tmp, exclude=out_path.resolve(), progress=output.progress)
         except BaseException:
             Path(tmp.name).unlink(missing_ok=True)
             raise
@@ -131,15 +131,12 @@ def _send(ctx: Ctx, package: str) -> str:
     if not path.is_file():
         raise SiError(f"{path} not found: give a package (.tar.gz) or a sequence directory")
     size = path.stat().st_size
-    with path.open("rb") as fh:
-        reader = output.ProgressReader(fh, size, f"sending {path.name}")
-        try:
-            if size > DIRECT_UPLOAD_LIMIT:  # API Gateway + Lambda take ~4.5 MB: larger goes through S3
-                result = ctx.client.send_large(reader, size)
-            else:
-                result = ctx.client.send_sequence(reader)
-        finally:
-            reader.close()
+    with path.open("rb") as fh, output.progress(size, f"sending {path.name}") as advance:
+        reader = output.ProgressReader(fh, size, advance)
+        if size > DIRECT_UPLOAD_LIMIT:  # API Gateway + Lambda take ~4.5 MB: larger goes through S3
+            result = ctx.client.send_large(reader, size)
+        else:
+            result = ctx.client.send_sequence(reader)
     session.remember("sequence", result["id"])
     return result["id"]
 
@@ -358,8 +355,8 @@ _channel_command("stderr", False, "Print an instance's stderr (--follow to keep 
 _channel_command("log", False, "Print an instance's log, JSON lines (--follow to keep reading).  Example: si inst log -")
 
 
-def _attach_until_end(ctx: Ctx, inst_id: str) -> int:
-    """Stream output to stdout and stderr to stderr until both end; return the instance's exit code."""
+def _stream_until_end(ctx: Ctx, inst_id: str, channels: list[tuple[str, Any]]) -> None:
+    """Follow several channels at once, each into its sink, until all have ended."""
     errors: list[BaseException] = []
 
     def pump(channel: str, sink) -> None:
@@ -368,14 +365,18 @@ def _attach_until_end(ctx: Ctx, inst_id: str) -> int:
         except BaseException as exc:  # reported below, in the main thread
             errors.append(exc)
 
-    threads = [threading.Thread(target=pump, args=("output", sys.stdout.buffer), daemon=True),
-               threading.Thread(target=pump, args=("stderr", sys.stderr.buffer), daemon=True)]
+    threads = [threading.Thread(target=pump, args=pair, daemon=True) for pair in channels]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     if errors:
         raise errors[0]
+
+
+def _attach_until_end(ctx: Ctx, inst_id: str) -> int:
+    """Stream output to stdout and stderr to stderr until both end; return the instance's exit code."""
+    _stream_until_end(ctx, inst_id, [("output", sys.stdout.buffer), ("stderr", sys.stderr.buffer)])
     info = ctx.client.instance(inst_id)
     while info["status"] not in ("completed", "errored"):
         time.sleep(0.5)
@@ -386,6 +387,37 @@ def _attach_until_end(ctx: Ctx, inst_id: str) -> int:
         output.message(f"instance {inst_id} errored: {terminated.get('reason')}")
         return code if isinstance(code, int) and 0 < code < 256 else 1
     return 0 if code in (0, None) else (code if 0 < code < 256 else 1)
+
+
+@inst.command("attach")
+@click.argument("inst_id")
+@pass_ctx
+def inst_attach(ctx: Ctx, inst_id: str) -> None:
+    """Connect your terminal to the instance: stdin to its stdin, its stdout and stderr to yours.  Example: si inst attach -"""
+    inst_id = session.resolve("instance", inst_id)
+
+    def feed() -> None:
+        for line in iter(sys.stdin.buffer.readline, b""):
+            ctx.client.send_input(inst_id, "stdin", line, "application/octet-stream", end=False)
+        ctx.client.send_input(inst_id, "stdin", b"", "application/octet-stream", end=True)
+
+    threading.Thread(target=feed, daemon=True).start()
+    _stream_until_end(ctx, inst_id, [("stdout", sys.stdout.buffer), ("stderr", sys.stderr.buffer)])
+
+
+@inst.command("restart")
+@click.argument("inst_id")
+@pass_ctx
+def inst_restart(ctx: Ctx, inst_id: str) -> None:
+    """Kill an instance and start its sequence again with the same arguments and appConfig.  Example: si inst restart -"""
+    old = ctx.client.instance(session.resolve("instance", inst_id))
+    if old["status"] not in ("completed", "errored"):
+        ctx.client.kill(old["id"])
+        while ctx.client.instance(old["id"])["status"] not in ("completed", "errored"):
+            time.sleep(0.5)
+    result = ctx.client.start(old["sequence"]["id"], old.get("args", []), old.get("appConfig") or None)
+    session.remember("instance", result["id"])
+    output.data({"killed": old["id"], "_id": result["id"], "id": result["id"]}, pretty=result["id"])
 
 
 @inst.command("kill")
@@ -577,6 +609,15 @@ def profile_use(name: str) -> None:
 def profile_remove(name: str) -> None:
     """Remove a profile.  Example: si config profile remove staging"""
     profiles.remove(name)
+
+
+@cli.command("completion")
+@click.argument("shell", type=click.Choice(["bash", "zsh"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script.  Example: eval "$(si completion bash)" in ~/.bashrc"""
+    from click.shell_completion import get_completion_class
+
+    click.echo(get_completion_class(shell)(cli, {}, "si", "_SI_COMPLETE").source())
 
 
 def main() -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import click
 
@@ -71,32 +72,39 @@ def now_utc() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
-class ProgressReader:
-    """A file wrapper that shows a progress bar on a terminal (and nothing on a pipe) as it is read."""
+@contextlib.contextmanager
+def progress(total: int, label: str, unit: str = "bytes") -> Iterator[Callable[[int], None]]:
+    """A progress bar on a terminal (nothing on a pipe); yields ``advance(n)``."""
+    if not sys.stderr.isatty():
+        yield lambda _n: None
+        return
+    from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TransferSpeedColumn
 
-    def __init__(self, fh, total: int, label: str):
+    columns = [DownloadColumn(), TransferSpeedColumn()] if unit == "bytes" else [MofNCompleteColumn()]
+    with Progress("[progress.description]{task.description}", BarColumn(), *columns,
+                  transient=True, console=_stderr_console()) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(file=sys.stderr)
+
+
+class ProgressReader:
+    """A file wrapper that reports how much of it has been read."""
+
+    def __init__(self, fh, total: int, advance: Callable[[int], None]):
         self._fh = fh
         self._total = total
-        self._progress = None
-        if sys.stderr.isatty():
-            from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
-            self._progress = Progress("[progress.description]{task.description}", BarColumn(),
-                                      DownloadColumn(), TransferSpeedColumn(), transient=True)
-            self._task = self._progress.add_task(label, total=total)
-            self._progress.start()
+        self._advance = advance
 
     def read(self, size: int = -1) -> bytes:
         data = self._fh.read(size)
-        if self._progress is not None:
-            self._progress.advance(self._task, len(data))
-            if not data:
-                self._progress.stop()
+        self._advance(len(data))
         return data
 
     def __len__(self) -> int:  # lets requests send a Content-Length instead of chunks
         return self._total
-
-    def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()

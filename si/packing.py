@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import os
@@ -102,18 +103,24 @@ def check(root: Path, names: list[str]) -> list[str]:
     return warnings
 
 
-def pack(source: Path, out: IO[bytes], exclude: Path | None = None) -> PackResult:
-    """Write ``source``'s contents (entries at the archive root) as tar.gz to ``out``."""
+def pack(source: Path, out: IO[bytes], exclude: Path | None = None, progress=None) -> PackResult:
+    """Write ``source``'s contents (entries at the archive root) as tar.gz to ``out``.
+
+    ``progress(total, label, unit)`` may give a context manager yielding ``advance(n)`` (the CLI's bar).
+    """
     root = source.resolve()
     if not root.is_dir():
         raise SiError(f"{source} is not a directory")
     names = collect(root, exclude)
     result = PackResult(files=names)
     result.warnings = check(root, names)
+    bar = progress(len(names), f"packing {source.name}", "files") if progress else contextlib.nullcontext(None)
     # Level 6 (gzip's default): level 9 costs much more time for a few percent of size.
-    with tarfile.open(fileobj=out, mode="w:gz", compresslevel=6, format=tarfile.PAX_FORMAT) as tar:
+    with bar as advance, tarfile.open(fileobj=out, mode="w:gz", compresslevel=6, format=tarfile.PAX_FORMAT) as tar:
         for rel in names:
             tar.add(root / rel, arcname=rel, recursive=False)
+            if advance:
+                advance(1)
     return result
 
 

@@ -186,3 +186,131 @@ def test_pack_checks_before_writing_and_honours_siignore(hub, session, tmp_path)
         assert sorted(tar.getnames()) == [".env", ".siignore", "index.js", "package.json"]
     inst = si(hub, "seq", "deploy", str(tmp_path / "out.tar.gz"), session=session).stdout.decode().strip()
     assert si(hub, "inst", "output", inst, session=session).stdout == b"ok"
+
+
+def test_dash_chain_pack_send_start_info_kill_rm(hub, session, tmp_path):
+    seq = tmp_path / "forever"
+    seq.mkdir()
+    (seq / "package.json").write_text(json.dumps({"name": "forever", "main": "main.py", "engines": {"python3": "3.12"}}))
+    (seq / "main.py").write_text("import asyncio\n\nasync def run(context, input):\n    await asyncio.sleep(3600)\n")
+    si(hub, "seq", "pack", str(seq), session=session)
+    seq_id = si(hub, "seq", "send", "-", session=session).stdout.decode().strip()
+    inst_id = si(hub, "seq", "start", "-", session=session).stdout.decode().strip()
+    info = json.loads(si(hub, "--format", "json", "inst", "info", "-", session=session).stdout)
+    assert info["id"] == inst_id and info["sequence"]["id"] == seq_id
+    result = si(hub, "seq", "rm", "-", session=session, check=False)
+    assert result.returncode == 1 and b"still running" in result.stderr
+    killed = json.loads(si(hub, "--format", "json", "inst", "kill", "-", session=session).stdout)
+    assert killed["status"] in ("killing", "completed")
+    assert b"no last instance" in si(hub, "inst", "info", "-", session=session, check=False).stderr
+    for _ in range(100):  # "killing" still counts as running for rm, as in STH
+        if json.loads(si(hub, "--format", "json", "inst", "info", inst_id, session=session).stdout)["status"] == "completed":
+            break
+        time.sleep(0.2)
+    si(hub, "seq", "rm", "-", session=session)
+    assert b"not found" in si(hub, "seq", "info", seq_id, session=session, check=False).stderr
+    assert b"no last sequence" in si(hub, "seq", "info", "-", session=session, check=False).stderr
+
+
+def test_last_is_per_terminal_session(hub, session, tmp_path):
+    seq_id = si(hub, "seq", "send", str(EXAMPLES / "counter-py"), session=session).stdout.decode().strip()
+    other = si(hub, "seq", "info", "-", session=session + "-other", check=False)
+    assert other.returncode == 1 and b"no last sequence" in other.stderr
+    si(hub, "seq", "use", seq_id, session=session + "-other")
+    assert json.loads(si(hub, "--format", "json", "seq", "info", "-", session=session + "-other").stdout)["id"] == seq_id
+
+
+def test_control_commands(hub, session):
+    si(hub, "seq", "send", str(EXAMPLES.parent / "tests" / "sequences" / "py-events"), session=session)
+    inst = si(hub, "seq", "start", "-", session=session).stdout.decode().strip()
+    for _ in range(100):
+        if json.loads(si(hub, "--format", "json", "inst", "info", inst, session=session).stdout)["status"] == "running":
+            break
+        time.sleep(0.2)
+    health = json.loads(si(hub, "--format", "json", "inst", "health", "-", session=session).stdout)
+    assert health["healthy"] is True
+    time.sleep(1)  # the host registers its event handler as it starts
+    si(hub, "inst", "event", "emit", "-", "test-event", "foo", session=session)
+    got = si(hub, "--format", "json", "inst", "event", "on", "-", "test-response", session=session).stdout
+    assert json.loads(got) == "reply to foo"
+    restarted = json.loads(si(hub, "--format", "json", "inst", "restart", "-", session=session).stdout)
+    assert restarted["killed"] == inst and restarted["id"] != inst
+    assert json.loads(si(hub, "--format", "json", "inst", "info", inst, session=session).stdout)["status"] == "completed"
+    stopped = json.loads(si(hub, "--format", "json", "inst", "stop", "-", "1000", session=session).stdout)
+    assert stopped["status"] in ("stopping", "completed")
+
+
+def test_input_and_attach(hub, session):
+    si(hub, "seq", "send", str(EXAMPLES.parent / "tests" / "sequences" / "py-hello"), session=session)
+    si(hub, "seq", "start", "-", session=session)
+    si(hub, "inst", "input", "-", session=session, stdin=b"Alice\n")
+    si(hub, "inst", "input", "-", "--end", session=session, stdin=b"Bob\n")
+    assert si(hub, "inst", "output", "-", session=session).stdout == b"Hello Alice!\nHello Bob!\n"
+    si(hub, "seq", "send", str(EXAMPLES.parent / "tests" / "sequences" / "py-stdio"), session=session)
+    si(hub, "seq", "start", "-", session=session)
+    attached = si(hub, "inst", "attach", "-", session=session, stdin=b"one\ntwo\n")
+    assert attached.stdout == b"Got on stdin: one\nGot on stdin: two\n"
+
+
+def test_profiles_hold_the_api_url(hub, session, tmp_path):
+    env = {"SI_API_URL": "", "SI_CONFIG_PATH": str(tmp_path)}
+    base = {**os.environ, "SI_SESSION_ID": session, **env}
+    base.pop("SI_API_URL")
+
+    def run(*args):
+        return subprocess.run([*SI, *args], capture_output=True, env=base, timeout=60)
+
+    assert run("config", "profile", "create", "here").returncode == 0
+    assert run("config", "profile", "use", "here").returncode == 0
+    assert run("config", "set", "apiUrl", hub["url"]).returncode == 0
+    assert json.loads(run("--format", "json", "hub", "version").stdout)["service"] == "sequence-hub"
+    listing = json.loads(run("--format", "json", "config", "profile", "list").stdout)
+    assert listing == {"current": "here", "profiles": ["default", "here"]}
+    assert run("config", "profile", "use", "default").returncode == 0
+    unreachable = run("hub", "version")  # default profile: 127.0.0.1:8000, nothing (or another hub) there
+    assert unreachable.returncode == 0 or b"cannot reach the hub at http://127.0.0.1:8000/api/v1" in unreachable.stderr
+    bad = run("config", "set", "apiUrl", "not-a-url")
+    assert bad.returncode == 1 and b"must be an http(s) URL" in bad.stderr
+    assert run("config", "profile", "remove", "here").returncode == 0
+    assert b"no profile named here" in run("config", "profile", "use", "here").stderr
+
+
+def test_list_by_name_prune_and_help(hub, session):
+    si(hub, "seq", "send", str(EXAMPLES / "counter-js"), session=session)
+    listed = si(hub, "seq", "list", "-n", "counter-js", session=session).stdout.decode()
+    assert "counter-js" in listed and "ID" in listed
+    missing = si(hub, "seq", "list", "-n", "no-such-name", session=session, check=False)
+    assert missing.returncode == 1 and b"No results found" in missing.stderr
+    for args in (["--help"], ["seq", "--help"], ["seq", "start", "--help"], ["inst", "output", "--help"],
+                 ["hub", "start", "--help"], ["config", "profile", "use", "--help"]):
+        assert "Example" in si(hub, *args, session=session).stdout.decode(), args
+    si(hub, "seq", "prune", "--force", session=session)
+    assert json.loads(si(hub, "--format", "json", "seq", "list", session=session).stdout) == []
+
+
+def test_progress_bar_on_a_terminal_only(hub, session, tmp_path):
+    import pty
+
+    seq = tmp_path / "many"
+    seq.mkdir()
+    (seq / "package.json").write_text(json.dumps({"name": "many", "main": "index.js"}))
+    (seq / "index.js").write_text("module.exports = () => 'x';")
+    for i in range(300):
+        (seq / f"f{i}.txt").write_text("data")
+    env = {**os.environ, "SI_API_URL": hub["url"], "SI_SESSION_ID": session, "SI_CONFIG_PATH": str(hub["home"])}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([*SI, "seq", "pack", str(seq)], stderr=slave, stdout=subprocess.PIPE, env=env)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert proc.wait(timeout=60) == 0
+    assert b"packing many" in seen
+    piped = si(hub, "seq", "pack", str(seq), session=session)
+    assert b"packing many" not in piped.stderr and piped.stderr.decode().startswith("packed 302 files")
