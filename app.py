@@ -4,13 +4,15 @@ parses the request, calls ``chalicelib``, and maps domain errors to JSON ``{"err
 from __future__ import annotations
 
 import functools
+import hmac
 import json
+import os
 from typing import Any, Callable
 
-from chalice import Chalice, Response
+from chalice import Chalice, IAMAuthorizer, Response
 
 from chalicelib import __version__, clock, config, instances, sequences
-from chalicelib.errors import BadRequest, HubError, NotAcceptable
+from chalicelib.errors import BadRequest, HubError, NotAcceptable, TooLarge
 from chalicelib.observability import logger
 
 app = Chalice(app_name="sequence-hub")
@@ -19,6 +21,9 @@ for _binary in ("application/gzip", "application/x-gzip", "application/octet-str
         app.api.binary_types.append(_binary)
 
 API = "/api/v1"
+# On AWS every route is SigV4-signed and checked by API Gateway (si signs with the user's AWS
+# credentials). Locally Chalice lets such requests through; the embedded hub's token covers that.
+IAM = IAMAuthorizer()
 PACKAGE_TYPES = ["application/octet-stream", "application/gzip", "application/x-gzip"]
 INPUT_TYPES = ["text/plain", "application/octet-stream", "application/x-ndjson", "text/x-ndjson"]
 MAX_WAIT_SECONDS = 25.0  # API Gateway cuts requests at 29 s
@@ -34,6 +39,9 @@ def _error(status: int, message: str) -> Response:
 
 @app.middleware("http")
 def request_logging(event, get_response):
+    token = os.environ.get("SEQHUB_LOCAL_TOKEN")
+    if token and not hmac.compare_digest(event.headers.get("authorization") or "", f"Bearer {token}"):
+        return _error(403, "this hub needs its token: si config set token <the token si hub start printed>")
     ctx = event.context or {}
     logger.structure_logs(append=False)
     logger.set_correlation_id(ctx.get("requestId"))
@@ -60,7 +68,7 @@ def route(path: str, **kwargs: Any) -> Callable:
                 logger.exception("unhandled error")
                 return _error(500, "internal error; see the hub's logs")
 
-        return app.route(API + path, **kwargs)(handler)
+        return app.route(API + path, authorizer=IAM, **kwargs)(handler)
 
     return register
 
@@ -73,6 +81,9 @@ def _body_json(default: Any = None) -> Any:
     raw = app.current_request.raw_body
     if not raw:
         return default
+    limit = _settings().max_request_bytes
+    if len(raw) > limit:
+        raise TooLarge(f"request body is {len(raw)} bytes; the limit is {limit} (SEQHUB_MAX_REQUEST_BYTES)")
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError):

@@ -25,6 +25,10 @@ class Settings:
     max_package_bytes: int
     max_unpacked_bytes: int
     max_package_files: int
+    max_request_bytes: int
+    max_input_chunk_bytes: int
+    max_running: int
+    max_running_per_sequence: int
     stage: str
 
 
@@ -65,5 +69,11 @@ def load(env: dict | None = None) -> Settings:
         # Lambda's default /tmp is 512 MB; leave room for the runner's own files.
         max_unpacked_bytes=_int(env, "SEQHUB_MAX_UNPACKED_BYTES", 400 * 1024 * 1024),
         max_package_files=_int(env, "SEQHUB_MAX_PACKAGE_FILES", 50_000),
+        # JSON bodies (start: args + appConfig; events) and one input/stdin request.
+        max_request_bytes=_int(env, "SEQHUB_MAX_REQUEST_BYTES", 256 * 1024),
+        max_input_chunk_bytes=_int(env, "SEQHUB_MAX_INPUT_CHUNK_BYTES", 1024 * 1024),
+        # Soft caps checked at start; Lambda reserved concurrency is the hard backstop on AWS.
+        max_running=_int(env, "SEQHUB_MAX_RUNNING", 200),
+        max_running_per_sequence=_int(env, "SEQHUB_MAX_RUNNING_PER_SEQUENCE", 50),
         stage=env.get("SEQHUB_STAGE", "dev"),
     )

@@ -31,3 +31,11 @@ class TooLarge(HubError):
 
 class InvalidPackage(HubError):
     status = 422
+
+
+class Forbidden(HubError):
+    status = 403
+
+
+class TooMany(HubError):
+    status = 429

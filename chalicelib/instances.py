@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 import uuid
 from typing import Any
 
 from . import aws, clock, invoker, logstore, models, sequences
 from .config import Settings
-from .errors import BadRequest, Conflict, NotFound
+from .errors import BadRequest, Conflict, NotFound, TooLarge, TooMany
 from .store import Store
 
 START_TIMEOUT_SECONDS = 300  # an instance still "starting" after this never reached a runner
 MAX_PAGE_BYTES = 1024 * 1024
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-
-
-def valid_id(ident: str) -> bool:
-    return bool(_ID.match(ident or ""))
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -48,7 +42,7 @@ def _alive(item: dict | None, now: float) -> bool:
 
 
 def get_item(settings: Settings, inst_id: str) -> dict:
-    if not valid_id(inst_id):
+    if not models.valid_id(inst_id):
         raise NotFound(f"Instance {inst_id} not found")
     store = Store(settings.table)
     now = clock.now()
@@ -94,9 +88,10 @@ def start(settings: Settings, seq_id: str, body: dict) -> dict:
     if app_config is not None and not isinstance(app_config, dict):
         raise BadRequest("appConfig must be a JSON object")
     inst_id = body.get("instanceId") or str(uuid.uuid4())
-    if not isinstance(inst_id, str) or not valid_id(inst_id):
+    if not isinstance(inst_id, str) or not models.valid_id(inst_id):
         raise BadRequest("instanceId must be 1-64 letters, digits, '-' or '_'")
     seq = sequences.get_item(settings, seq_id)
+    _check_caps(settings, seq_id)
     now = clock.now()
     item = {"id": inst_id, "sequence_id": seq_id, "sequence_name": seq.get("name"),
             "status": models.STARTING, "created": now, "args": json.dumps(args),
@@ -114,6 +109,18 @@ def start(settings: Settings, seq_id: str, body: dict) -> dict:
         store.update_instance(inst_id, fields)
         raise
     return {"id": inst_id, "message": f"Sequence {inst_id} starting"}
+
+
+def _check_caps(settings: Settings, seq_id: str) -> None:
+    active = [i for i in live_items(settings) if i["status"] in models.ACTIVE]
+    if len(active) >= settings.max_running:
+        raise TooMany(f"too many instances running on this hub ({len(active)} of {settings.max_running}); "
+                      "wait for some to end, or raise SEQHUB_MAX_RUNNING")
+    mine = [i for i in active if i["sequence_id"] == seq_id]
+    if len(mine) >= settings.max_running_per_sequence:
+        raise TooMany(f"too many instances of sequence {seq_id} running ({len(mine)} of "
+                      f"{settings.max_running_per_sequence}); wait for some to end, or raise "
+                      "SEQHUB_MAX_RUNNING_PER_SEQUENCE")
 
 
 # -- channels -----------------------------------------------------------------------------------
@@ -239,6 +246,9 @@ INPUT_TYPES = ("text/plain", "application/octet-stream", "application/x-ndjson",
 def append_input(settings: Settings, inst_id: str, stream: str, body: bytes,
                  content_type: str | None, end: bool) -> bool:
     """Store one chunk of ``input`` or ``stdin`` durably and in order; True when it ended the stream."""
+    if len(body) > settings.max_input_chunk_bytes:
+        raise TooLarge(f"one {stream} request may carry at most {settings.max_input_chunk_bytes} bytes; "
+                       "send the data in several requests")
     item = get_item(settings, inst_id)
     if item["status"] in models.FINAL:
         raise Conflict(f"Instance {inst_id} has ended; it takes no more {stream}")

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def valid_id(ident: str) -> bool:
+    """Sequence and instance ids: checked before any AWS call, so a bad one never reaches a query."""
+    return bool(_ID.match(ident or ""))
+
 STARTING = "starting"
 RUNNING = "running"
 STOPPING = "stopping"

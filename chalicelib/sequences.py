@@ -99,6 +99,8 @@ def commit_upload(settings: Settings, seq_id: str) -> dict:
 
 
 def get_item(settings: Settings, seq_id: str) -> dict:
+    if not models.valid_id(seq_id):
+        raise NotFound(f"Sequence {seq_id} not found")
     seq = Store(settings.table).get_sequence(seq_id)
     if seq is None:
         raise NotFound(f"Sequence {seq_id} not found")

@@ -3,7 +3,8 @@
   env           the template stack's outputs → the stage's environment in .chalice/config.json, and the
                 stage's policy files (run before ``chalice deploy``)
   after-deploy  what ``chalice deploy`` cannot configure: the runner's async invocation (no retries,
-                events expire with the start timeout), its /tmp size, and the table stream → cleanup
+                events expire with the start timeout), its /tmp size, the table stream → cleanup, and
+                JSON error bodies for API Gateway's own answers (403 bad signature, 429, 504)
   node-layer    build and publish the Node.js layer; the runner's ``layers`` in .chalice/config.json
 """
 
@@ -67,6 +68,24 @@ def deployed_functions(stage: str, deployed_dir: Path = ROOT / ".chalice" / "dep
             if r.get("resource_type") == "lambda_function"}
 
 
+# API Gateway answers auth failures, throttling and timeouts itself; make those JSON {"error"} too.
+GATEWAY_ERROR_TEMPLATE = '{"error": $context.error.messageString}'
+
+
+def json_gateway_errors(rest_api_id: str, stage_name: str = "api") -> None:
+    apigw = aws.client("apigateway")
+    for response_type in ("DEFAULT_4XX", "DEFAULT_5XX"):
+        apigw.put_gateway_response(restApiId=rest_api_id, responseType=response_type,
+                                   responseTemplates={"application/json": GATEWAY_ERROR_TEMPLATE},
+                                   responseParameters={"gatewayresponse.header.Access-Control-Allow-Origin": "'*'"})
+    apigw.create_deployment(restApiId=rest_api_id, stageName=stage_name)
+
+
+def deployed_rest_api(stage: str, deployed_dir: Path) -> str:
+    record = _load(deployed_dir / f"{stage}.json")
+    return next(r["rest_api_id"] for r in record["resources"] if r.get("resource_type") == "rest_api")
+
+
 def after_deploy(stage: str, stack: str, ephemeral_mb: int = 2048,
                  deployed_dir: Path = ROOT / ".chalice" / "deployed") -> dict:
     functions = deployed_functions(stage, deployed_dir)
@@ -85,7 +104,9 @@ def after_deploy(stage: str, stack: str, ephemeral_mb: int = 2048,
         lam.create_event_source_mapping(
             EventSourceArn=stream_arn, FunctionName=cleanup, StartingPosition="LATEST", BatchSize=100,
             FilterCriteria={"Filters": [{"Pattern": json.dumps({"eventName": ["REMOVE"]})}]})
-    return {"runner": runner, "cleanup": cleanup, "stream": stream_arn}
+    rest_api = deployed_rest_api(stage, deployed_dir)
+    json_gateway_errors(rest_api)
+    return {"runner": runner, "cleanup": cleanup, "stream": stream_arn, "rest_api": rest_api}
 
 
 def publish_node_layer(stage: str, stack: str, arch: str = "x86_64", config_path: Path = CONFIG) -> str:

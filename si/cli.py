@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
+import secrets
+import socket
 import sys
 import tempfile
 import threading
@@ -28,7 +31,9 @@ class Ctx:
     def client(self) -> Client:
         if self._client is None:
             profile = profiles.load()
-            self._client = Client(self._api_url or profiles.api_url(), token=profile.get("token", ""))
+            self._client = Client(self._api_url or profiles.api_url(), token=profile.get("token", ""),
+                                  auth=profile.get("auth", ""), aws_profile=profile.get("awsProfile", ""),
+                                  aws_region=profile.get("awsRegion", ""))
         return self._client
 
 
@@ -516,13 +521,25 @@ def hub_start(host: str, port: int, retention: int) -> None:
     """Run the whole hub on this machine (moto, the API, local runners) until Ctrl-C.  Example: si hub start --port 8000"""
     from .localhub import LocalHub
 
+    token = "" if _is_loopback(host) else secrets.token_urlsafe(24)
+
     def announce(url: str) -> None:
         output.message(f"Sequence Hub is running at {url} (retention {retention}s). Ctrl-C to stop.")
+        if token:
+            # Printed once: anyone who can reach this address needs it.
+            output.message(f"Listening beyond this machine: clients need this token (si config set token …):\n{token}")
 
     try:
-        LocalHub(host=host, port=port, retention=retention).run_forever(announce)
+        LocalHub(host=host, port=port, retention=retention, token=token).run_forever(announce)
     except OSError as exc:
         raise SiError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+    except (OSError, ValueError):
+        return False
 
 
 @hub.command("version")
@@ -549,7 +566,7 @@ def config_print() -> None:
 
 
 @config.command("set")
-@click.argument("key", type=click.Choice(["apiUrl", "token", "format", "awsProfile", "awsRegion"]))
+@click.argument("key", type=click.Choice(["apiUrl", "token", "format", "auth", "awsProfile", "awsRegion"]))
 @click.argument("value")
 def config_set(key: str, value: str) -> None:
     """Set one setting of the current profile.  Example: si config set format json"""
@@ -557,6 +574,8 @@ def config_set(key: str, value: str) -> None:
         raise SiError("apiUrl must be an http(s) URL, e.g. http://127.0.0.1:8000/api/v1")
     if key == "format" and value not in ("pretty", "json"):
         raise SiError("format must be pretty or json")
+    if key == "auth" and value not in ("", "iam", "token"):
+        raise SiError("auth must be iam (AWS SigV4), token, or empty (SigV4 for AWS URLs, else the token)")
     data = profiles.load()
     data[key] = value
     profiles.save(data)

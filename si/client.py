@@ -3,19 +3,70 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import IO, Any, Iterator
 
 import requests
+import requests.auth
 
 from .errors import SiError
 
 
+_SIGNED_HEADERS = ("content-type", "x-end-stream", "x-seq-kill-inst", "accept")
+
+
+class SigV4(requests.auth.AuthBase):
+    """Signs requests for API Gateway's IAM authorizer with the user's own AWS credentials."""
+
+    def __init__(self, aws_profile: str = "", region: str = ""):
+        import boto3
+
+        self.session = boto3.session.Session(profile_name=aws_profile or None)
+        self.region = region
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        try:
+            creds = self.session.get_credentials()
+        except Exception as exc:  # botocore raises several kinds for a broken profile
+            raise SiError(f"cannot load your AWS credentials: {exc}") from None
+        if creds is None:
+            raise SiError("no AWS credentials found: configure them (aws configure / aws sso login) "
+                          "or pick a profile with: si config set awsProfile NAME")
+        body = r.body or b""
+        if isinstance(body, str):
+            body = body.encode()
+        headers = {k: v for k, v in r.headers.items() if k.lower() in _SIGNED_HEADERS}
+        signed = AWSRequest(method=r.method, url=r.url, data=body, headers=headers)
+        SigV4Auth(creds.get_frozen_credentials(), "execute-api", self.region or _region_of(r.url)).add_auth(signed)
+        r.headers.update(dict(signed.headers))
+        return r
+
+
+def _region_of(url: str) -> str:
+    """The region in an API Gateway URL (<id>.execute-api.<region>.amazonaws.com)."""
+    match = re.search(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com", url)
+    if not match:
+        raise SiError("cannot tell the AWS region from the API URL: si config set awsRegion REGION")
+    return match.group(1)
+
+
+def needs_sigv4(api_url: str, auth: str = "") -> bool:
+    return auth == "iam" or (auth == "" and ".amazonaws.com" in api_url)
+
+
 class Client:
-    def __init__(self, api_url: str, token: str = "", timeout: float = 60.0):
+    def __init__(self, api_url: str, token: str = "", timeout: float = 60.0, auth: str = "",
+                 aws_profile: str = "", aws_region: str = ""):
         self.api_url = api_url.rstrip("/")
         self.timeout = timeout
         self.http = requests.Session()
-        if token:
+        self.signed = needs_sigv4(self.api_url, auth)
+        if self.signed:
+            self.http.auth = SigV4(aws_profile, aws_region)
+        elif token:
             self.http.headers["Authorization"] = f"Bearer {token}"
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -29,9 +80,18 @@ class Client:
                           "start one with: si hub start") from None
         except requests.Timeout:
             raise SiError(f"the hub at {self.api_url} did not answer in time") from None
+        if resp.status_code == 403:
+            raise SiError(self._forbidden(resp), 403)
         if resp.status_code >= 400:
             raise SiError(_error_message(resp), resp.status_code)
         return resp
+
+    def _forbidden(self, resp: requests.Response) -> str:
+        why = _error_message(resp)
+        if self.signed:
+            return (f"the hub refused your AWS credentials ({why}): check them with `aws sts "
+                    "get-caller-identity`, or pick another profile: si config set awsProfile NAME")
+        return f"the hub refused the request ({why})"
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         resp = self.request(method, path, **kwargs)
@@ -47,7 +107,8 @@ class Client:
         return self.json("GET", "version")
 
     def send_sequence(self, package: IO[bytes]) -> dict:
-        return self.json("POST", "sequence", data=package,
+        # A signed request hashes its body, so it is read whole (direct uploads are ≤ 4.5 MB).
+        return self.json("POST", "sequence", data=package.read() if self.signed else package,
                          headers={"Content-Type": "application/octet-stream"})
 
     def send_large(self, package: IO[bytes], size: int) -> dict:

@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,9 +72,13 @@ class LocalHub:
     host: str = "127.0.0.1"
     port: int = 8000
     retention: int = 3600
+    token: str = ""  # required from clients when set (a hub listening beyond loopback)
 
     def start(self) -> str:
         """Start moto and the API in background threads; return the API URL."""
+        from chalicelib.runner.child import harden
+
+        harden()  # the hub holds the (fake) AWS settings its runners get: keep sequences out
         from chalice.config import Config
         from chalice.local import create_local_server
         from moto.server import ThreadedMotoServer
@@ -91,6 +96,10 @@ class LocalHub:
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
             os.environ.pop(name, None)
         os.environ.update(hub_environment(provision(), self.retention))
+        if self.token:
+            os.environ["SEQHUB_LOCAL_TOKEN"] = self.token
+        # Chalice warns, per request, that it does not check IAM locally: the token is our check here.
+        warnings.filterwarnings("ignore", message=".*IAMAuthorizer.*")
 
         import app as hub_app
 

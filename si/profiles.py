@@ -13,7 +13,9 @@ from pathlib import Path
 from .errors import SiError
 
 DEFAULT_API_URL = "http://127.0.0.1:8000/api/v1"
-DEFAULTS = {"apiUrl": DEFAULT_API_URL, "token": "", "format": "pretty", "awsProfile": "", "awsRegion": ""}
+# auth: "" = SigV4 for API Gateway URLs, the token (if any) elsewhere; "iam" or "token" to force one.
+DEFAULTS = {"apiUrl": DEFAULT_API_URL, "token": "", "format": "pretty", "auth": "", "awsProfile": "",
+            "awsRegion": ""}
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 

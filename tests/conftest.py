@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
+import uuid
 from types import SimpleNamespace
 
 import pytest
+import requests
 from moto import mock_aws
 
 from chalicelib import aws, config
 from si import localhub
+from si.localhub import free_port
 
-from .helpers import ROOT
+from .helpers import ROOT, SI
 
 
 @pytest.fixture
@@ -54,3 +61,37 @@ def api_client(env: dict) -> SimpleNamespace:
 @pytest.fixture
 def api(hub_env):
     return api_client(hub_env)
+
+
+@pytest.fixture(scope="session")
+def hub(tmp_path_factory):
+    """The embedded hub as a user runs it: `si hub start` in its own process."""
+    port = free_port()
+    home = tmp_path_factory.mktemp("si-home")
+    env = {**os.environ, "SI_CONFIG_PATH": str(home)}
+    env.pop("AWS_ENDPOINT_URL", None)
+    log = (home / "hub.log").open("wb")  # a file, not a pipe: nobody reads it while tests run
+    proc = subprocess.Popen([*SI, "hub", "start", "--port", str(port), "--retention", "600"], env=env,
+                            stdout=log, stderr=log, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api/v1"
+    for _ in range(240):
+        try:
+            requests.get(f"{url}/version", timeout=1)
+            break
+        except requests.ConnectionError:
+            assert proc.poll() is None, (home / "hub.log").read_text()
+            time.sleep(0.25)
+    yield {"url": url, "home": home, "proc": proc, "log": home / "hub.log"}
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    # Ctrl-C/SIGTERM leaves nothing behind: no runner or host of this hub is still alive.
+    leftovers = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout
+    assert leftovers.strip() == ""
+
+
+
+
+@pytest.fixture
+def session() -> str:
+    """A terminal session of its own: what '-' means is per session."""
+    return f"test-{uuid.uuid4().hex[:8]}"

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 SEQUENCES = Path(__file__).resolve().parent / "sequences"
+SI = [sys.executable, "-m", "si"]
 
 
 def make_package(files: dict[str, bytes | str | dict]) -> bytes:
@@ -40,3 +44,13 @@ def js_package(source: str, name: str = "seq-js", main: str = "index.js") -> byt
 def py_package(source: str, name: str = "seq-py", main: str = "main.py") -> bytes:
     return make_package({"package.json": {"name": name, "version": "1.0.0", "main": main,
                                           "engines": {"python3": "3.12"}}, main: source})
+
+
+def si(hub, *args: str, session: str, check: bool = True, stdin: bytes | None = None,
+       env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "SI_API_URL": hub["url"], "SI_SESSION_ID": session,
+                "SI_CONFIG_PATH": str(hub["home"]), **(env or {})}
+    result = subprocess.run([*SI, *args], capture_output=True, env=full_env, input=stdin, timeout=120)
+    if check:
+        assert result.returncode == 0, result.stderr.decode()
+    return result

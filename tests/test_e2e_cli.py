@@ -5,61 +5,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
-import requests
 
 from si.localhub import free_port
 
-from .helpers import EXAMPLES
-
-SI = [sys.executable, "-m", "si"]
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory):
-    port = free_port()
-    home = tmp_path_factory.mktemp("si-home")
-    env = {**os.environ, "SI_CONFIG_PATH": str(home)}
-    env.pop("AWS_ENDPOINT_URL", None)
-    proc = subprocess.Popen([*SI, "hub", "start", "--port", str(port), "--retention", "600"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/api/v1"
-    for _ in range(240):
-        try:
-            requests.get(f"{url}/version", timeout=1)
-            break
-        except requests.ConnectionError:
-            assert proc.poll() is None, proc.stderr.read().decode()
-            time.sleep(0.25)
-    yield {"url": url, "home": home, "proc": proc}
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 0
-    # Ctrl-C/SIGTERM leaves nothing behind: no runner or host of this hub is still alive.
-    leftovers = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout
-    assert leftovers.strip() == ""
-
-
-def si(hub, *args: str, session: str, check: bool = True, stdin: bytes | None = None,
-       env: dict | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "SI_API_URL": hub["url"], "SI_SESSION_ID": session,
-                "SI_CONFIG_PATH": str(hub["home"]), **(env or {})}
-    result = subprocess.run([*SI, *args], capture_output=True, env=full_env, input=stdin, timeout=120)
-    if check:
-        assert result.returncode == 0, result.stderr.decode()
-    return result
-
-
-@pytest.fixture
-def session():
-    return f"test-{uuid.uuid4().hex[:8]}"
-
+from .helpers import EXAMPLES, SI, si
 
 @pytest.mark.parametrize("example", ["counter-js", "counter-py"])
 def test_seed_transcript(hub, session, tmp_path, example):

@@ -33,6 +33,12 @@ def test_after_deploy_sets_no_retries_tmp_size_and_the_expiry_stream(hub_env, tm
         arn = lam.create_function(FunctionName=f"sequence-hub-test-{fn}", Runtime="python3.12", Role=role,
                                   Handler=f"app.{fn}", Code={"ZipFile": b"PK\x05\x06" + b"\0" * 18})["FunctionArn"]
         resources.append({"name": fn, "resource_type": "lambda_function", "lambda_arn": arn})
+    apigw = aws.client("apigateway")
+    rest_api = apigw.create_rest_api(name="sequence-hub")["id"]
+    root = apigw.get_resources(restApiId=rest_api)["items"][0]["id"]  # a method, as chalice deploys
+    apigw.put_method(restApiId=rest_api, resourceId=root, httpMethod="GET", authorizationType="AWS_IAM")
+    apigw.put_integration(restApiId=rest_api, resourceId=root, httpMethod="GET", type="MOCK")
+    resources.append({"name": "rest_api", "resource_type": "rest_api", "rest_api_id": rest_api})
     (tmp_path / "test.json").write_text(json.dumps({"resources": resources}))
     updates = []  # moto accepts EphemeralStorage but does not store it: check what was asked
     lam.meta.events.register("provide-client-params.lambda.UpdateFunctionConfiguration",
@@ -43,6 +49,9 @@ def test_after_deploy_sets_no_retries_tmp_size_and_the_expiry_stream(hub_env, tm
     assert invoke_config["MaximumRetryAttempts"] == 0
     assert invoke_config["MaximumEventAgeInSeconds"] == wire.START_TIMEOUT_SECONDS
     assert updates[0] == {"FunctionName": "sequence-hub-test-runner", "EphemeralStorage": {"Size": 4096}}
+    for kind in ("DEFAULT_4XX", "DEFAULT_5XX"):
+        response = aws.client("apigateway").get_gateway_response(restApiId=rest_api, responseType=kind)
+        assert response["responseTemplates"] == {"application/json": wire.GATEWAY_ERROR_TEMPLATE}
     mappings = lam.list_event_source_mappings(FunctionName="sequence-hub-test-cleanup")["EventSourceMappings"]
     assert len(mappings) == 1 and "/stream/" in mappings[0]["EventSourceArn"]
 

@@ -17,19 +17,29 @@ from .hosts import NODE_HOST, PYTHON_HOST
 # Only what a program needs to run; never AWS credentials or the hub's configuration.
 _PASS_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
 _PR_SET_DUMPABLE = 4
+_PR_CAPBSET_DROP = 24
+_CAP_LAST = 63
 
 
 class HostUnavailable(RuntimeError):
     """The runtime a sequence needs is not installed where the runner runs."""
 
 
-def make_undumpable() -> None:
-    """Stop same-user processes (the sequence) reading our /proc/<pid>/environ and memory."""
+def harden() -> None:
+    """Keep the sequence out of the runner's secrets before it is started.
+
+    Non-dumpable: same-user processes cannot read our /proc/<pid>/environ or memory. And no
+    capabilities at all for children started from this thread (the bounding set is per thread and
+    inherited), which matters where the runner runs as root (a laptop, CI): a privileged root child
+    would read a non-dumpable process anyway. Sequences need no capabilities; on Lambda they have none.
+    """
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: nothing to do
-        pass
+    except OSError:  # not Linux: nothing to do
+        return
+    libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+    for cap in range(_CAP_LAST + 1):
+        libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)  # EPERM/EINVAL when not root or past the last cap
 
 
 def node_binary() -> str:
@@ -79,7 +89,9 @@ def spawn(runtime: str, seq_dir: Path, start: dict, work_dir: Path) -> Child:
     child_ends = {name: (r if name in ("control", "input") else w) for name, (r, w) in pipes.items()}
     env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
     env.update(extra)
-    env.update({"HOME": str(work_dir), "TMPDIR": str(work_dir / "tmp"), "SEQHUB_START": str(start_file)})
+    env.update({"HOME": str(work_dir), "TMPDIR": str(work_dir / "tmp"), "SEQHUB_START": str(start_file),
+                # SDKs in the sequence must not go looking for the host's instance role.
+                "AWS_EC2_METADATA_DISABLED": "true"})
     env.update({f"SEQHUB_FD_{name.upper()}": str(fd) for name, fd in child_ends.items()})
     (work_dir / "tmp").mkdir(exist_ok=True)
 

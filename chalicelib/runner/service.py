@@ -93,7 +93,7 @@ class _Run:
                  "config": json.loads(self.item.get("app_config", "null")), "instanceId": self.id}
         if runtime == "python" and start["config"] is None:
             start["config"] = {}
-        child_mod.make_undumpable()
+        child_mod.harden()
         try:
             child = child_mod.spawn(runtime, seq_dir, start, self.work)
         except child_mod.HostUnavailable as exc:

@@ -14,7 +14,13 @@ const EXIT_FAILED_DURING_RUN = 23;
 const EXIT_KILLED = 137;
 const EXIT_STOPPED = 138;
 
-const fd = (name) => Number(process.env[`SEQHUB_FD_${name.toUpperCase()}`]);
+// The protocol's descriptors, taken out of the environment the sequence will see.
+const FDS = {};
+for (const key of Object.keys(process.env).filter((k) => k.startsWith("SEQHUB_FD_"))) {
+  FDS[key.slice("SEQHUB_FD_".length).toLowerCase()] = Number(process.env[key]);
+  delete process.env[key];
+}
+const fd = (name) => FDS[name];
 // Pipes are opened as sockets: fs streams read pipes on the thread pool, which blocks process.exit.
 const pipeIn = (name) => new net.Socket({ fd: fd(name), readable: true, writable: false });
 const pipeOut = (name) => new net.Socket({ fd: fd(name), readable: false, writable: true });

@@ -23,8 +23,13 @@ EXIT_KILLED = 137
 EXIT_STOPPED = 138
 
 
+# The protocol's descriptors, taken out of the environment the sequence will see.
+_FDS = {key[len("SEQHUB_FD_"):].lower(): int(os.environ.pop(key))
+        for key in [k for k in os.environ if k.startswith("SEQHUB_FD_")]}
+
+
 def _fd(name):
-    return int(os.environ[f"SEQHUB_FD_{name.upper()}"])
+    return _FDS[name]
 
 
 class Output:

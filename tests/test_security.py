@@ -1,0 +1,194 @@
+"""Security: IAM on every route, SigV4 from si, the embedded hub's token, limits, and sequences
+that cannot reach the hub's credentials or another instance's files."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from chalice import IAMAuthorizer
+
+from chalicelib import aws, invoker
+from si.client import Client
+from si.localhub import free_port
+
+from .conftest import api_client
+from .helpers import EXAMPLES, SEQUENCES, SI, package_dir, si
+
+JSON = {"Content-Type": "application/json"}
+
+
+def test_every_route_requires_iam_on_aws():
+    import app as hub_app
+
+    assert hub_app.app.routes
+    for path, methods in hub_app.app.routes.items():
+        for method, entry in methods.items():
+            assert isinstance(entry.authorizer, IAMAuthorizer), f"{method} {path}"
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    seen: list = []
+    answer = (200, b'{"service": "sequence-hub", "version": "x"}')
+
+    def _handle(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        type(self).seen.append((self.command, self.path, dict(self.headers), body))
+        self.send_response(self.answer[0])
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(self.answer[1])
+
+    do_GET = do_POST = _handle
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_gateway(monkeypatch):
+    """A loopback server standing in for API Gateway: it records what si sends."""
+    for key, value in {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret-example",
+                       "AWS_DEFAULT_REGION": "eu-west-1"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    _Recorder.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/api/v1"
+    server.shutdown()
+
+
+def test_si_signs_requests_with_valid_sigv4(fake_gateway):
+    client = Client(fake_gateway, auth="iam", aws_region="eu-west-1")
+    client.version()
+    client.start("seq-1", [1, "two"])
+    for method, path, headers, body in _Recorder.seen:
+        assert re.match(r"AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/\d{8}/eu-west-1/execute-api/aws4_request, "
+                        r"SignedHeaders=[a-z0-9;-]+, Signature=[0-9a-f]{64}$", headers["Authorization"])
+        # Recompute the signature from what arrived, as API Gateway's IAM authorizer does.
+        signed_names = headers["Authorization"].split("SignedHeaders=")[1].split(",")[0].split(";")
+        lower = {k.lower(): v for k, v in headers.items()}
+        again = AWSRequest(method=method, url=fake_gateway.rsplit("/api/v1", 1)[0] + path, data=body,
+                           headers={n: lower[n] for n in signed_names if n != "host"})
+        again.context["timestamp"] = lower["x-amz-date"]  # sign at the request's own time
+        signer = SigV4Auth(Credentials("AKIDEXAMPLE", "secret-example"), "execute-api", "eu-west-1")
+
+        def signature_of(request):
+            return signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
+
+        assert headers["Authorization"].endswith("Signature=" + signature_of(again))
+        tampered = AWSRequest(method=method, url=again.url, data=body + b" ", headers=dict(again.headers))
+        tampered.context["timestamp"] = lower["x-amz-date"]
+        assert not headers["Authorization"].endswith("Signature=" + signature_of(tampered))
+
+
+def test_si_explains_a_refused_signature_in_one_line(fake_gateway, tmp_path):
+    _Recorder.answer = (403, b'{"message": "The security token included in the request is invalid."}')
+    try:
+        env = {**os.environ, "SI_API_URL": fake_gateway, "SI_CONFIG_PATH": str(tmp_path), "SI_SESSION_ID": "s"}
+        subprocess.run([*SI, "config", "set", "auth", "iam"], env=env, check=True)
+        subprocess.run([*SI, "config", "set", "awsRegion", "eu-west-1"], env=env, check=True)
+        result = subprocess.run([*SI, "seq", "list"], env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        _Recorder.answer = (200, b'{"service": "sequence-hub", "version": "x"}')
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0
+    assert "refused your AWS credentials" in result.stderr and "si config set awsProfile" in result.stderr
+    assert "security token included in the request is invalid" in result.stderr
+
+
+def test_hub_beyond_loopback_requires_its_token(tmp_path, session):
+    port = free_port()
+    env = {**os.environ, "SI_CONFIG_PATH": str(tmp_path)}
+    env.pop("AWS_ENDPOINT_URL", None)
+    log = (tmp_path / "hub.log").open("wb")
+    proc = subprocess.Popen([*SI, "hub", "start", "--host", "0.0.0.0", "--port", str(port)], env=env,
+                            stderr=log, stdout=log, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}/api/v1"
+        for _ in range(240):
+            text = (tmp_path / "hub.log").read_text()
+            if "token" in text:
+                break
+            assert proc.poll() is None, text
+            time.sleep(0.25)
+        token = text.strip().splitlines()[-1]
+        refused = requests.get(f"{url}/sequences", timeout=10)
+        assert refused.status_code == 403 and "needs its token" in refused.json()["error"]
+        wrong = requests.get(f"{url}/sequences", headers={"Authorization": "Bearer nope"}, timeout=10)
+        assert wrong.status_code == 403
+        assert requests.get(f"{url}/sequences", headers={"Authorization": f"Bearer {token}"}, timeout=10).json() == []
+        hub = {"url": url, "home": tmp_path}
+        assert b"needs its token" in si(hub, "seq", "list", session=session, check=False).stderr
+        si(hub, "config", "set", "token", token, session=session)
+        seq = si(hub, "seq", "send", str(EXAMPLES / "counter-py"), session=session).stdout.decode().strip()
+        assert len(seq) == 36
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_limits_answer_413_and_429(hub_env, monkeypatch):
+    monkeypatch.setattr(invoker, "invoke", lambda _s, _i: None)  # instances stay "starting" (= running)
+    api = api_client({**hub_env, "SEQHUB_MAX_RUNNING_PER_SEQUENCE": "1", "SEQHUB_MAX_RUNNING": "2"})
+    octet = {"Content-Type": "application/octet-stream"}
+    seqs = [json.loads(api.http.post("/api/v1/sequence", headers=octet, body=package_dir(EXAMPLES / "counter-py")).body)["id"]
+            for _ in range(3)]
+    big = json.dumps({"args": ["x" * (256 * 1024)]})
+    resp = api.http.post(f"/api/v1/sequence/{seqs[0]}/start", headers=JSON, body=big)
+    assert resp.status_code == 413 and "limit is 262144" in json.loads(resp.body)["error"]
+    first = json.loads(api.http.post(f"/api/v1/sequence/{seqs[0]}/start", headers=JSON, body="{}").body)["id"]
+    resp = api.http.post(f"/api/v1/sequence/{seqs[0]}/start", headers=JSON, body="{}")
+    assert resp.status_code == 429 and "too many instances of sequence" in json.loads(resp.body)["error"]
+    assert api.http.post(f"/api/v1/sequence/{seqs[1]}/start", headers=JSON, body="{}").status_code == 200
+    resp = api.http.post(f"/api/v1/sequence/{seqs[2]}/start", headers=JSON, body="{}")
+    assert resp.status_code == 429 and "too many instances running on this hub" in json.loads(resp.body)["error"]
+    resp = api.http.post(f"/api/v1/instance/{first}/input", body=b"x" * (1024 * 1024 + 1),
+                         headers={"Content-Type": "application/octet-stream"})
+    assert resp.status_code == 413 and "at most 1048576 bytes" in json.loads(resp.body)["error"]
+
+
+@pytest.mark.parametrize("bad", ["a'b", "x" * 200, "..", "-leading-dash", "with space"])
+def test_malformed_ids_never_reach_aws(api, bad):
+    calls = []
+    aws.client("dynamodb").meta.events.register("before-call.*.*", lambda **kw: calls.append(kw))
+    for path in (f"/api/v1/instance/{requests.utils.quote(bad)}", f"/api/v1/sequence/{requests.utils.quote(bad)}"):
+        resp = api.http.get(path)
+        assert resp.status_code in (400, 403, 404) and "error" in json.loads(resp.body), path
+    assert calls == []
+
+
+def test_a_hostile_sequence_finds_no_credentials(hub, session):
+    si(hub, "seq", "send", str(SEQUENCES / "py-hostile"), session=session)
+    si(hub, "seq", "start", "-", session=session)
+    report = json.loads(si(hub, "inst", "output", "-", session=session).stdout)
+    leaked = [k for k in report["env"] if k.startswith(("AWS_", "SEQHUB_", "RUNNER_", "POWERTOOLS_"))]
+    assert leaked == ["AWS_EC2_METADATA_DISABLED"]  # set by the runner, to keep SDKs off IMDS
+    runner_pid = next(iter(report["parent_environ"]))
+    assert report["parent_environ"][runner_pid].startswith("denied")  # the runner holds the settings
+    assert report["parent_mem"].startswith("denied")
+    for pid, text in report["parent_environ"].items():
+        assert "AWS_SECRET_ACCESS_KEY=local" not in text and "SEQHUB_TABLE=" not in text, pid
+    assert report["sdk_credentials"] is None  # no env, no ~/.aws, no container endpoint, IMDS not asked
+    # Each instance has a fresh directory, removed at its end: the next one cannot see it.
+    first_dir = report["cwd"]
+    si(hub, "seq", "start", "-", session=session)
+    second = json.loads(si(hub, "inst", "output", "-", session=session).stdout)
+    assert second["cwd"] != first_dir
+    time.sleep(0)  # (the first instance has ended: its output ended after its run returned)
+    for _ in range(50):
+        if not os.path.exists(first_dir):
+            break
+        time.sleep(0.2)
+    assert not os.path.exists(first_dir)
