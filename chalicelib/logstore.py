@@ -110,15 +110,17 @@ def put(group: str, name: str, messages: list[str], timestamp_ms: int) -> None:
         logEvents=[{"timestamp": timestamp_ms, "message": m} for m in messages])
 
 
-def read(group: str, name: str, token: str | None, max_bytes: int) -> tuple[bytes, str | None, int]:
+def read(group: str, name: str, token: str | None, max_bytes: int,
+         want_events: int | None = None) -> tuple[bytes, str | None, int]:
     """Read forward from ``token`` (None: from the head). Returns (bytes, next token, events read).
 
-    Pages can be empty while more exists; keep going while the token moves, up to ``max_bytes``.
+    Pages can be empty while more exists; keep going while the token moves, up to ``max_bytes`` or
+    until ``want_events`` have come (then no extra call is spent learning that nothing follows).
     """
     logs = aws.client("logs")
     out = bytearray()
     count = 0
-    while len(out) < max_bytes:
+    while len(out) < max_bytes and (want_events is None or count < want_events):
         kwargs = {"logGroupName": group, "logStreamName": name, "startFromHead": True}
         if token:
             kwargs["nextToken"] = token

@@ -111,6 +111,9 @@ class LocalHub:
             _QuietHandler, app_object=hub_app.app, config=config)
         self._thread = threading.Thread(target=self._server.server.serve_forever, daemon=True)
         self._thread.start()
+        from chalicelib import invoker
+
+        invoker.warm_up()
         self._stop_sweeper = threading.Event()
         threading.Thread(target=self._sweep, daemon=True).start()
         return f"http://{self.host}:{self._server.server.server_address[1]}/api/v1"

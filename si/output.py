@@ -73,8 +73,8 @@ def now_utc() -> str:
 
 
 @contextlib.contextmanager
-def progress(total: int, label: str, unit: str = "bytes") -> Iterator[Callable[[int], None]]:
-    """A progress bar on a terminal (nothing on a pipe); yields ``advance(n)``."""
+def progress(total: int | None, label: str, unit: str = "bytes") -> Iterator[Callable[[int], None]]:
+    """A progress bar on a terminal (nothing on a pipe); yields ``advance(n)``. No total: a pulse."""
     if not sys.stderr.isatty():
         yield lambda _n: None
         return

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import json
 import os
+import queue
+import re
+import shutil
+import subprocess
 import tarfile
+import tempfile
+import threading
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -26,6 +34,13 @@ class PackResult:
     files: list[str] = field(default_factory=list)
     size: int = 0
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Entry:
+    rel: str      # path inside the package
+    path: str     # path on disk
+    kind: str     # "file", "dir" (only a link to one), "link" or "other"
 
 
 def _ignore_patterns(root: Path) -> list[str]:
@@ -49,33 +64,36 @@ def _ignored(rel: str, is_dir: bool, patterns: list[str]) -> bool:
     return False
 
 
-def collect(root: Path, exclude: Path | None = None) -> list[str]:
-    """Relative paths to pack, in a stable order, honouring ``.siignore``."""
+def collect(root: Path, exclude: Path | None = None) -> list[Entry]:
+    """What to pack, in a stable order, honouring ``.siignore``. One scandir per directory and
+    no stat per file (the directory entry already says what each one is)."""
     patterns = _ignore_patterns(root)
-    out: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        base = Path(dirpath)
-        rel_dir = base.relative_to(root).as_posix()
-        keep = []
-        for d in sorted(dirnames):
-            rel = f"{rel_dir}/{d}" if rel_dir != "." else d
-            if _ignored(rel, True, patterns):
-                continue
-            if (base / d).is_symlink():
-                out.append(rel)
-            else:
-                keep.append(d)
-        dirnames[:] = keep
-        for f in sorted(filenames):
-            rel = f"{rel_dir}/{f}" if rel_dir != "." else f
-            if exclude is not None and (base / f).resolve() == exclude:
-                continue
-            if not _ignored(rel, False, patterns):
-                out.append(rel)
-    return sorted(out)
+    skip = str(exclude) if exclude is not None else None
+    out: list[Entry] = []
+
+    def walk(folder: str, prefix: str) -> None:
+        with os.scandir(folder) as entries:
+            for entry in sorted(entries, key=lambda e: e.name):
+                rel = prefix + entry.name
+                is_link = entry.is_symlink()
+                is_dir = not is_link and entry.is_dir(follow_symlinks=False)
+                if entry.path == skip or (patterns and _ignored(rel, is_dir, patterns)):
+                    continue
+                if is_dir:
+                    walk(entry.path, rel + "/")
+                elif is_link:
+                    out.append(Entry(rel, entry.path, "link"))
+                else:
+                    out.append(Entry(rel, entry.path, "file" if entry.is_file(follow_symlinks=False) else "other"))
+
+    walk(str(root), "")
+    return out
 
 
-def check(root: Path, names: list[str]) -> list[str]:
+_SECRETS = re.compile("|".join(fnmatch.translate(p) for p in _SECRET_NAMES))
+
+
+def check(root: Path, entries: list[Entry]) -> list[str]:
     """Run the package rules on the tree before packing; return warnings."""
     manifest_path = root / packages.MANIFEST
     if not manifest_path.is_file():
@@ -84,23 +102,104 @@ def check(root: Path, names: list[str]) -> list[str]:
         manifest = packages.parse_manifest(manifest_path.read_bytes())
     except HubError as exc:
         raise SiError(f"{manifest_path}: {exc.message}") from None
+    names = {e.rel for e in entries}
     if not any(c in names for c in packages.entrypoint_candidates(manifest)):
         raise SiError(f"{packages.invalid_main_message(manifest)} (no such file in {root})")
-    for rel in names:
-        target = root / rel
-        if target.is_symlink():
-            resolved = target.resolve()
-            if not resolved.is_relative_to(root.resolve()):
-                raise SiError(f"{rel} is a link to {os.readlink(target)}, outside the package; "
-                              "copy the file in or add the link to .siignore")
-        elif not (target.is_file() or target.is_dir()):
-            raise SiError(f"{rel} is not a regular file (device, fifo or socket); add it to .siignore")
-    warnings = []
-    secrets = [n for n in names if any(fnmatch.fnmatchcase(n.rsplit("/", 1)[-1], p) for p in _SECRET_NAMES)]
+    real_root = root.resolve()
+    for entry in entries:
+        if entry.kind == "link" and not Path(entry.path).resolve().is_relative_to(real_root):
+            raise SiError(f"{entry.rel} is a link to {os.readlink(entry.path)}, outside the package; "
+                          "copy the file in or add the link to .siignore")
+        if entry.kind == "other":
+            raise SiError(f"{entry.rel} is not a regular file (device, fifo or socket); add it to .siignore")
+    secrets = [e.rel for e in entries if _SECRETS.match(e.rel.rsplit("/", 1)[-1])]
     if secrets:
-        warnings.append(f"the package holds files that look like secrets: {', '.join(secrets[:5])} "
-                        "(add them to .siignore if they should stay private)")
-    return warnings
+        return [f"the package holds files that look like secrets: {', '.join(secrets[:5])} "
+                "(add them to .siignore if they should stay private)"]
+    return []
+
+
+class _BackgroundGzip:
+    """A write-only file that gzips on another thread (zlib releases the GIL), so reading files
+    and building the tar overlap with compression: on two cores this is what beats `tar czf`."""
+
+    def __init__(self, out: IO[bytes], level: int = 6):
+        self._out = out
+        self._queue: queue.Queue = queue.Queue(maxsize=16)
+        self._zip = zlib.compressobj(level, zlib.DEFLATED, 31)  # 31: gzip framing
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="si-gzip", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while (data := self._queue.get()) is not None:
+                self._out.write(self._zip.compress(data))
+            self._out.write(self._zip.flush())
+        except BaseException as exc:  # re-raised in the writer's thread
+            self._error = exc
+            while self._queue.get() is not None:
+                pass
+
+    def write(self, data: bytes) -> int:
+        if self._error:
+            raise self._error
+        self._queue.put(bytes(data))
+        return len(data)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error:
+            raise self._error
+
+
+def _tarinfo(entry: Entry) -> tarfile.TarInfo:
+    """A member's header from one lstat: no user/group name lookups (they are slow, and a
+    package should not carry the packer's account names)."""
+    st = os.lstat(entry.path)
+    info = tarfile.TarInfo(entry.rel)
+    info.mtime = int(st.st_mtime)
+    info.mode = 0o755 if st.st_mode & 0o111 else 0o644
+    if entry.kind == "link":
+        info.type, info.linkname = tarfile.SYMTYPE, os.readlink(entry.path)
+    else:
+        info.size = st.st_size
+    return info
+
+
+@functools.lru_cache(maxsize=1)
+def _gnu_tar() -> str | None:
+    """GNU tar, where there is one: it packs many small files several times faster than tarfile."""
+    found = shutil.which("tar")
+    if not found:
+        return None
+    try:
+        version = subprocess.run([found, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return found if "GNU tar" in version else None
+
+
+def _pack_with_tar(root: Path, entries: list[Entry], out: IO[bytes], progress, label: str) -> None:
+    """Exactly ``entries`` (already checked), packed by GNU tar with neutral owners."""
+    names = b"".join(e.rel.encode() + b"\0" for e in entries)
+    argv = [_gnu_tar(), "--create", "--gzip", "--file=-", f"--directory={root}", "--no-recursion", "--null",
+            "--verbatim-files-from", "--files-from=-", "--owner=0", "--group=0", "--numeric-owner",
+            "--format=gnu"]
+    with tempfile.TemporaryFile() as listing:
+        listing.write(names)
+        listing.seek(0)
+        proc = subprocess.Popen(argv, stdin=listing, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        bar = progress(None, f"packing {label}") if progress else contextlib.nullcontext(None)
+        with bar as advance:
+            for chunk in iter(lambda: proc.stdout.read(256 * 1024), b""):
+                out.write(chunk)
+                if advance:
+                    advance(len(chunk))
+        err = proc.stderr.read().decode(errors="replace").strip()
+        if proc.wait() != 0:
+            raise SiError(f"packing failed: {err.splitlines()[-1] if err else 'tar exited ' + str(proc.returncode)}")
 
 
 def pack(source: Path, out: IO[bytes], exclude: Path | None = None, progress=None) -> PackResult:
@@ -111,16 +210,30 @@ def pack(source: Path, out: IO[bytes], exclude: Path | None = None, progress=Non
     root = source.resolve()
     if not root.is_dir():
         raise SiError(f"{source} is not a directory")
-    names = collect(root, exclude)
-    result = PackResult(files=names)
-    result.warnings = check(root, names)
-    bar = progress(len(names), f"packing {source.name}", "files") if progress else contextlib.nullcontext(None)
+    entries = collect(root, exclude.resolve() if exclude is not None else None)
+    result = PackResult(files=[e.rel for e in entries])
+    result.warnings = check(root, entries)
+    if _gnu_tar():
+        _pack_with_tar(root, entries, out, progress, source.name)
+        return result
+    bar = progress(len(entries), f"packing {source.name}", "files") if progress else contextlib.nullcontext(None)
     # Level 6 (gzip's default): level 9 costs much more time for a few percent of size.
-    with bar as advance, tarfile.open(fileobj=out, mode="w:gz", compresslevel=6, format=tarfile.PAX_FORMAT) as tar:
-        for rel in names:
-            tar.add(root / rel, arcname=rel, recursive=False)
-            if advance:
-                advance(1)
+    gz = _BackgroundGzip(out, level=6)
+    try:
+        # GNU format: long names without a PAX header per member (much cheaper to build).
+        with bar as advance, tarfile.open(fileobj=gz, mode="w|", format=tarfile.GNU_FORMAT,
+                                          bufsize=256 * 1024) as tar:
+            for entry in entries:
+                info = _tarinfo(entry)
+                if info.isreg():
+                    with open(entry.path, "rb") as fh:
+                        tar.addfile(info, fh)
+                else:
+                    tar.addfile(info)
+                if advance:
+                    advance(1)
+    finally:
+        gz.close()
     return result
 
 

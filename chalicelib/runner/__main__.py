@@ -6,14 +6,21 @@ import signal
 import sys
 import time
 
-from .. import config
-from .service import run_instance
+from .. import aws, config
+from .service import run_instance  # imported before waiting: that is what makes a runner warm
 
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m chalicelib.runner <instance-id>", file=sys.stderr)
+        print("usage: python -m chalicelib.runner <instance-id> | --wait-for-id", file=sys.stderr)
         return 2
+    instance_id = argv[0]
+    if instance_id == "--wait-for-id":  # a warm runner: imports done, clients made, waiting
+        for service in ("dynamodb", "s3", "logs"):
+            aws.client(service)
+        instance_id = sys.stdin.readline().strip()
+        if not instance_id:
+            return 0
     settings = config.load()
     deadline = [time.monotonic() + settings.runner_timeout_seconds]
 
@@ -22,7 +29,7 @@ def main(argv: list[str]) -> int:
         deadline[0] = time.monotonic()
 
     signal.signal(signal.SIGTERM, cut_short)
-    run_instance(settings, argv[0], lambda: int((deadline[0] - time.monotonic()) * 1000))
+    run_instance(settings, instance_id, lambda: int((deadline[0] - time.monotonic()) * 1000))
     return 0
 
 

@@ -16,7 +16,8 @@ from .. import logstore
 class Channel:
     """One channel's buffer and its CloudWatch stream."""
 
-    def __init__(self, group: str, instance_id: str, name: str, max_buffer: int = 4 * 1024 * 1024):
+    def __init__(self, group: str, instance_id: str, name: str, max_buffer: int = 4 * 1024 * 1024,
+                 data_ready: threading.Event | None = None):
         self.group = group
         self.name = name
         self.stream = logstore.stream_name(instance_id, name)
@@ -28,19 +29,28 @@ class Channel:
         self._cond = threading.Condition()
         self._last_ts = 0
         self._created = False
+        self._in_flight = False
+        self._data_ready = data_ready  # set when bytes arrive in an empty buffer: flush soon
 
     def append(self, data: bytes) -> None:
         with self._cond:
             while len(self._buf) >= self.max_buffer:
                 self._cond.wait(0.5)
+            was_empty = not self._buf
             self._buf += data
+        if was_empty and self._data_ready is not None:
+            self._data_ready.set()
 
     def close(self) -> None:
         with self._cond:
             self.closed = True
+        if self._data_ready is not None:
+            self._data_ready.set()
 
-    def pending(self) -> int:
-        return len(self._buf)
+    def finished(self) -> bool:
+        """Closed, and every byte it got is written (and counted in ``events_written``)."""
+        with self._cond:
+            return self.closed and not self._buf and not self._in_flight
 
     def flush(self) -> bool:
         """Write what is buffered; True when something was written."""
@@ -51,20 +61,36 @@ class Channel:
                 return False
             chunks, keep = logstore.split_chunk(data, final)
             self._buf = bytearray(keep)
+            self._in_flight = bool(chunks)
             self._cond.notify_all()
         if not chunks:
             return False
+        try:
+            self._write(chunks)
+        finally:
+            with self._cond:
+                self._in_flight = False
+        return True
+
+    def _write(self, chunks: list[bytes]) -> None:
+        """Write chunks in batches; on failure the unwritten ones go back to the buffer's front."""
         if not self._created:
             logstore.create_stream(self.group, self.stream)
             self._created = True
-        # One timestamp per batch, never going backwards: ordering is what CloudWatch checks.
-        for batch in logstore.batches(logstore.encode(c) for c in chunks):
-            ts = max(int(time.time() * 1000), self._last_ts)
-            self._last_ts = ts
-            logstore.put(self.group, self.stream, batch, ts)
-            self.events_written += len(batch)
-        self.bytes_written += sum(len(c) for c in chunks)
-        return True
+        done = 0
+        try:
+            # One timestamp per batch, never going backwards: ordering is what CloudWatch checks.
+            for batch in logstore.batches(logstore.encode(c) for c in chunks):
+                ts = max(int(time.time() * 1000), self._last_ts)
+                self._last_ts = ts
+                logstore.put(self.group, self.stream, batch, ts)
+                self.events_written += len(batch)
+                self.bytes_written += sum(len(c) for c in chunks[done:done + len(batch)])
+                done += len(batch)
+        except Exception:
+            with self._cond:
+                self._buf[:0] = b"".join(chunks[done:])
+            raise
 
 
 def pump_fd(fd: int, channel: Channel) -> threading.Thread:

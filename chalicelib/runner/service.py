@@ -60,8 +60,10 @@ class _Run:
         self.id = item["id"]
         self.work = work
         self.remaining_ms = remaining_ms
-        self.channels = {name: Channel(settings.log_group, self.id, name) for name in
-                         ("output", "stdout", "stderr", "log")}
+        self.data_ready = threading.Event()  # bytes arrived: the flusher should look
+        self.flushed = threading.Event()  # bytes were written: the record may need telling
+        self.channels = {name: Channel(settings.log_group, self.id, name, data_ready=self.data_ready)
+                         for name in ("output", "stdout", "stderr", "log")}
         self.health: dict | None = None
         self.keepalive = False
         self.events: dict[str, object] = {}
@@ -119,17 +121,19 @@ class _Run:
         flusher.start()
 
         last_write = 0.0
-        written = self.counters()
+        written, ended = self.counters(), self.ended_channels()
         while child.proc.poll() is None:
             now = time.monotonic()
-            counters = self.counters()
-            first_output = any(counters[k] and not written[k] for k in counters)
+            counters, now_ended = self.counters(), self.ended_channels()
+            # Readers wait on the record: tell them at once about a first output or an end.
+            news = any(counters[k] and not written[k] for k in counters) or now_ended != ended
             due = now - last_write >= (PROGRESS_INTERVAL if counters != written else HEARTBEAT_INTERVAL)
-            if first_output or due:
-                self.control(child, feeders, self.heartbeat(counters))
-                written, last_write = counters, now
+            if news or due:
+                self.control(child, feeders, self.heartbeat())
+                written, ended, last_write = counters, now_ended, now
             self.enforce(child)
-            time.sleep(0.05)
+            self.flushed.wait(0.05)
+            self.flushed.clear()
 
         exit_code = child.proc.returncode
         for pump in pumps:
@@ -138,6 +142,7 @@ class _Run:
         for feeder in feeders.values():
             feeder.close()
         stop_flusher.set()
+        self.data_ready.set()  # wake the flusher now rather than at its next interval
         flusher.join()
         status, code, reason = models.end_state(
             exit_code, killed=self.killed, stopped=self.stopped,
@@ -150,16 +155,28 @@ class _Run:
     def counters(self) -> dict[str, int]:
         return {name: ch.events_written for name, ch in self.channels.items()}
 
+    def ended_channels(self) -> set[str]:
+        return {name for name, ch in self.channels.items() if ch.finished()}
+
     def flush_loop(self, stop: threading.Event) -> None:
-        while not stop.wait(FLUSH_INTERVAL):
+        """Flush as soon as output starts, then at most once per FLUSH_INTERVAL while it flows."""
+        last = 0.0
+        while not stop.is_set():
+            self.data_ready.wait(FLUSH_INTERVAL)
+            self.data_ready.clear()
+            pause = FLUSH_INTERVAL - (time.monotonic() - last)
+            if pause > 0 and stop.wait(pause):
+                break
             self.flush_all()
+            last = time.monotonic()
         self.flush_all()
 
     def flush_all(self) -> None:
         for ch in self.channels.values():
             try:
-                ch.flush()
-            except Exception:  # a CloudWatch hiccup must not lose the run; retry next interval
+                if ch.flush():
+                    self.flushed.set()
+            except Exception:  # a CloudWatch hiccup must not end the run: the bytes are kept for the next try
                 logger.exception("flush failed", extra={"channel": ch.name})
 
     def read_events(self, fd: int) -> None:
@@ -188,12 +205,13 @@ class _Run:
                       for name, message in pending.items()}
             self.store.update_instance(self.id, fields)
 
-    def heartbeat(self, counters: dict[str, int]) -> dict | None:
+    def heartbeat(self) -> dict | None:
         fields: dict = {"heartbeat": clock.now()}
-        for name, count in counters.items():
+        # Ends first, counts second: an ended channel's count is then final when it is written.
+        for name in self.ended_channels():
+            fields[f"end_{name}"] = True
+        for name, count in self.counters().items():
             fields[f"n_{name}"] = count
-            if self.channels[name].closed and self.channels[name].pending() == 0:
-                fields[f"end_{name}"] = True
         if self.health is not None:
             fields["health"] = self.health
         return self.store.update_instance(self.id, fields, return_new=True)

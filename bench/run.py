@@ -1,0 +1,316 @@
+"""Sequence Hub benchmarks, each a ratio against a baseline measured in the same run.
+
+    make bench            (or: .venv/bin/python bench/run.py [--quick])
+
+Writes bench/RESULTS.md (and prints it). See the README's Performance section for what they mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from chalicelib import aws, instances, invoker, sequences  # noqa: E402
+from chalicelib.runner import child  # noqa: E402
+from chalicelib.runner.service import run_instance  # noqa: E402
+from si.client import Client  # noqa: E402
+from si.localhub import LocalHub, free_port, hub_environment, provision  # noqa: E402
+from si.packing import pack  # noqa: E402
+
+SEQS = Path(__file__).resolve().parent / "sequences"
+EXAMPLES = ROOT / "examples"
+
+
+def package(path: Path) -> bytes:
+    with tempfile.TemporaryFile() as fh:
+        pack(path, fh)
+        fh.seek(0)
+        return fh.read()
+
+
+def expected_bytes(runtime: str, count: int) -> int:
+    return sum(len(f"{i}\n") for i in range(count))
+
+
+# -- baselines: the runtime host alone ------------------------------------------------------------
+def host_direct(seq_dir: Path, runtime: str, args: list) -> tuple[float, float, int]:
+    """Run a sequence with its runtime host, output drained to /dev/null: (total s, first byte s, bytes)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        seq = work / "sequence"
+        shutil.copytree(seq_dir, seq)
+        manifest = json.loads((seq / "package.json").read_text())
+        t0 = time.perf_counter()
+        proc = child.spawn(runtime, seq, {"main": manifest["main"], "args": args, "config": {},
+                                          "instanceId": "bench"}, work)
+        first = [0.0]
+        total = [0]
+
+        def drain(fd: int, is_output: bool) -> None:
+            with open("/dev/null", "wb") as null:
+                while data := os.read(fd, 256 * 1024):
+                    if is_output and not total[0]:
+                        first[0] = time.perf_counter() - t0
+                    if is_output:
+                        total[0] += len(data)
+                    null.write(data)
+            os.close(fd)
+
+        threads = [threading.Thread(target=drain, args=(proc.readers[n], n == "output"))
+                   for n in ("output", "log", "events", "stdout", "stderr")]
+        for t in threads:
+            t.start()
+        proc.proc.wait()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - t0
+        os.close(proc.control_w)
+        os.close(proc.input_w)
+        os.close(proc.readers["stdin"])
+        return elapsed, first[0], total[0]
+
+
+# -- on the embedded hub ---------------------------------------------------------------------------
+def send(client: Client, path: Path) -> str:
+    import io
+
+    return client.send_sequence(io.BytesIO(package(path)))["id"]
+
+
+def run_to_end(client: Client, seq_id: str, args: list) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    inst = client.start(seq_id, args)["id"]
+    size = sum(len(chunk) for chunk in client.follow(inst, "output"))
+    return time.perf_counter() - t0, size
+
+
+def first_byte(client: Client, seq_id: str) -> float:
+    t0 = time.perf_counter()
+    inst = client.start(seq_id, [])["id"]
+    for chunk in client.follow(inst, "output"):
+        if chunk:
+            return time.perf_counter() - t0
+    raise RuntimeError("no output")
+
+
+def peak_rss_of_runner(client: Client, seq_id: str, args: list) -> int:
+    """Peak RSS (bytes) of the runner process (not its child) while the instance runs."""
+    inst = client.start(seq_id, args)["id"]
+    proc = invoker._warm.last_started
+    peak = 0
+    done = threading.Event()
+
+    def follow():
+        for _ in client.follow(inst, "output"):
+            pass
+        done.set()
+
+    threading.Thread(target=follow, daemon=True).start()
+    while proc.poll() is None:
+        try:
+            with open(f"/proc/{proc.pid}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]) * 1024)
+        except OSError:
+            break
+        time.sleep(0.02)
+    done.wait(60)
+    return peak
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else values[0]
+
+
+# -- AWS calls (in-process moto, the runner inline) ---------------------------------------------------
+def aws_calls(count_items: int, slow: bool = False) -> dict:
+    from moto import mock_aws
+
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        os.environ.pop(name, None)
+    os.environ.update({"AWS_ACCESS_KEY_ID": "b", "AWS_SECRET_ACCESS_KEY": "b", "AWS_DEFAULT_REGION": "us-east-1"})
+    with mock_aws(config={"lambda": {"use_docker": False}}):
+        aws.reset()
+        os.environ.update(hub_environment(provision("bench"), 600, stage="bench"))
+        from chalicelib import config
+
+        settings = config.load()
+        calls: Counter = Counter()
+        who = threading.local()
+
+        def count(model, **_):
+            calls[(getattr(who, "name", "runner"), model.name)] += 1
+
+        for svc in ("dynamodb", "s3", "logs"):
+            aws.client(svc).meta.events.register("before-call.*.*", count)
+        invoker_invoke = invoker.invoke
+        invoker.invoke = lambda *_: None
+        try:
+            if slow:
+                src = "import asyncio\n\nasync def run(context, input):\n    for i in range(%d):\n" \
+                      "        await asyncio.sleep(0.3)\n        yield f'{i}\\n'\n" % count_items
+                from tests.helpers import py_package
+
+                body = py_package(src)
+                args = []
+            else:
+                body, args = package(SEQS / "py-million"), [count_items]
+            seq = sequences.create(settings, body)["id"]
+            inst = instances.start(settings, seq, {"args": args})["id"]
+            calls.clear()
+            runner = threading.Thread(target=run_instance, args=(settings, inst, lambda: 600_000))
+            t0 = time.perf_counter()
+            runner.start()
+
+            def read():
+                who.name = "reader"
+                cursor, size = "", 0
+                while True:
+                    page = instances.read_channel(settings, inst, "output", cursor, 20)
+                    size += len(page["data"])
+                    cursor = page["cursor"]
+                    if page["ended"]:
+                        return size
+
+            reader_bytes = read()
+            runner.join()
+            seconds = time.perf_counter() - t0
+        finally:
+            invoker.invoke = invoker_invoke
+        aws.reset()
+    return {"calls": calls, "seconds": seconds, "bytes": reader_bytes}
+
+
+# -- pack -------------------------------------------------------------------------------------------
+def pack_bench(small: int) -> tuple[float, float, int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "tree"
+        tree.mkdir()
+        (tree / "package.json").write_text(json.dumps({"name": "big-tree", "main": "index.js"}))
+        (tree / "index.js").write_text("module.exports = () => 'x';")
+        for i in range(small):
+            d = tree / "node_modules" / f"pkg{i // 100}"
+            d.mkdir(parents=True, exist_ok=True)
+            (d / f"f{i}.js").write_text(f"module.exports = {{ id: {i}, name: 'file {i}' }};\n" * 4)
+        for i in range(3):
+            (tree / f"data{i}.bin").write_bytes(os.urandom(8 * 1024 * 1024))
+        t0 = time.perf_counter()
+        subprocess.run(["tar", "czf", str(Path(tmp) / "base.tgz"), "-C", str(tree), "."], check=True)
+        base = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with open(Path(tmp) / "si.tar.gz", "wb") as fh:
+            pack(tree, fh)
+        ours = time.perf_counter() - t0
+        return ours, base, small + 5
+
+
+# -- report -----------------------------------------------------------------------------------------
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, Node {node}, {platform.system()} {platform.release()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller runs (100,000 items, 10 starts)")
+    args = parser.parse_args()
+    items = 100_000 if args.quick else 1_000_000
+    starts = 10 if args.quick else 30
+    rows: list[tuple[str, str, str, str, str]] = []
+
+    def row(name, ours, base, ratio, goal):
+        rows.append((name, ours, base, ratio, goal))
+        print(f"{name}: {ours} vs {base} -> {ratio} ({goal})", flush=True)
+
+    # 5. AWS calls, in-process (before the hub sets its own endpoint)
+    big = aws_calls(items)
+    mib = big["bytes"] / 1024 / 1024
+    puts = big["calls"][("runner", "PutLogEvents")]
+    bound = int(mib) + 1 + int(big["seconds"] / 0.2) + 1
+    ddb = sum(v for (w, op), v in big["calls"].items() if w == "runner" and op in ("UpdateItem", "GetItem", "PutItem"))
+    row(f"AWS calls, {items:,}-item instance ({mib:.1f} MiB, {big['seconds']:.1f} s)",
+        f"{puts} PutLogEvents, {ddb} DynamoDB, {big['calls'][('runner', 'GetObject')]} S3",
+        f"bound {bound} PutLogEvents", f"{puts / bound:.2f}× of bound", "PutLogEvents ≤ MiB + flushes")
+    row("AWS calls, reader of that instance", f"{big['calls'][('reader', 'GetLogEvents')]} GetLogEvents",
+        f"{puts} PutLogEvents", f"{big['calls'][('reader', 'GetLogEvents')] / max(puts, 1):.2f}×", "≤ 1 per write")
+    slow = aws_calls(10, slow=True)
+    gets, sputs = slow["calls"][("reader", "GetLogEvents")], slow["calls"][("runner", "PutLogEvents")]
+    sddb = sum(v for (w, op), v in slow["calls"].items() if w == "runner" and op in ("UpdateItem", "GetItem"))
+    row(f"AWS calls, 10-item instance over {slow['seconds']:.1f} s, followed",
+        f"{sputs} PutLogEvents, {sddb} DynamoDB; reader {gets} GetLogEvents",
+        f"{sputs} writes", f"{gets / max(sputs, 1):.2f} reads per write", "no GetLogEvents without news")
+
+    # 3. pack
+    ours, base, files = pack_bench(2_000 if args.quick else 20_000)
+    row(f"pack {files:,} files + 24 MiB", f"{ours:.2f} s", f"tar czf {base:.2f} s", f"{ours / base:.2f}×", "≤ 1.2×")
+
+    hub = LocalHub(port=free_port(), retention=600)
+    client = Client(hub.start(), timeout=120)
+    try:
+        # 1. throughput
+        for runtime, name in (("python", "py-million"), ("node", "js-million")):
+            base_s, _, base_bytes = host_direct(SEQS / name, runtime, [items])
+            seq = send(client, SEQS / name)
+            hub_s, hub_bytes = run_to_end(client, seq, [items])
+            assert hub_bytes == base_bytes == expected_bytes(runtime, items), (hub_bytes, base_bytes)
+            row(f"throughput {name} ({items:,} items, {hub_bytes / 1e6:.1f} MB)", f"{hub_s:.2f} s",
+                f"host alone {base_s:.2f} s", f"{hub_s / base_s:.2f}×", "≤ 2×")
+        # 2. start latency
+        for runtime, name in (("python", "py-one"), ("node", "js-one")):
+            base = [host_direct(SEQS / name, runtime, [])[1] for _ in range(starts)]
+            seq = send(client, SEQS / name)
+            ours = [first_byte(client, seq) for _ in range(starts)]
+            row(f"start → first output byte, {name}, {starts} starts",
+                f"p50 {statistics.median(ours) * 1000:.0f} ms, p95 {pct(ours, 95) * 1000:.0f} ms",
+                f"host alone p50 {statistics.median(base) * 1000:.0f} ms",
+                f"{statistics.median(ours) / statistics.median(base):.2f}×", "p50 < 300 ms")
+        # 4. runner memory
+        idle_seq = send(client, SEQS / "py-one")
+        idle = peak_rss_of_runner(client, idle_seq, [])
+        seq = send(client, SEQS / "py-million")
+        busy = peak_rss_of_runner(client, seq, [items])
+        row(f"runner peak RSS, {items:,} items", f"{busy / 2**20:.0f} MiB", f"idle runner {idle / 2**20:.0f} MiB",
+            f"+{(busy - idle) / 2**20:.0f} MiB", "< +30 MiB")
+        # 6. concurrency
+        seq = send(client, EXAMPLES / "counter-py")
+        single, _ = run_to_end(client, seq, [0, 10])
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(50) as pool:
+            outs = list(pool.map(lambda _: run_to_end(client, seq, [0, 10])[1], range(50)))
+        total = time.perf_counter() - t0
+        assert outs == [len("".join(f"{i}\n" for i in range(10)))] * 50
+        row("50 instances at once (all correct)", f"{total:.1f} s", f"50 × single {50 * single:.1f} s",
+            f"{total / (50 * single):.2f}×", "all complete")
+    finally:
+        hub.stop()
+
+    command = "make bench" + (" (--quick)" if args.quick else "")
+    lines = [f"# Benchmark results\n", f"`{command}` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}.\n",
+             "| benchmark | Sequence Hub | baseline (same run) | ratio | goal |", "|---|---|---|---|---|"]
+    lines += [f"| {' | '.join(r)} |" for r in rows]
+    out = Path(__file__).resolve().parent / ("RESULTS.md" if not args.quick else "RESULTS-quick.md")
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

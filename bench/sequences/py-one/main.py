@@ -1,0 +1,2 @@
+def run(context, input):
+    return "ready\n"
