@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from chalice import Chalice, IAMAuthorizer, Response
 
-from chalicelib import __version__, clock, config, instances, sequences
+from chalicelib import __version__, clock, config, console, instances, sequences
 from chalicelib.errors import BadRequest, HubError, NotAcceptable, TooLarge
 from chalicelib.observability import logger
 
@@ -40,7 +40,8 @@ def _error(status: int, message: str) -> Response:
 @app.middleware("http")
 def request_logging(event, get_response):
     token = os.environ.get("SEQHUB_LOCAL_TOKEN")
-    if token and not hmac.compare_digest(event.headers.get("authorization") or "", f"Bearer {token}"):
+    public = event.path == "/console" or event.path.startswith("/console/")  # static files, no data
+    if token and not public and not hmac.compare_digest(event.headers.get("authorization") or "", f"Bearer {token}"):
         return _error(403, "this hub needs its token: si config set token <the token si hub start printed>")
     ctx = event.context or {}
     logger.structure_logs(append=False)
@@ -265,6 +266,25 @@ def get_next_event(inst_id, name):
 @route("/instance/{inst_id}/health", methods=["GET"])
 def instance_health(inst_id):
     return instances.health(_settings(), inst_id)
+
+
+# -- console (static files; the page calls the API above with the user's own credentials) ----------
+@app.route("/console", methods=["GET"])
+def console_page():
+    return _console_file("index.html")
+
+
+@app.route("/console/{asset}", methods=["GET"])
+def console_asset(asset):
+    return _console_file(asset)
+
+
+def _console_file(name: str) -> Response:
+    found = console.asset(name)
+    if found is None:
+        return _error(404, f"no console file {name}")
+    body, content_type = found
+    return Response(body=body, status_code=200, headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
 
 
 # -- Lambda entry points --------------------------------------------------------------------------
