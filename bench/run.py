@@ -15,7 +15,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
 import time
@@ -304,7 +303,7 @@ def main() -> None:
         hub.stop()
 
     command = "make bench" + (" (--quick)" if args.quick else "")
-    lines = [f"# Benchmark results\n", f"`{command}` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}.\n",
+    lines = ["# Benchmark results\n", f"`{command}` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}.\n",
              "| benchmark | Sequence Hub | baseline (same run) | ratio | goal |", "|---|---|---|---|---|"]
     lines += [f"| {' | '.join(r)} |" for r in rows]
     out = Path(__file__).resolve().parent / ("RESULTS.md" if not args.quick else "RESULTS-quick.md")

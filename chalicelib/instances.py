@@ -180,7 +180,7 @@ def request_kill(settings: Settings, inst_id: str, require_running: bool = True)
     updated = store.update_instance(
         inst_id, {"kill_requested": clock.now(), "status": models.KILLING},
         condition="#st IN (:a, :b, :c, :d)", names={"#st": "status"},
-        values={f":{k}": v for k, v in zip("abcd", models.ACTIVE)}, return_new=True)
+        values={f":{k}": v for k, v in zip("abcd", models.ACTIVE, strict=True)}, return_new=True)
     if updated is None:
         raise BadRequest("Instance not running")
     return view(updated)

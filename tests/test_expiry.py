@@ -11,7 +11,7 @@ from chalicelib.store import Store
 from .helpers import EXAMPLES, package_dir, py_package
 
 
-def ended_instance(settings, api=None) -> tuple[str, dict]:
+def ended_instance(settings) -> tuple[str, dict]:
     seq_id = sequences.create(settings, py_package(
         "def run(context, input):\n    print('hi')\n    return 'out'\n"))["id"]
     inst = instances.start(settings, seq_id, {})["id"]  # inline: runs to the end

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import gzip
 import io
-import json
-import os
 import tarfile
 
 import pytest

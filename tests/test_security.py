@@ -87,7 +87,7 @@ def test_si_signs_requests_with_valid_sigv4(fake_gateway):
         again.context["timestamp"] = lower["x-amz-date"]  # sign at the request's own time
         signer = SigV4Auth(Credentials("AKIDEXAMPLE", "secret-example"), "execute-api", "eu-west-1")
 
-        def signature_of(request):
+        def signature_of(request, signer=signer):
             return signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
 
         assert headers["Authorization"].endswith("Signature=" + signature_of(again))

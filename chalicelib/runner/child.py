@@ -5,10 +5,12 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import queue
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,13 +58,24 @@ class Child:
     control_w: int
     input_w: int
     readers: dict[str, int] = field(default_factory=dict)  # channel → our read end
+    _outbox: queue.Queue = field(default_factory=queue.Queue)
 
-    def send(self, message: dict) -> bool:
+    def __post_init__(self) -> None:
+        # Control messages go through a thread: a host that never reads them (a busy loop) blocks
+        # that thread, never the runner; kill falls back to SIGKILL anyway.
+        threading.Thread(target=self._deliver, name="control", daemon=True).start()
+
+    def send(self, message: dict) -> None:
+        self._outbox.put((json.dumps(message) + "\n").encode())
+
+    def _deliver(self) -> None:
         try:
-            os.write(self.control_w, (json.dumps(message) + "\n").encode())
-            return True
-        except OSError:
-            return False
+            while True:
+                data = memoryview(self._outbox.get())
+                while data:
+                    data = data[os.write(self.control_w, data):]
+        except OSError:  # the host has gone
+            pass
 
     def signal_group(self, sig: int) -> None:
         try:

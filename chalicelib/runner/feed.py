@@ -53,7 +53,7 @@ class Feeder:
                     os.write(self.fd, value)
                     continue
                 body = s3.get_object(Bucket=self.bucket, Key=value)["Body"]
-                for chunk in iter(lambda: body.read(64 * 1024), b""):
+                for chunk in body.iter_chunks(64 * 1024):
                     view = memoryview(chunk)
                     while view:
                         view = view[os.write(self.fd, view):]

@@ -41,6 +41,12 @@ class Channel:
         if was_empty and self._data_ready is not None:
             self._data_ready.set()
 
+    def append_last(self, data: bytes) -> None:
+        """The runner's own closing line, after the host's end of the channel: then it is closed."""
+        with self._cond:
+            self._buf += data
+            self.closed = True
+
     def close(self) -> None:
         with self._cond:
             self.closed = True

@@ -100,7 +100,12 @@ class _Run:
             child = child_mod.spawn(runtime, seq_dir, start, self.work)
         except child_mod.HostUnavailable as exc:
             return self.record_end(models.ERRORED, 20, str(exc))
-        return self.supervise(child, manifest)
+        try:
+            return self.supervise(child, manifest)
+        except Exception as exc:  # our own failure: never leave the sequence running unrecorded
+            logger.exception("runner failed")
+            child_mod.kill_group(child)
+            return self.record_end(models.ERRORED, 101, f"Runner failed: {exc}")
 
     def unpack(self, seq: dict, dest: Path) -> None:
         limits = packages.Limits(self.settings.max_unpacked_bytes, self.settings.max_package_files)
@@ -251,12 +256,9 @@ class _Run:
             child_mod.kill_group(child)
 
     def record_end(self, status: str, exit_code: int, reason: str) -> str:
-        log = self.channels["log"]
         line = {"ts": int(clock.now() * 1000), "level": "INFO" if status == models.COMPLETED else "ERROR",
                 "from": "Runner", "msg": f"{reason} (exit code {exit_code})"}
-        log.closed = False
-        log.append((json.dumps(line) + "\n").encode())
-        log.close()
+        self.channels["log"].append_last((json.dumps(line) + "\n").encode())
         for ch in self.channels.values():
             ch.close()
         self.flush_all()

@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import sys
-import time
 import traceback
 
 EXIT_INVALID_MAIN = 21
