@@ -111,8 +111,12 @@ def first_byte(client: Client, seq_id: str) -> float:
 
 def peak_rss_of_runner(client: Client, seq_id: str, args: list) -> int:
     """Peak RSS (bytes) of the runner process (not its child) while the instance runs."""
+    server = invoker._fork_server.pid
+    before = _children_of(server)
     inst = client.start(seq_id, args)["id"]
-    proc = invoker._warm.last_started
+    pid = None
+    while pid is None:
+        pid = next(iter(_children_of(server) - before), None)
     peak = 0
     done = threading.Event()
 
@@ -122,17 +126,26 @@ def peak_rss_of_runner(client: Client, seq_id: str, args: list) -> int:
         done.set()
 
     threading.Thread(target=follow, daemon=True).start()
-    while proc.poll() is None:
+    while True:
         try:
-            with open(f"/proc/{proc.pid}/status") as fh:
-                for line in fh:
-                    if line.startswith("VmHWM:"):
-                        peak = max(peak, int(line.split()[1]) * 1024)
+            with open(f"/proc/{pid}/status") as fh:
+                status = fh.read()
         except OSError:
             break
+        if "VmHWM:" not in status:  # exited (a zombie until reaped)
+            break
+        peak = max(peak, int(status.split("VmHWM:")[1].split()[0]) * 1024)
         time.sleep(0.02)
     done.wait(60)
     return peak
+
+
+def _children_of(pid: int) -> set[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return {int(p) for p in fh.read().split()}
+    except OSError:
+        return set()
 
 
 def pct(values: list[float], q: float) -> float:

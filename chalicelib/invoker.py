@@ -34,69 +34,56 @@ def invoke(settings: Settings, instance_id: str) -> None:
         run_instance(settings, instance_id, lambda: int((deadline - time.monotonic()) * 1000))
 
 
-class _WarmRunners:
-    """Runner processes started ahead, imports done, each waiting on stdin for one instance id.
-
-    The local counterpart of a warm Lambda: a start skips the interpreter's start-up (~1 s). Each
-    process still runs exactly one instance, in its own OS process, and the pool is topped up.
-    """
-
-    def __init__(self) -> None:
-        self._ready: list[subprocess.Popen] = []
-        self._lock = threading.Lock()
-        self._topping = threading.Lock()  # one top-up at a time, so the pool never overfills
-        self.last_started: subprocess.Popen | None = None  # the process given the latest instance
-
-    def size(self) -> int:
-        return int(os.environ.get("SEQHUB_LOCAL_WARM_RUNNERS", "2"))
-
-    def _spawn(self) -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-m", "chalicelib.runner", "--wait-for-id"],
-                                env=dict(os.environ), stdin=subprocess.PIPE, start_new_session=True)
-        with _children_lock:
-            _children.add(proc)
-        threading.Thread(target=_reap, args=(proc,), daemon=True).start()
-        return proc
-
-    def _top_up(self) -> None:
-        with self._topping:
-            with self._lock:
-                self._ready = [p for p in self._ready if p.poll() is None]
-                missing = self.size() - len(self._ready)
-            for _ in range(missing):
-                proc = self._spawn()
-                with self._lock:
-                    self._ready.append(proc)
-
-    def run(self, instance_id: str) -> None:
-        with self._lock:
-            alive = [p for p in self._ready if p.poll() is None]
-            proc = alive.pop(0) if alive else None
-            self._ready = alive
-        if proc is None:
-            proc = self._spawn()
-        proc.stdin.write(f"{instance_id}\n".encode())
-        proc.stdin.close()
-        self.last_started = proc
-        threading.Thread(target=self._top_up, daemon=True).start()
-
-
-_warm = _WarmRunners()
-
-
-def _spawn_local(instance_id: str) -> None:
-    _warm.run(instance_id)
-
-
-def warm_up() -> None:
-    """Start the local warm runners now (the embedded hub, once its environment is set)."""
-    _warm._top_up()
-
-
 def _reap(proc: subprocess.Popen) -> None:
     proc.wait()
     with _children_lock:
         _children.discard(proc)
+
+
+class _ForkServer:
+    """One warm process that forks a runner per instance (see ``chalicelib.runner.__main__``)."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+
+    def _ensure(self) -> subprocess.Popen:
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc = subprocess.Popen([sys.executable, "-m", "chalicelib.runner", "--fork-server"],
+                                          env=dict(os.environ), stdin=subprocess.PIPE, start_new_session=True)
+            with _children_lock:
+                _children.add(self._proc)
+            threading.Thread(target=_reap, args=(self._proc,), daemon=True).start()
+        return self._proc
+
+    def run(self, instance_id: str) -> None:
+        with self._lock:
+            proc = self._ensure()
+            try:
+                proc.stdin.write(f"{instance_id}\n".encode())
+                proc.stdin.flush()
+            except BrokenPipeError:  # it died between the check and the write: start another
+                self._proc = None
+                proc = self._ensure()
+                proc.stdin.write(f"{instance_id}\n".encode())
+                proc.stdin.flush()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+
+_fork_server = _ForkServer()
+
+
+def _spawn_local(instance_id: str) -> None:
+    _fork_server.run(instance_id)
+
+
+def warm_up() -> None:
+    """Start the local fork server now (the embedded hub, once its environment is set)."""
+    with _fork_server._lock:
+        _fork_server._ensure()
 
 
 def stop_local_runners(timeout: float = 5.0) -> None:

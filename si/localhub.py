@@ -63,6 +63,11 @@ def _quiet_handler_base():
 
 
 class _QuietHandler(_quiet_handler_base()):
+    # The stdlib handler writes headers and body in separate small sends; with Nagle's algorithm
+    # and delayed ACKs that costs ~40 ms per response. Buffer the response and send it at once.
+    wbufsize = 64 * 1024
+    disable_nagle_algorithm = True
+
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the stdlib's name)
         """Per-request lines are noise for a local hub."""
 
