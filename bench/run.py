@@ -34,6 +34,7 @@ from si.localhub import LocalHub, free_port, hub_environment, provision  # noqa:
 from si.packing import pack  # noqa: E402
 
 SEQS = Path(__file__).resolve().parent / "sequences"
+HISTORY = "## Before and after the fast path"
 EXAMPLES = ROOT / "examples"
 
 
@@ -320,7 +321,11 @@ def main() -> None:
              "| benchmark | Sequence Hub | baseline (same run) | ratio | goal |", "|---|---|---|---|---|"]
     lines += [f"| {' | '.join(r)} |" for r in rows]
     out = Path(__file__).resolve().parent / ("RESULTS.md" if not args.quick else "RESULTS-quick.md")
-    out.write_text("\n".join(lines) + "\n")
+    # Keep the hand-written history (before/after the fast path) that follows the latest table.
+    history = ""
+    if out.exists() and HISTORY in out.read_text():
+        history = "\n" + HISTORY + out.read_text().split(HISTORY, 1)[1]
+    out.write_text("\n".join(lines) + "\n" + history)
     print("\n".join(lines))
 
 

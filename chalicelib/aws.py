@@ -13,33 +13,23 @@ import boto3
 from botocore.config import Config
 
 _clients: dict[str, Any] = {}
-_session: boto3.session.Session | None = None  # keeps botocore's loaded service models
 _lock = threading.Lock()
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=50)
 
 
 def client(service: str) -> Any:
     """A shared client for ``service`` (clients are thread-safe; sessions are not)."""
-    global _session
     found = _clients.get(service)
     if found is None:
         with _lock:
             found = _clients.get(service)
             if found is None:
-                if _session is None:
-                    _session = boto3.session.Session()
-                found = _session.client(service, config=_CONFIG)
+                found = boto3.session.Session().client(service, config=_CONFIG)
                 _clients[service] = found
     return found
 
 
-def reset(keep_models: bool = False) -> None:
-    """Forget every client (a test's new moto mock; a forked process must not share sockets).
-
-    ``keep_models`` keeps the session, whose loaded service models make new clients cheap.
-    """
-    global _session
+def reset() -> None:
+    """Forget every client, e.g. when a test starts a new moto mock."""
     with _lock:
         _clients.clear()
-        if not keep_models:
-            _session = None

@@ -14,7 +14,7 @@ from .store import Store
 
 START_TIMEOUT_SECONDS = 300  # an instance still "starting" after this never reached a runner
 MAX_PAGE_BYTES = 1024 * 1024
-POLL_SECONDS = 0.05  # how often a waiting reader looks at the instance record (a cheap GetItem)
+POLL_SECONDS = 0.1  # how often a waiting reader looks at the instance record (a cheap GetItem)
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -137,7 +137,8 @@ def read_channel(settings: Settings, inst_id: str, channel: str, cursor: str | N
         seen, token = logstore.decode_cursor(cursor)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
-    deadline = time.monotonic() + wait_seconds
+    began = time.monotonic()
+    deadline = began + wait_seconds
     stream = logstore.stream_name(inst_id, channel)
     while True:
         # A consistent GetItem is cheap; GetLogEvents (≈25/s per account) is spent only on news.
@@ -147,7 +148,8 @@ def read_channel(settings: Settings, inst_id: str, channel: str, cursor: str | N
         waiting = not ended if until_end else written <= seen and not ended
         if not waiting or time.monotonic() >= deadline:
             break
-        time.sleep(POLL_SECONDS)
+        # Look often in the first second (a reader that just started an instance), then calmly.
+        time.sleep(POLL_SECONDS / 4 if time.monotonic() - began < 1 else POLL_SECONDS)
     data = b""
     if written > seen:
         data, token, count = logstore.read(settings.log_group, stream, token, MAX_PAGE_BYTES,

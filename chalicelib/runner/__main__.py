@@ -33,9 +33,10 @@ def run_one(instance_id: str) -> None:
 def fork_server() -> None:
     """Fork a runner per instance id on stdin; on SIGTERM (or stdin's end) stop them and leave."""
     harden()  # it holds the hub's settings in its environment too: keep sequences out of it
-    for service in ("dynamodb", "s3", "logs"):  # load the service models once, here
+    # Clients made here have opened no connection yet, so each forked runner gets its own empty
+    # connection pools with them: no per-instance client set-up, and no socket shared across forks.
+    for service in ("dynamodb", "s3", "logs"):
         aws.client(service)
-    aws.reset(keep_models=True)
     children: set[int] = set()
 
     def stop(*_: object) -> None:
