@@ -13,7 +13,7 @@ from .errors import BadRequest, Conflict, NotFound, TooLarge, TooMany
 from .store import Store
 
 START_TIMEOUT_SECONDS = 300  # an instance still "starting" after this never reached a runner
-MAX_PAGE_BYTES = 1024 * 1024
+MAX_PAGE_BYTES = 4 * 1024 * 1024  # base64 of this fits in a 6 MB Lambda response
 POLL_SECONDS = 0.1  # how often a waiting reader looks at the instance record (a cheap GetItem)
 
 

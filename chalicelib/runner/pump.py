@@ -38,7 +38,8 @@ class Channel:
                 self._cond.wait(0.5)
             was_empty = not self._buf
             self._buf += data
-        if was_empty and self._data_ready is not None:
+            full = len(self._buf) >= logstore.MAX_BATCH_BYTES
+        if (was_empty or full) and self._data_ready is not None:
             self._data_ready.set()
 
     def append_last(self, data: bytes) -> None:
@@ -52,6 +53,10 @@ class Channel:
             self.closed = True
         if self._data_ready is not None:
             self._data_ready.set()
+
+    def backlogged(self) -> bool:
+        """A full PutLogEvents batch is waiting: writing it now costs no extra call."""
+        return len(self._buf) >= logstore.MAX_BATCH_BYTES
 
     def finished(self) -> bool:
         """Closed, and every byte it got is written (and counted in ``events_written``)."""

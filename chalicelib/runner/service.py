@@ -164,13 +164,15 @@ class _Run:
         return {name for name, ch in self.channels.items() if ch.finished()}
 
     def flush_loop(self, stop: threading.Event) -> None:
-        """Flush as soon as output starts, then at most once per FLUSH_INTERVAL while it flows."""
+        """Flush as soon as output starts, then once per FLUSH_INTERVAL while it flows, or at once
+        when a full batch is waiting (so fast output never piles up behind the interval)."""
         last = 0.0
         while not stop.is_set():
             self.data_ready.wait(FLUSH_INTERVAL)
             self.data_ready.clear()
             pause = FLUSH_INTERVAL - (time.monotonic() - last)
-            if pause > 0 and stop.wait(pause):
+            backlog = any(ch.backlogged() for ch in self.channels.values())
+            if pause > 0 and not backlog and stop.wait(pause):
                 break
             self.flush_all()
             last = time.monotonic()
