@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import hmac
 import json
-import os
 from typing import Any, Callable
 
 from chalice import Chalice, IAMAuthorizer, Response
@@ -38,11 +37,21 @@ def _error(status: int, message: str) -> Response:
 
 
 @app.middleware("http")
-def request_logging(event, get_response):
-    token = os.environ.get("SEQHUB_LOCAL_TOKEN")
+def local_token(event, get_response):
+    """The embedded hub beyond loopback: every API request carries its token (on AWS, IAM does this)."""
     public = event.path == "/console" or event.path.startswith("/console/")  # static files, no data
-    if token and not public and not hmac.compare_digest(event.headers.get("authorization") or "", f"Bearer {token}"):
-        return _error(403, "this hub needs its token: si config set token <the token si hub start printed>")
+    if not public:
+        try:
+            token = _settings().local_token
+        except config.ConfigError as exc:
+            return _error(500, f"hub misconfigured: {exc}")
+        if token and not hmac.compare_digest(event.headers.get("authorization") or "", f"Bearer {token}"):
+            return _error(403, "this hub needs its token: si config set token <the token si hub start printed>")
+    return get_response(event)
+
+
+@app.middleware("http")
+def request_logging(event, get_response):
     ctx = event.context or {}
     logger.structure_logs(append=False)
     logger.set_correlation_id(ctx.get("requestId"))

@@ -29,6 +29,7 @@ class Settings:
     max_input_chunk_bytes: int
     max_running: int
     max_running_per_sequence: int
+    local_token: str
     stage: str
 
 
@@ -75,5 +76,7 @@ def load(env: dict | None = None) -> Settings:
         # Soft caps checked at start; Lambda reserved concurrency is the hard backstop on AWS.
         max_running=_int(env, "SEQHUB_MAX_RUNNING", 200),
         max_running_per_sequence=_int(env, "SEQHUB_MAX_RUNNING_PER_SEQUENCE", 50),
+        # Set by the embedded hub when it listens beyond loopback; never on AWS (IAM there).
+        local_token=env.get("SEQHUB_LOCAL_TOKEN", ""),
         stage=env.get("SEQHUB_STAGE", "dev"),
     )

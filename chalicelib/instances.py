@@ -32,8 +32,12 @@ def _settle(settings: Settings, store: Store, item: dict, now: float) -> dict:
     fields = {"status": models.ERRORED, "reason": reason, "exitcode": -1, "ended": now,
               "expires_at": int(now + settings.retention_seconds)}
     fields.update({f"end_{c}": True for c in logstore.CHANNELS})
-    updated = store.update_instance(item["id"], fields, condition="#st = :was AND #hb = :hb",
-                                    values={":was": status, ":hb": item.get("heartbeat")},
+    # Only if nothing moved meanwhile (a late claim, a new heartbeat): the runner's word wins.
+    if "heartbeat" in item:
+        condition, values = "#st = :was AND #hb = :hb", {":was": status, ":hb": item["heartbeat"]}
+    else:
+        condition, values = "#st = :was AND attribute_not_exists(#hb)", {":was": status}
+    updated = store.update_instance(item["id"], fields, condition=condition, values=values,
                                     names={"#st": "status", "#hb": "heartbeat"}, return_new=True)
     return updated or store.get_instance(item["id"]) or item
 
