@@ -87,7 +87,8 @@ class Store:
     def _list(self, kind: str) -> Iterator[dict]:
         kwargs: dict[str, Any] = {
             "TableName": self.table, "IndexName": "by_kind",
-            "KeyConditionExpression": "kind = :k",
+            "KeyConditionExpression": "#kind = :k",
+            "ExpressionAttributeNames": {"#kind": "kind"},
             "ExpressionAttributeValues": {":k": {"S": kind}},
         }
         while True:
