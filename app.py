@@ -57,7 +57,22 @@ def request_logging(event, get_response):
     logger.set_correlation_id(ctx.get("requestId"))
     params = event.uri_params or {}
     logger.append_keys(sequence_id=params.get("seq_id"), instance_id=params.get("inst_id"))
-    return get_response(event)
+    return _json_error_shape(get_response(event))
+
+
+def _json_error_shape(response: Response) -> Response:
+    """Chalice answers some errors itself (415 for a content type a route does not take) as
+    {"Code", "Message"}: give those our shape too, {"error": "..."}."""
+    if response.status_code < 400 or not isinstance(response.body, (str, bytes, dict)):
+        return response
+    body = response.body
+    try:
+        body = json.loads(body) if isinstance(body, (str, bytes)) else body
+    except ValueError:
+        return response
+    if isinstance(body, dict) and "error" not in body and ("Message" in body or "message" in body):
+        return _error(response.status_code, str(body.get("Message") or body.get("message")))
+    return response
 
 
 def route(path: str, **kwargs: Any) -> Callable:

@@ -216,3 +216,10 @@ def test_delete_sequence_removes_package(api, hub_env):
     keys, items = bucket_and_table_contents(hub_env)
     assert keys == [] and items == []
     assert api.http.get(f"/api/v1/sequence/{seq_id}").status_code == 404
+
+
+def test_wrong_content_types_get_json_415(api):
+    seq_id = send(api, package_dir(EXAMPLES / "counter-py"))
+    for path, body in ((f"/api/v1/sequence/{seq_id}/start", "{}"), ("/api/v1/sequence", "x")):
+        resp = api.http.post(path, headers={"Content-Type": "text/plain"}, body=body)
+        assert resp.status_code == 415 and error_of(resp) == "Unsupported media type: text/plain"
