@@ -73,7 +73,7 @@ def host_direct(seq_dir: Path, runtime: str, args: list) -> tuple[float, float, 
                     null.write(data)
             os.close(fd)
 
-        threads = [threading.Thread(target=drain, args=(proc.readers[n], n == "output"))
+        threads = [threading.Thread(target=drain, args=(proc.fds[n], n == "output"))
                    for n in ("output", "log", "events", "stdout", "stderr")]
         for t in threads:
             t.start()
@@ -83,7 +83,7 @@ def host_direct(seq_dir: Path, runtime: str, args: list) -> tuple[float, float, 
         elapsed = time.perf_counter() - t0
         os.close(proc.control_w)
         os.close(proc.input_w)
-        os.close(proc.readers["stdin"])
+        os.close(proc.fds["stdin"])
         return elapsed, first[0], total[0]
 
 

@@ -6,7 +6,7 @@ import contextlib
 import json
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable, Iterator, Sequence
 
 import click
@@ -66,10 +66,6 @@ def table(rows: list[dict], columns: Sequence[tuple[str, str]], raw: Any) -> Non
     # On a pipe there is no width to fit: never cut an id in two.
     width = None if sys.stdout.isatty() else 1000
     Console(file=sys.stdout, width=width).print(tbl)
-
-
-def now_utc() -> str:
-    return datetime.now(timezone.utc).isoformat()
 
 
 @contextlib.contextmanager

@@ -183,7 +183,6 @@ def test_control_commands(hub, session):
         time.sleep(0.2)
     health = json.loads(si(hub, "--format", "json", "inst", "health", "-", session=session).stdout)
     assert health["healthy"] is True
-    time.sleep(1)  # the host registers its event handler as it starts
     si(hub, "inst", "event", "emit", "-", "test-event", "foo", session=session)
     got = si(hub, "--format", "json", "inst", "event", "on", "-", "test-response", session=session).stdout
     assert json.loads(got) == "reply to foo"

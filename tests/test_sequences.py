@@ -157,8 +157,7 @@ def test_typed_args_reach_a_never_ending_passthrough(hub):
 @pytest.mark.parametrize("name", ["py-stop-handler", "js-stop-handler"])
 def test_stop_runs_the_stop_handler_then_ends(hub, name):
     inst = start(hub, name)
-    wait_status(hub, inst, ["running"])
-    time.sleep(0.5)  # let the host register its handler; a stop before that is simply a stop
+    read(hub, inst, "log", until=b"stop handler ready")  # a stop before that is simply a stop
     status, body = control(hub, inst, "_stop", {"timeout": 4000, "canCallKeepalive": False})
     assert status == 202 and body["status"] == "stopping"
     final = wait_status(hub, inst, models.FINAL)
@@ -168,10 +167,9 @@ def test_stop_runs_the_stop_handler_then_ends(hub, name):
 
 def test_keep_alive_prevents_the_stop(hub):
     inst = start(hub, "py-keep-alive", ["SEND_KEEPALIVE"])
-    wait_status(hub, inst, ["running"])
-    time.sleep(0.5)
+    read(hub, inst, "log", until=b"stop handler ready")
     control(hub, inst, "_stop", {"timeout": 1500, "canCallKeepalive": True})
-    time.sleep(4)
+    time.sleep(4)  # past the stop's 1.5 s timeout: what is asserted is that it is still alive
     assert info(hub, inst)["status"] == "stopping"  # STH leaves it "stopping", alive
     assert json.loads(hub.http.get(f"/api/v1/instance/{inst}/health").body)["healthy"] is True
 
@@ -194,8 +192,7 @@ def test_kill_needs_a_running_instance(hub):
 @pytest.mark.parametrize("name", ["py-events", "js-events"])
 def test_events_round_trip(hub, name):
     inst = start(hub, name)
-    wait_status(hub, inst, ["running"])
-    time.sleep(0.5)
+    wait_status(hub, inst, ["running"])  # an event sent before the handler exists waits for it
     status, body = control(hub, inst, "_event", [5001, {"eventName": "test-event", "message": "foo"}])
     assert status == 200 and body == {"accepted": "OK"}
     resp = hub.http.get(f"/api/v1/instance/{inst}/event/test-response?wait=20")

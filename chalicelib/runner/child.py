@@ -57,7 +57,7 @@ class Child:
     proc: subprocess.Popen
     control_w: int
     input_w: int
-    readers: dict[str, int] = field(default_factory=dict)  # channel → our read end
+    fds: dict[str, int] = field(default_factory=dict)  # our ends: channels we read, "stdin" we write
     _outbox: queue.Queue = field(default_factory=queue.Queue)
 
     def __post_init__(self) -> None:
@@ -118,9 +118,9 @@ def spawn(runtime: str, seq_dir: Path, start: dict, work_dir: Path) -> Child:
     finally:
         for fd in (*child_ends.values(), stdout_w, stderr_w, stdin_r):
             os.close(fd)
-    readers = {"output": pipes["output"][0], "log": pipes["log"][0], "events": pipes["events"][0],
-               "stdout": stdout_r, "stderr": stderr_r, "stdin": stdin_w}
-    return Child(proc=proc, control_w=pipes["control"][1], input_w=pipes["input"][1], readers=readers)
+    fds = {"output": pipes["output"][0], "log": pipes["log"][0], "events": pipes["events"][0],
+           "stdout": stdout_r, "stderr": stderr_r, "stdin": stdin_w}
+    return Child(proc=proc, control_w=pipes["control"][1], input_w=pipes["input"][1], fds=fds)
 
 
 def kill_group(child: Child) -> None:

@@ -116,7 +116,7 @@ class _Run:
             packages.scan(fh, limits, dest=dest)
 
     def supervise(self, child: child_mod.Child, manifest: dict) -> str:
-        fds = child.readers
+        fds = child.fds
         pumps = [pump_fd(fds[name], self.channels[name]) for name in ("output", "stdout", "stderr", "log")]
         threading.Thread(target=self.read_events, args=(fds["events"],), daemon=True).start()
         feeders = {"input": Feeder(self.settings.bucket, child.input_w, "input", preamble=True),

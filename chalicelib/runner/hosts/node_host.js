@@ -72,6 +72,7 @@ const log = (level) => (...args) => sendLog({
 });
 
 const listeners = {};
+const early = {}; // events that came before any listener for them: delivered on registration
 const stopHandlers = [];
 const killHandlers = [];
 const monitoringHandlers = [];
@@ -90,7 +91,12 @@ const context = {
   keepAlive(ms) { keepAliveRequested = true; sendEvent({ type: "keepalive", timeout: (ms || 0) / 1000 }); return this; },
   end() { finish(0); return this; },
   destroy(err) { if (err) console.error(err); finish(err ? EXIT_FAILED_DURING_RUN : 0); return this; },
-  on(name, handler) { (listeners[name] = listeners[name] || []).push(handler); return this; },
+  on(name, handler) {
+    (listeners[name] = listeners[name] || []).push(handler);
+    for (const message of early[name] || []) Promise.resolve().then(() => handler(message)).catch((e) => console.error(e));
+    delete early[name];
+    return this;
+  },
   emit(name, message) { sendEvent({ type: "event", name, message: message === undefined ? "" : message }); return this; },
   describe() { return this; },
 };
@@ -116,7 +122,8 @@ function controlLoop() {
       const msg = JSON.parse(buf.slice(0, nl));
       buf = buf.slice(nl + 1);
       if (msg.type === "event") {
-        for (const h of listeners[msg.name] || []) {
+        if (!listeners[msg.name]) { (early[msg.name] = early[msg.name] || []).push(msg.message); continue; }
+        for (const h of listeners[msg.name]) {
           try { await h(msg.message); } catch (e) { console.error(e); }
         }
       } else if (msg.type === "kill") {

@@ -90,6 +90,7 @@ class AppContext:
         self.logger = logger
         self._events = events
         self._handlers = {}
+        self._early = {}  # events that came before any handler for them: delivered on registration
         self._stop_handler = None
         self._health_check = lambda: {"healthy": True}
         self.keep_alive_requested = False
@@ -102,6 +103,8 @@ class AppContext:
 
     def on(self, event_name, callback):
         self._handlers.setdefault(event_name, []).append(callback)
+        for message in self._early.pop(event_name, []):
+            asyncio.ensure_future(self.dispatch(event_name, message))
 
     def emit(self, event_name, message=""):
         self._events.send({"type": "event", "name": event_name, "message": message})
@@ -122,6 +125,9 @@ class AppContext:
             return {"healthy": False}
 
     async def dispatch(self, name, message):
+        if name not in self._handlers:
+            self._early.setdefault(name, []).append(message)
+            return
         for callback in self._handlers.get(name, []):
             result = callback(message)
             if inspect.isawaitable(result):

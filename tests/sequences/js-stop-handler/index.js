@@ -4,5 +4,6 @@ module.exports = function () {
     await new Promise((r) => setTimeout(r, 1000));
     process.stdout.write("Cleanup done.\n");
   });
+  this.logger.info("stop handler ready");
   return new Promise(() => {});
 };

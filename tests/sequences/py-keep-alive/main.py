@@ -7,4 +7,5 @@ async def run(context, input, mode=""):
             await context.keep_alive(1)
 
     context.set_stop_handler(on_stop)
+    context.logger.info("stop handler ready")
     await asyncio.sleep(10**9)

@@ -9,4 +9,5 @@ async def cleanup():
 
 async def run(context, input):
     context.set_stop_handler(lambda timeout=0, can_keep_alive=False: cleanup())
+    context.logger.info("stop handler ready")
     await asyncio.sleep(10**9)
