@@ -17,6 +17,15 @@ MAX_PAGE_BYTES = 4 * 1024 * 1024  # base64 of this fits in a 6 MB Lambda respons
 POLL_SECONDS = 0.1  # how often a waiting reader looks at the instance record (a cheap GetItem)
 
 
+def end_fields(settings: Settings, status: str, exitcode: int, reason: str, now: float) -> dict:
+    """What recording an end writes, wherever it is recorded: the state, when it expires, and
+    every channel ended (so readers stop waiting)."""
+    fields = {"status": status, "exitcode": exitcode, "reason": reason, "ended": now,
+              "expires_at": int(now + settings.retention_seconds)}
+    fields.update({f"end_{c}": True for c in logstore.CHANNELS})
+    return fields
+
+
 # -- reading ------------------------------------------------------------------------------------
 def _settle(settings: Settings, store: Store, item: dict, now: float) -> dict:
     """Record an end the runner could not: a lost heartbeat or a runner that never started."""
@@ -29,9 +38,7 @@ def _settle(settings: Settings, store: Store, item: dict, now: float) -> dict:
         reason = models.REASON_NEVER_STARTED
     if reason is None:
         return item
-    fields = {"status": models.ERRORED, "reason": reason, "exitcode": -1, "ended": now,
-              "expires_at": int(now + settings.retention_seconds)}
-    fields.update({f"end_{c}": True for c in logstore.CHANNELS})
+    fields = end_fields(settings, models.ERRORED, -1, reason, now)
     # Only if nothing moved meanwhile (a late claim, a new heartbeat): the runner's word wins.
     if "heartbeat" in item:
         condition, values = "#st = :was AND #hb = :hb", {":was": status, ":hb": item["heartbeat"]}
@@ -108,10 +115,8 @@ def start(settings: Settings, seq_id: str, body: dict) -> dict:
     try:
         invoker.invoke(settings, inst_id)
     except Exception as exc:
-        fields = {"status": models.ERRORED, "reason": f"could not start the runner: {exc}",
-                  "exitcode": -1, "ended": clock.now(),
-                  "expires_at": int(clock.now() + settings.retention_seconds)}
-        store.update_instance(inst_id, fields)
+        store.update_instance(inst_id, end_fields(settings, models.ERRORED, -1,
+                                                  f"could not start the runner: {exc}", clock.now()))
         raise
     return {"id": inst_id, "message": f"Sequence {inst_id} starting"}
 
@@ -175,10 +180,7 @@ def request_kill(settings: Settings, inst_id: str, require_running: bool = True)
     store = Store(settings.table)
     if item["status"] == models.STARTING:
         # No runner has claimed it yet, and none will once it is no longer "starting".
-        now = clock.now()
-        fields = {"status": models.COMPLETED, "exitcode": 137, "reason": models.REASON_KILLED,
-                  "ended": now, "expires_at": int(now + settings.retention_seconds)}
-        fields.update({f"end_{c}": True for c in logstore.CHANNELS})
+        fields = end_fields(settings, models.COMPLETED, 137, models.REASON_KILLED, clock.now())
         done = store.update_instance(inst_id, fields, condition="#st = :s", names={"#st": "status"},
                                      values={":s": models.STARTING}, return_new=True)
         if done is not None:

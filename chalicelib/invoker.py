@@ -58,15 +58,16 @@ class _ForkServer:
 
     def run(self, instance_id: str) -> None:
         with self._lock:
-            proc = self._ensure()
             try:
-                proc.stdin.write(f"{instance_id}\n".encode())
-                proc.stdin.flush()
+                self._send(instance_id)
             except BrokenPipeError:  # it died between the check and the write: start another
                 self._proc = None
-                proc = self._ensure()
-                proc.stdin.write(f"{instance_id}\n".encode())
-                proc.stdin.flush()
+                self._send(instance_id)
+
+    def _send(self, instance_id: str) -> None:
+        proc = self._ensure()
+        proc.stdin.write(f"{instance_id}\n".encode())
+        proc.stdin.flush()
 
     @property
     def pid(self) -> int | None:

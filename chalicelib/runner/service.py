@@ -17,6 +17,7 @@ from typing import Callable
 
 from .. import aws, clock, models, packages
 from ..config import Settings
+from ..instances import end_fields
 from ..observability import logger
 from ..store import Store
 from . import child as child_mod
@@ -266,11 +267,9 @@ class _Run:
         self.flush_all()
         self.publish_events()
         ended = clock.now()
-        fields = {"status": status, "exitcode": exit_code, "reason": reason, "ended": ended,
-                  "expires_at": int(ended + self.settings.retention_seconds), "heartbeat": ended}
-        for name, ch in self.channels.items():
-            fields[f"n_{name}"] = ch.events_written
-            fields[f"end_{name}"] = True
+        fields = end_fields(self.settings, status, exit_code, reason, ended)
+        fields["heartbeat"] = ended
+        fields.update({f"n_{name}": ch.events_written for name, ch in self.channels.items()})
         self.store.update_instance(self.id, fields)
         logger.info("instance ended", extra={"status": status, "exit_code": exit_code, "reason": reason})
         return status
