@@ -23,14 +23,13 @@ class Channel:
         self.stream = logstore.stream_name(instance_id, name)
         self.max_buffer = max_buffer
         self.events_written = 0
-        self.bytes_written = 0
         self.closed = False  # the writer end is closed: no more bytes will come
         self._buf = bytearray()
         self._cond = threading.Condition()
         self._last_ts = 0
         self._created = False
         self._in_flight = False
-        self._data_ready = data_ready  # set when bytes arrive in an empty buffer: flush soon
+        self._data_ready = data_ready  # set on a first byte or a full batch: flush soon
 
     def append(self, data: bytes) -> None:
         with self._cond:
@@ -96,7 +95,6 @@ class Channel:
                 self._last_ts = ts
                 logstore.put(self.group, self.stream, batch, ts)
                 self.events_written += len(batch)
-                self.bytes_written += sum(len(c) for c in chunks[done:done + len(batch)])
                 done += len(batch)
         except Exception:
             with self._cond:
