@@ -379,13 +379,22 @@ def _stream_until_end(ctx: Ctx, inst_id: str, channels: list[tuple[str, Any]]) -
         raise errors[0]
 
 
+FINAL = ("completed", "errored")
+
+
+def _wait_for_end(ctx: Ctx, inst_id: str) -> dict:
+    """The instance's info once it has ended (its channels can end before its status does)."""
+    info = ctx.client.instance(inst_id)
+    while info["status"] not in FINAL:
+        time.sleep(0.5)
+        info = ctx.client.instance(inst_id)
+    return info
+
+
 def _attach_until_end(ctx: Ctx, inst_id: str) -> int:
     """Stream output to stdout and stderr to stderr until both end; return the instance's exit code."""
     _stream_until_end(ctx, inst_id, [("output", sys.stdout.buffer), ("stderr", sys.stderr.buffer)])
-    info = ctx.client.instance(inst_id)
-    while info["status"] not in ("completed", "errored"):
-        time.sleep(0.5)
-        info = ctx.client.instance(inst_id)
+    info = _wait_for_end(ctx, inst_id)
     terminated = info.get("terminated") or {}
     code = terminated.get("exitcode")
     if info["status"] == "errored":
@@ -416,10 +425,9 @@ def inst_attach(ctx: Ctx, inst_id: str) -> None:
 def inst_restart(ctx: Ctx, inst_id: str) -> None:
     """Kill an instance and start its sequence again with the same arguments and appConfig.  Example: si inst restart -"""
     old = ctx.client.instance(session.resolve("instance", inst_id))
-    if old["status"] not in ("completed", "errored"):
+    if old["status"] not in FINAL:
         ctx.client.kill(old["id"])
-        while ctx.client.instance(old["id"])["status"] not in ("completed", "errored"):
-            time.sleep(0.5)
+        _wait_for_end(ctx, old["id"])
     result = ctx.client.start(old["sequence"]["id"], old.get("args", []), old.get("appConfig") or None)
     session.remember("instance", result["id"])
     output.data({"killed": old["id"], "_id": result["id"], "id": result["id"]}, pretty=result["id"])
