@@ -35,6 +35,13 @@ def hub_env(monkeypatch):
         env["RUNNER_INVOKE_MODE"] = "inline"
         for key, value in env.items():
             monkeypatch.setenv(key, value)
+        # moto registers a service's URL handlers on its first call, in a dict other threads iterate
+        # ("dictionary changed size during iteration" seen once): make each first call here, before
+        # any test starts a runner thread.
+        aws.client("logs").describe_log_streams(logGroupName=env["SEQHUB_LOG_GROUP"])
+        aws.client("lambda").list_functions()
+        aws.client("s3").list_objects_v2(Bucket=env["SEQHUB_BUCKET"])
+        aws.client("dynamodb").describe_table(TableName=env["SEQHUB_TABLE"])
         yield env
     aws.reset()
 
