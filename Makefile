@@ -5,7 +5,8 @@ PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3) $(sh
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean deploy destroy deploy-check
+STAGE ?= dev
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +22,18 @@ lint: $(BIN)/.installed
 
 test: $(BIN)/.installed lint
 	$(BIN)/pytest
+	$(MAKE) deploy-check
+
+# Ops: deploy a stage to the AWS account of your credentials (safe to re-run), or remove it.
+deploy: $(BIN)/.installed
+	$(BIN)/python -m infra.wire deploy --stage $(STAGE)
+
+destroy: $(BIN)/.installed
+	$(BIN)/python -m infra.wire destroy --stage $(STAGE)
+
+# The ops path rehearsed against a moto server it starts itself: deploy, check, re-deploy, destroy.
+deploy-check: $(BIN)/.installed
+	$(BIN)/python -m infra.rehearse
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/run.py

@@ -8,16 +8,20 @@ import hmac
 import json
 from typing import Any, Callable
 
-from chalice import Chalice, IAMAuthorizer, Response
+from chalice import Chalice, IAMAuthorizer, Rate, Response
+from chalice.app import CaseInsensitiveMapping
 
 from chalicelib import __version__, clock, config, console, instances, sequences
-from chalicelib.errors import BadRequest, HubError, NotAcceptable, TooLarge
+from chalicelib.errors import BadRequest, HubError, TooLarge
 from chalicelib.observability import logger
 
 app = Chalice(app_name="sequence-hub")
-for _binary in ("application/gzip", "application/x-gzip", "application/octet-stream"):
-    if _binary not in app.api.binary_types:
-        app.api.binary_types.append(_binary)
+# Every body is binary to API Gateway: it passes request bodies byte for byte (input of any content
+# type), and decodes our base64 responses whatever the client's Accept says. With only some types
+# binary it decodes a response only when the request's *first* Accept value is one of them, so
+# curl's and Scramjet's `*/*` would get base64 text; and `chalice deploy` refuses a route whose
+# content types mix binary and text ones.
+app.api.binary_types = ["*/*"]
 
 API = "/api/v1"
 # On AWS every route is SigV4-signed and checked by API Gateway (si signs with the user's AWS
@@ -52,6 +56,9 @@ def local_token(event, get_response):
 
 @app.middleware("http")
 def request_logging(event, get_response):
+    if "accept" not in event.headers:
+        # No Accept means any (RFC 9110); Chalice would refuse to answer it with a binary body.
+        event.headers = CaseInsensitiveMapping({**dict(event.headers), "accept": "*/*"})
     ctx = event.context or {}
     logger.structure_logs(append=False)
     logger.set_correlation_id(ctx.get("requestId"))
@@ -153,8 +160,8 @@ def commit_upload(seq_id):
 def list_sequences():
     settings = _settings()
     by_seq: dict[str, list[str]] = {}
-    for inst in instances.live_items(settings):
-        by_seq.setdefault(inst["sequence_id"], []).append(inst["id"])
+    for inst in instances.listed(settings):
+        by_seq.setdefault(inst.sequence_id, []).append(inst.id)
     return _json([sequences.view(s, by_seq.get(s["id"], [])) for s in sequences.list_items(settings)])
 
 
@@ -162,14 +169,14 @@ def list_sequences():
 def get_sequence(seq_id):
     settings = _settings()
     seq = sequences.get_item(settings, seq_id)
-    return sequences.view(seq, [i["id"] for i in instances.live_items(settings, sequence_id=seq_id)])
+    return sequences.view(seq, [i.id for i in instances.listed(settings, sequence_id=seq_id)])
 
 
 @route("/sequence/{seq_id}/instances", methods=["GET"])
 def get_sequence_instances(seq_id):
     settings = _settings()
     sequences.get_item(settings, seq_id)
-    return _json([i["id"] for i in instances.live_items(settings, sequence_id=seq_id)])
+    return _json([i.id for i in instances.listed(settings, sequence_id=seq_id)])
 
 
 @route("/sequence/{seq_id}", methods=["DELETE"])
@@ -186,13 +193,12 @@ def start_sequence(seq_id):
 # -- instances ----------------------------------------------------------------------------------
 @route("/instances", methods=["GET"])
 def list_instances():
-    items = sorted(instances.live_items(_settings()), key=lambda i: i["created"])
-    return _json([instances.view(i) for i in items])
+    return _json(instances.list_info(_settings()))
 
 
 @route("/instance/{inst_id}", methods=["GET"])
 def get_instance(inst_id):
-    return instances.view(instances.get_item(_settings(), inst_id))
+    return instances.info(_settings(), inst_id)
 
 
 def _channel(inst_id: str, channel: str) -> Response:
@@ -200,17 +206,8 @@ def _channel(inst_id: str, channel: str) -> Response:
     plain = "cursor" not in params  # STH clients: wait for the end, answer the whole channel
     page = instances.read_channel(_settings(), inst_id, channel, params.get("cursor"),
                                   MAX_WAIT_SECONDS if plain else _wait(), until_end=plain)
-    body, content_type = page["data"], "application/octet-stream"
-    accept = app.current_request.headers.get("accept") or ""
-    if not ("*/*" in accept or "application/octet-stream" in accept):
-        # API Gateway (and Chalice) only send binary to clients that accept it; text still works.
-        try:
-            body = body.decode("utf-8")
-        except UnicodeDecodeError:
-            raise NotAcceptable("this channel holds binary data: send Accept: application/octet-stream") from None
-        content_type = "text/plain; charset=utf-8"
-    return Response(body=body, status_code=200, headers={
-        "Content-Type": content_type, "X-Next-Cursor": page["cursor"],
+    return Response(body=page["data"], status_code=200, headers={
+        "Content-Type": "application/octet-stream", "X-Next-Cursor": page["cursor"],
         "X-Channel-Ended": "true" if page["ended"] else "false"})
 
 
@@ -322,8 +319,17 @@ def runner(event, context):
 
 @app.lambda_function(name="cleanup")
 def cleanup(event, context):
-    """Fed by the table's stream (REMOVE records, i.e. TTL expiry): delete what the instance left."""
+    """Fed by the table's stream (REMOVE records: TTL or the sweeper): delete what the instance left."""
     from chalicelib import cleanup as expiry
 
     logger.structure_logs(append=False)
     return {"purged": expiry.handle_stream(_settings(), event.get("Records", []))}
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES), name="sweeper")
+def sweeper(event):
+    """Settle lost and never-started instances, expire ended ones (reads never write)."""
+    from chalicelib import sweeper as housekeeping
+
+    logger.structure_logs(append=False)
+    return housekeeping.sweep(_settings())

@@ -8,6 +8,7 @@ Writes bench/RESULTS.md (and prints it). See the README's Performance section fo
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
@@ -212,6 +213,97 @@ def aws_calls(count_items: int, slow: bool = False) -> dict:
     return {"calls": calls, "seconds": seconds, "bytes": reader_bytes}
 
 
+# -- followers: what following an instance costs, counted ---------------------------------------------
+FOLLOW_SECONDS = 20.0
+API_GB = 0.5  # the API function's memory (lambda_memory_size 512)
+BUSY = ("import asyncio\n\nasync def run(context, input, seconds):\n"
+        "    for i in range(int(seconds * 20)):\n        await asyncio.sleep(0.05)\n        yield f'line {i}\\n'\n")
+IDLE = "import asyncio\n\nasync def run(context, input, seconds):\n    await asyncio.sleep(seconds)\n"
+
+
+def follow(read_page, seconds: float) -> tuple[int, float]:
+    """Follow a channel like `si inst output -` for ``seconds``: (requests, request-seconds)."""
+    cursor, requests_made, busy, end = "", 0, 0.0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        t0 = time.monotonic()
+        page = read_page(cursor, max(0.0, min(20.0, end - time.monotonic())))
+        busy += time.monotonic() - t0
+        requests_made += 1
+        cursor = page["cursor"]
+        if page["ended"]:
+            break
+    return requests_made, busy
+
+
+def follower_costs() -> dict[str, dict]:
+    """Per follower-minute on an idle and on a busy instance: API requests, DynamoDB reads, S3 GETs,
+    GetLogEvents, API GB-seconds (in-process moto, the runner in a thread)."""
+    from moto import mock_aws
+
+    from tests.helpers import py_package
+
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        os.environ.pop(name, None)
+    os.environ.update({"AWS_ACCESS_KEY_ID": "b", "AWS_SECRET_ACCESS_KEY": "b", "AWS_DEFAULT_REGION": "us-east-1"})
+    out = {}
+    with mock_aws(config={"lambda": {"use_docker": False}}):
+        aws.reset()
+        os.environ.update(hub_environment(provision("bench-follow"), 600, stage="bench-follow"))
+        from chalicelib import config
+
+        settings = config.load()
+        calls: Counter = Counter()
+        who = threading.local()
+        for svc in ("dynamodb", "s3", "logs"):
+            aws.client(svc).meta.events.register(
+                "before-call.*.*", lambda model, **_: calls.update([model.name]) if getattr(who, "name", "") == "reader" else None)
+        saved, invoker.invoke = invoker.invoke, (lambda *_: None)
+        try:
+            for kind, source in (("idle", IDLE), ("busy", BUSY)):
+                seq = sequences.create(settings, py_package(source))["id"]
+                inst = instances.start(settings, seq, {"args": [FOLLOW_SECONDS + 5]})["id"]
+                runner = threading.Thread(target=run_instance, args=(settings, inst, lambda: 600_000))
+                runner.start()
+                calls.clear()
+                who.name = "reader"
+                made, busy = follow(lambda c, w, inst=inst: instances.read_channel(settings, inst, "output", c, w),
+                                    FOLLOW_SECONDS)
+                who.name = ""
+                per_minute = 60 / FOLLOW_SECONDS
+                out[kind] = {"requests": made * per_minute, "GetItem": calls["GetItem"] * per_minute,
+                             "GetObject": calls["GetObject"] * per_minute, "GetLogEvents": calls["GetLogEvents"] * per_minute,
+                             "GB-s": busy * API_GB * per_minute}
+                runner.join()
+        finally:
+            invoker.invoke = saved
+        aws.reset()
+    return out
+
+
+def fan_out(client: Client, followers: int = 50) -> dict:
+    """``followers`` followers of one busy instance on the embedded hub: the API's AWS calls, counted."""
+    calls: Counter = Counter()
+    for svc in ("dynamodb", "s3", "logs"):
+        aws.client(svc).meta.events.register("before-call.*.*", lambda model, **_: calls.update([model.name]))
+    seq = client.send_sequence(io.BytesIO(package_from_source(BUSY)))["id"]
+    inst = client.start(seq, [FOLLOW_SECONDS])["id"]
+    calls.clear()
+
+    def one(_: int) -> int:
+        return len(b"".join(client.follow(inst, "output")))
+
+    with ThreadPoolExecutor(followers) as pool:
+        sizes = list(pool.map(one, range(followers)))
+    assert len(set(sizes)) == 1 and sizes[0] == sum(len(f"line {i}\n") for i in range(int(FOLLOW_SECONDS * 20)))
+    return dict(calls)
+
+
+def package_from_source(source: str) -> bytes:
+    from tests.helpers import py_package
+
+    return py_package(source)
+
+
 # -- pack -------------------------------------------------------------------------------------------
 def pack_bench(small: int) -> tuple[float, float, int]:
     with tempfile.TemporaryDirectory() as tmp:
@@ -242,10 +334,30 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, Node {node}, {platform.system()} {platform.release()}"
 
 
+# Prices (us-east-1, on-demand, list): the docs' cost table is computed from these and the counts.
+PRICE = {"request": 3.50e-6, "GetItem": 0.125e-6, "GetObject": 0.4e-6, "GB-s": 16.6667e-6}
+
+
+def follow_rows(row) -> dict:
+    costs = follower_costs()
+    for kind, c in costs.items():
+        dollars = c["requests"] * PRICE["request"] + c["GetItem"] * PRICE["GetItem"] + \
+            c["GetObject"] * PRICE["GetObject"] + c["GB-s"] * PRICE["GB-s"]
+        row(f"one follower of an {kind} instance, per minute",
+            f"{c['requests']:.0f} API requests, {c['GetItem']:.0f} DynamoDB reads, {c['GetObject']:.0f} S3 GETs, "
+            f"{c['GetLogEvents']:.0f} GetLogEvents, {c['GB-s']:.1f} API GB-s",
+            f"${dollars:.5f}/min", f"1,000 followers: ${dollars * 1000 * 60:.2f}/h", "reads back off when idle")
+    return costs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller runs (100,000 items, 10 starts)")
+    parser.add_argument("--followers", action="store_true", help="only the followers' costs")
     args = parser.parse_args()
+    if args.followers:
+        follow_rows(lambda *r: print(" | ".join(r)))
+        return
     items = 100_000 if args.quick else 1_000_000
     starts = 10 if args.quick else 30
     rows: list[tuple[str, str, str, str, str]] = []
@@ -261,17 +373,12 @@ def main() -> None:
     bound = int(mib) + 1 + int(big["seconds"] / 0.2) + 1
     ddb = sum(v for (w, op), v in big["calls"].items() if w == "runner" and op in ("UpdateItem", "GetItem", "PutItem"))
     row(f"AWS calls, {items:,}-item instance ({mib:.1f} MiB, {big['seconds']:.1f} s)",
-        f"{puts} PutLogEvents, {ddb} DynamoDB, {big['calls'][('runner', 'GetObject')]} S3",
+        f"{puts} PutLogEvents, {big['calls'][('runner', 'PutObject')]} S3 segments, {ddb} DynamoDB",
         f"bound {bound} PutLogEvents", f"{puts / bound:.2f}× of bound", "PutLogEvents ≤ MiB + flushes")
-    row("AWS calls, reader of that instance", f"{big['calls'][('reader', 'GetLogEvents')]} GetLogEvents",
-        f"{puts} PutLogEvents", f"{big['calls'][('reader', 'GetLogEvents')] / max(puts, 1):.2f}×", "≤ 1 per write")
-    slow = aws_calls(10, slow=True)
-    gets, sputs = slow["calls"][("reader", "GetLogEvents")], slow["calls"][("runner", "PutLogEvents")]
-    sddb = sum(v for (w, op), v in slow["calls"].items() if w == "runner" and op in ("UpdateItem", "GetItem"))
-    row(f"AWS calls, 10-item instance over {slow['seconds']:.1f} s, followed",
-        f"{sputs} PutLogEvents, {sddb} DynamoDB; reader {gets} GetLogEvents",
-        f"{sputs} writes", f"{gets / max(sputs, 1):.2f} reads per write", "no GetLogEvents without news")
-
+    row("AWS calls, reader of that instance",
+        f"{big['calls'][('reader', 'GetObject')]} S3 GETs, {big['calls'][('reader', 'GetLogEvents')]} GetLogEvents",
+        f"{big['calls'][('runner', 'PutObject')]} segments", "", "no GetLogEvents; ≤ 1 GET per segment")
+    follow_rows(row)
     # 3. pack
     ours, base, files = pack_bench(2_000 if args.quick else 20_000)
     row(f"pack {files:,} files + 24 MiB", f"{ours:.2f} s", f"tar czf {base:.2f} s", f"{ours / base:.2f}×", "≤ 1.2×")
@@ -279,6 +386,11 @@ def main() -> None:
     hub = LocalHub(port=free_port(), retention=600)
     client = Client(hub.start(), timeout=120)
     try:
+        # 7. fan-out: many followers of one busy instance
+        fan = fan_out(client, 50)
+        row(f"50 followers of one busy instance, {FOLLOW_SECONDS:.0f} s (embedded hub)",
+            f"{fan.get('GetLogEvents', 0)} GetLogEvents, {fan.get('GetObject', 0)} S3 GETs, "
+            f"{fan.get('GetItem', 0)} DynamoDB reads", "", "", "no GetLogEvents")
         # 1. throughput
         for runtime, name in (("python", "py-million"), ("node", "js-million")):
             base_s, _, base_bytes = host_direct(SEQS / name, runtime, [items])

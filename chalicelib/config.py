@@ -23,10 +23,13 @@ class Settings:
     runner_timeout_seconds: int
     lost_after_seconds: int
     max_package_bytes: int
+    max_upload_bytes: int
     max_unpacked_bytes: int
     max_package_files: int
     max_request_bytes: int
     max_input_chunk_bytes: int
+    max_start_data_bytes: int
+    max_event_bytes: int
     max_running: int
     max_running_per_sequence: int
     local_token: str
@@ -67,12 +70,18 @@ def load(env: dict | None = None) -> Settings:
         lost_after_seconds=_int(env, "SEQHUB_LOST_AFTER_SECONDS", 30),
         # API Gateway + Lambda accept ~6 MB of base64 body, so about 4.5 MB raw.
         max_package_bytes=_int(env, "SEQHUB_MAX_PACKAGE_BYTES", 4_500_000),
+        # Through the presigned S3 upload: checked before anything is downloaded.
+        max_upload_bytes=_int(env, "SEQHUB_MAX_UPLOAD_BYTES", 400 * 1024 * 1024),
         # Lambda's default /tmp is 512 MB; leave room for the runner's own files.
         max_unpacked_bytes=_int(env, "SEQHUB_MAX_UNPACKED_BYTES", 400 * 1024 * 1024),
         max_package_files=_int(env, "SEQHUB_MAX_PACKAGE_FILES", 50_000),
         # JSON bodies (start: args + appConfig; events) and one input/stdin request.
-        max_request_bytes=_int(env, "SEQHUB_MAX_REQUEST_BYTES", 256 * 1024),
+        max_request_bytes=_int(env, "SEQHUB_MAX_REQUEST_BYTES", 640 * 1024),
         max_input_chunk_bytes=_int(env, "SEQHUB_MAX_INPUT_CHUNK_BYTES", 1024 * 1024),
+        # Each of args and appConfig, as JSON, and one event's message (each a DynamoDB item of its
+        # own when large: an item holds at most 400 KB).
+        max_start_data_bytes=_int(env, "SEQHUB_MAX_START_DATA_BYTES", 256 * 1024),
+        max_event_bytes=_int(env, "SEQHUB_MAX_EVENT_BYTES", 256 * 1024),
         # Soft caps checked at start; Lambda reserved concurrency is the hard backstop on AWS.
         max_running=_int(env, "SEQHUB_MAX_RUNNING", 200),
         max_running_per_sequence=_int(env, "SEQHUB_MAX_RUNNING_PER_SEQUENCE", 50),

@@ -1,4 +1,5 @@
-"""Instances: start, inspect, read channels, control. Expiry is decided here, on every read."""
+"""Instances: start, inspect, read channels, control. Reads never write: ends the runner could not
+record are settled by ``sweeper``; expiry is decided on every read from ``expires_at``."""
 
 from __future__ import annotations
 
@@ -7,88 +8,90 @@ import time
 import uuid
 from typing import Any
 
-from . import aws, clock, invoker, logstore, models, sequences
+from . import aws, channels, clock, invoker, models, sequences
 from .config import Settings
 from .errors import BadRequest, Conflict, NotFound, TooLarge, TooMany
-from .store import Store
+from .models import Instance
+from .repository import INLINE_START_DATA_BYTES, Repository
 
-START_TIMEOUT_SECONDS = 300  # an instance still "starting" after this never reached a runner
-MAX_PAGE_BYTES = 4 * 1024 * 1024  # base64 of this fits in a 6 MB Lambda response
-POLL_SECONDS = 0.1  # how often a waiting reader looks at the instance record (a cheap GetItem)
+INPUT_TYPES = ("text/plain", "application/octet-stream", "application/x-ndjson", "text/x-ndjson")
+INLINE_CHUNK_BYTES = 256 * 1024  # larger input chunks go to S3 (a DynamoDB item holds 400 KB)
+MAX_EVENT_NAME_CHARS = 256
+LISTING_START_DATA_BUDGET = 2 * 1024 * 1024  # large args/appConfig a listing carries, in all
+# Readers look at the record often while news is likely, then back off while nothing changes.
+POLL_FIRST, POLL_MIN, POLL_MAX = 0.025, 0.1, 1.0
 
 
-def end_fields(settings: Settings, status: str, exitcode: int, reason: str, now: float) -> dict:
-    """What recording an end writes, wherever it is recorded: the state, when it expires, and
-    every channel ended (so readers stop waiting)."""
-    fields = {"status": status, "exitcode": exitcode, "reason": reason, "ended": now,
-              "expires_at": int(now + settings.retention_seconds)}
-    fields.update({f"end_{c}": True for c in logstore.CHANNELS})
-    return fields
+def _repo(settings: Settings) -> Repository:
+    return Repository(settings.table)
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value).encode())
 
 
 # -- reading ------------------------------------------------------------------------------------
-def _settle(settings: Settings, store: Store, item: dict, now: float) -> dict:
-    """Record an end the runner could not: a lost heartbeat or a runner that never started."""
-    status = item["status"]
-    reason = None
-    if status in (models.RUNNING, models.STOPPING, models.KILLING):
-        if now - item.get("heartbeat", now) > settings.lost_after_seconds:
-            reason = models.REASON_LOST
-    elif status == models.STARTING and now - item["created"] > START_TIMEOUT_SECONDS:
-        reason = models.REASON_NEVER_STARTED
-    if reason is None:
-        return item
-    fields = end_fields(settings, models.ERRORED, -1, reason, now)
-    # Only if nothing moved meanwhile (a late claim, a new heartbeat): the runner's word wins.
-    if "heartbeat" in item:
-        condition, values = "#st = :was AND #hb = :hb", {":was": status, ":hb": item["heartbeat"]}
-    else:
-        condition, values = "#st = :was AND attribute_not_exists(#hb)", {":was": status}
-    updated = store.update_instance(item["id"], fields, condition=condition, values=values,
-                                    names={"#st": "status", "#hb": "heartbeat"}, return_new=True)
-    return updated or store.get_instance(item["id"]) or item
-
-
-def _alive(item: dict | None, now: float) -> bool:
-    return item is not None and not (item.get("expires_at") and item["expires_at"] <= now)
-
-
-def get_item(settings: Settings, inst_id: str) -> dict:
+def get(settings: Settings, inst_id: str) -> Instance:
     if not models.valid_id(inst_id):
         raise NotFound(f"Instance {inst_id} not found")
-    store = Store(settings.table)
-    now = clock.now()
-    item = store.get_instance(inst_id)
-    if not _alive(item, now):
+    inst = _repo(settings).get_instance(inst_id)
+    if inst is None or not inst.alive(clock.now()):
         raise NotFound(f"Instance {inst_id} not found")
-    return _settle(settings, store, item, now)
+    return inst
 
 
-def live_items(settings: Settings, sequence_id: str | None = None) -> list[dict]:
-    store = Store(settings.table)
+def listed(settings: Settings, sequence_id: str | None = None) -> list[Instance]:
+    """Unexpired instances, oldest first (from the listing index: never history)."""
     now = clock.now()
-    items = [i for i in store.list_instances() if _alive(i, now)
-             and (sequence_id is None or i["sequence_id"] == sequence_id)]
-    return [_settle(settings, store, i, now) for i in items]
+    found = [i for i in _repo(settings).listed_instances(sequence_id) if i.alive(now)]
+    return sorted(found, key=lambda i: i.created)
 
 
-def view(item: dict) -> dict:
+def view(inst: Instance, args: Any = None, app_config: Any = None) -> dict:
     """The STH instance info object."""
     out: dict[str, Any] = {
-        "id": item["id"], "appConfig": json.loads(item.get("app_config", "null")) or {},
-        "args": json.loads(item.get("args", "[]")),
-        "sequence": {"id": item["sequence_id"], "name": item.get("sequence_name")},
-        "created": clock.iso(item["created"]), "started": clock.iso(item.get("started")),
-        "ended": clock.iso(item.get("ended")), "status": item["status"],
+        "id": inst.id, "appConfig": app_config or {}, "args": args if args is not None else [],
+        "sequence": {"id": inst.sequence_id, "name": inst.sequence_name},
+        "created": clock.iso(inst.created), "started": clock.iso(inst.started),
+        "ended": clock.iso(inst.ended), "status": inst.status,
     }
-    if item["status"] in models.FINAL:
-        out["terminated"] = {"exitcode": item.get("exitcode"), "reason": item.get("reason")}
-        out["expires"] = clock.iso(item.get("expires_at"))
+    if inst.final:
+        out["terminated"] = {"exitcode": inst.exitcode, "reason": inst.reason}
+        out["expires"] = clock.iso(inst.expires_at)
     return {k: v for k, v in out.items() if v is not None}
 
 
+def info(settings: Settings, inst_id: str) -> dict:
+    inst = get(settings, inst_id)
+    return view(inst, *_repo(settings).start_data(inst))
+
+
+def list_info(settings: Settings, sequence_id: str | None = None) -> list[dict]:
+    """Every instance's info. Start data kept in records of its own is carried up to a budget, so a
+    listing always fits a response; an instance past it says so instead of carrying it."""
+    found = listed(settings, sequence_id)
+    budget, fetch, omitted = LISTING_START_DATA_BUDGET, [], set()
+    for inst in found:
+        if inst.args_stored or inst.config_stored:
+            if inst.stored_bytes <= budget:
+                budget -= inst.stored_bytes
+                fetch.append(inst)
+            else:
+                omitted.add(inst.id)
+    stored = _repo(settings).start_data_many(fetch)
+    out = []
+    for inst in found:
+        entry = view(inst, stored.get((inst.id, "args"), inst.args), stored.get((inst.id, "config"), inst.app_config))
+        if inst.id in omitted:
+            entry["startDataOmitted"] = f"args and appConfig are too large for a listing: GET /instance/{inst.id}"
+        out.append(entry)
+    return out
+
+
 # -- starting -----------------------------------------------------------------------------------
-def start(settings: Settings, seq_id: str, body: dict) -> dict:
+def start(settings: Settings, seq_id: str, body: Any) -> dict:
+    if body is None:  # Scramjet's Python client posts `null` for a start with no options
+        body = {}
     if not isinstance(body, dict):
         raise BadRequest("start body must be a JSON object")
     args = body.get("args", [])
@@ -99,36 +102,43 @@ def start(settings: Settings, seq_id: str, body: dict) -> dict:
     app_config = body.get("appConfig")
     if app_config is not None and not isinstance(app_config, dict):
         raise BadRequest("appConfig must be a JSON object")
+    sizes = {"args": _json_size(args), "appConfig": _json_size(app_config)}
+    for name, size in sizes.items():
+        if size > settings.max_start_data_bytes:
+            raise TooLarge(f"{name} is {size} bytes of JSON; the limit is {settings.max_start_data_bytes} "
+                           "(SEQHUB_MAX_START_DATA_BYTES): pass large data as input instead")
     inst_id = body.get("instanceId") or str(uuid.uuid4())
     if not isinstance(inst_id, str) or not models.valid_id(inst_id):
         raise BadRequest("instanceId must be 1-64 letters, digits, '-' or '_'")
     seq = sequences.get_item(settings, seq_id)
-    _check_caps(settings, seq_id)
-    now = clock.now()
-    item = {"id": inst_id, "sequence_id": seq_id, "sequence_name": seq.get("name"),
-            "status": models.STARTING, "created": now, "args": json.dumps(args),
-            "app_config": json.dumps(app_config), "runtime": seq["runtime"]}
-    item.update({f"n_{c}": 0 for c in logstore.CHANNELS})
-    store = Store(settings.table)
-    if not store.put_instance(item):
+    repo = _repo(settings)
+    _check_caps(settings, repo, seq_id)
+    args_stored = sizes["args"] > INLINE_START_DATA_BYTES
+    config_stored = sizes["appConfig"] > INLINE_START_DATA_BYTES
+    inst = Instance(id=inst_id, sequence_id=seq_id, sequence_name=seq.get("name"), status=models.STARTING,
+                    created=clock.now(), runtime=seq["runtime"], args=args, app_config=app_config,
+                    args_stored=args_stored, config_stored=config_stored,
+                    stored_bytes=sizes["args"] * args_stored + sizes["appConfig"] * config_stored)
+    if not repo.create_instance(inst):
         raise Conflict("Instance with a given ID already exists")
     try:
         invoker.invoke(settings, inst_id)
     except Exception as exc:
-        store.update_instance(inst_id, end_fields(settings, models.ERRORED, -1,
-                                                  f"could not start the runner: {exc}", clock.now()))
+        repo.end(inst_id, models.ERRORED, -1, f"could not start the runner: {exc}", clock.now(),
+                 settings.retention_seconds)
         raise
     return {"id": inst_id, "message": f"Sequence {inst_id} starting"}
 
 
-def _check_caps(settings: Settings, seq_id: str) -> None:
-    active = [i for i in live_items(settings) if i["status"] in models.ACTIVE]
+def _check_caps(settings: Settings, repo: Repository, seq_id: str) -> None:
+    """Soft caps from the active index alone (Lambda's reserved concurrency is the hard one)."""
+    active = repo.active_keys()
     if len(active) >= settings.max_running:
         raise TooMany(f"too many instances running on this hub ({len(active)} of {settings.max_running}); "
                       "wait for some to end, or raise SEQHUB_MAX_RUNNING")
-    mine = [i for i in active if i["sequence_id"] == seq_id]
-    if len(mine) >= settings.max_running_per_sequence:
-        raise TooMany(f"too many instances of sequence {seq_id} running ({len(mine)} of "
+    mine = sum(1 for seq, _ in active if seq == seq_id)
+    if mine >= settings.max_running_per_sequence:
+        raise TooMany(f"too many instances of sequence {seq_id} running ({mine} of "
                       f"{settings.max_running_per_sequence}); wait for some to end, or raise "
                       "SEQHUB_MAX_RUNNING_PER_SEQUENCE")
 
@@ -139,76 +149,70 @@ def read_channel(settings: Settings, inst_id: str, channel: str, cursor: str | N
     """Bytes of ``channel`` after ``cursor``, long-polling up to ``wait_seconds`` for news.
 
     ``until_end`` (a plain STH ``GET`` with no cursor) waits for the end of the channel instead,
-    then answers everything from the start. Returns {"data", "cursor", "ended"}.
-    GetLogEvents is only called when the instance record says more has been written.
+    then answers from the start. Returns {"data", "cursor", "ended"}; ``ended`` is true only when
+    the answer reaches the channel's end. Each look is one read of the instance record; S3 is read
+    only when the record says a segment was written.
     """
     try:
-        seen, token = logstore.decode_cursor(cursor)
+        segment, offset = channels.decode_cursor(cursor)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
     began = time.monotonic()
     deadline = began + wait_seconds
-    stream = logstore.stream_name(inst_id, channel)
+    pause = POLL_MIN
     while True:
-        # A consistent GetItem is cheap; GetLogEvents (≈25/s per account) is spent only on news.
-        item = get_item(settings, inst_id)
-        written = int(item.get(f"n_{channel}", 0))
-        ended = bool(item.get(f"end_{channel}")) or item["status"] in models.FINAL
-        waiting = not ended if until_end else written <= seen and not ended
+        inst = get(settings, inst_id)
+        written, ended = inst.segments[channel], inst.channel_ended(channel)
+        waiting = not ended if until_end else written <= segment and not ended
         if not waiting or time.monotonic() >= deadline:
             break
-        # Look often in the first second (a reader that just started an instance), then calmly.
-        time.sleep(POLL_SECONDS / 4 if time.monotonic() - began < 1 else POLL_SECONDS)
+        # A reader's first page (it may have just started the instance) looks often for a second;
+        # later pages back off while nothing changes, so an idle follower costs ~1 read a second.
+        if not cursor and time.monotonic() - began < 1:
+            time.sleep(POLL_FIRST)
+        else:
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, POLL_MAX)
     data = b""
-    if written > seen:
-        data, token, count = logstore.read(settings.log_group, stream, token, MAX_PAGE_BYTES,
-                                           want_events=written - seen)
-        seen += count
-    return {"data": data, "cursor": logstore.encode_cursor(seen, token), "ended": ended and seen >= written}
+    if written > segment:
+        data, segment, offset = channels.read(settings.bucket, inst_id, channel, segment, offset, written)
+    return {"data": data, "cursor": channels.encode_cursor(segment, offset),
+            "ended": ended and segment >= written}
 
 
 # -- control ------------------------------------------------------------------------------------
-def _require_active(item: dict) -> None:
-    if item["status"] not in models.ACTIVE:
-        raise BadRequest("Instance not running")
-
-
 def request_kill(settings: Settings, inst_id: str, require_running: bool = True) -> dict:
-    item = get_item(settings, inst_id)
-    if require_running:
-        _require_active(item)
-    store = Store(settings.table)
-    if item["status"] == models.STARTING:
-        # No runner has claimed it yet, and none will once it is no longer "starting".
-        fields = end_fields(settings, models.COMPLETED, 137, models.REASON_KILLED, clock.now())
-        done = store.update_instance(inst_id, fields, condition="#st = :s", names={"#st": "status"},
-                                     values={":s": models.STARTING}, return_new=True)
+    inst = get(settings, inst_id)
+    if require_running and not inst.active:
+        raise BadRequest("Instance not running")
+    repo = _repo(settings)
+    if inst.status == models.STARTING:
+        done = repo.kill_unclaimed(inst_id, clock.now(), settings.retention_seconds)
         if done is not None:
-            return view(done)
-    updated = store.update_instance(
-        inst_id, {"kill_requested": clock.now(), "status": models.KILLING},
-        condition="#st IN (:a, :b, :c, :d)", names={"#st": "status"},
-        values={f":{k}": v for k, v in zip("abcd", models.ACTIVE, strict=True)}, return_new=True)
+            return view(done, *repo.start_data(done))
+    updated = repo.request_kill(inst_id, clock.now())
     if updated is None:
         raise BadRequest("Instance not running")
-    return view(updated)
+    return view(updated, *repo.start_data(updated))
+
+
+MAX_STOP_TIMEOUT_MS = 900_000  # no instance outlives a Lambda's 15 minutes anyway
 
 
 def request_stop(settings: Settings, inst_id: str, timeout_ms: Any, can_keep_alive: Any) -> dict:
-    if not isinstance(timeout_ms, int) or isinstance(timeout_ms, bool) or timeout_ms < 0:
-        raise BadRequest("Invalid timeout format")
+    if type(timeout_ms) is not int or not 0 <= timeout_ms <= MAX_STOP_TIMEOUT_MS:
+        raise BadRequest(f"Invalid timeout format: a whole number of milliseconds, 0 to {MAX_STOP_TIMEOUT_MS}")
     if not isinstance(can_keep_alive, bool):
         raise BadRequest("Invalid canCallKeepalive format")
-    item = get_item(settings, inst_id)
-    if item["status"] != models.RUNNING:
+    inst = get(settings, inst_id)
+    if inst.status != models.RUNNING:
         raise BadRequest("Instance not running")
-    request = json.dumps({"timeout": timeout_ms, "canCallKeepalive": can_keep_alive, "at": clock.now()})
-    updated = Store(settings.table).update_instance(
-        inst_id, {"stop_requested": request, "status": models.STOPPING},
-        condition="#st = :r", names={"#st": "status"}, values={":r": models.RUNNING}, return_new=True)
+    repo = _repo(settings)
+    updated = repo.request_stop(inst_id, {"timeout": timeout_ms, "canCallKeepalive": can_keep_alive,
+                                          "at": clock.now()})
     if updated is None:
         raise BadRequest("Instance not running")
-    return view(updated)
+    return view(updated, *repo.start_data(updated))
 
 
 def send_event(settings: Settings, inst_id: str, body: Any) -> dict:
@@ -217,10 +221,16 @@ def send_event(settings: Settings, inst_id: str, body: Any) -> dict:
     if not isinstance(payload, dict) or not isinstance(payload.get("eventName"), str) \
             or not payload["eventName"]:
         raise BadRequest("Invalid format, eventName missing.")
-    item = get_item(settings, inst_id)
-    _require_active(item)
-    entry = {"name": payload["eventName"], "message": json.dumps(payload.get("message"))}
-    Store(settings.table).append_to_list(inst_id, "inbox", [entry])
+    name = payload["eventName"]
+    if len(name) > MAX_EVENT_NAME_CHARS:
+        raise BadRequest(f"eventName may be at most {MAX_EVENT_NAME_CHARS} characters")
+    message = json.dumps(payload.get("message"))
+    if len(message.encode()) > settings.max_event_bytes:
+        raise TooLarge(f"the event's message is {len(message.encode())} bytes of JSON; the limit is "
+                       f"{settings.max_event_bytes} (SEQHUB_MAX_EVENT_BYTES)")
+    get(settings, inst_id)
+    if not _repo(settings).add_event_in(inst_id, name, message):
+        raise BadRequest("Instance not running")
     return {"accepted": "OK"}
 
 
@@ -228,59 +238,60 @@ def last_event(settings: Settings, inst_id: str, name: str, wait_seconds: float,
                after: float | None = None) -> tuple[bool, Any]:
     """(found, message) of the last ``name`` event the instance emitted (only one emitted after
     ``after`` counts, when given), waiting up to ``wait_seconds`` for it."""
+    if len(name) > MAX_EVENT_NAME_CHARS:
+        raise BadRequest(f"event names are at most {MAX_EVENT_NAME_CHARS} characters")
+    repo = _repo(settings)
     deadline = time.monotonic() + wait_seconds
+    pause = POLL_MIN
     while True:
-        item = get_item(settings, inst_id)
-        raw = item.get(f"ev:{name}")
-        event = json.loads(raw) if raw is not None else None
+        inst = get(settings, inst_id)
+        event = repo.get_event_out(inst_id, name)
         if event is not None and (after is None or event["at"] > after):
-            return True, event["message"]
-        if item["status"] in models.FINAL or time.monotonic() >= deadline:
+            return True, json.loads(event["message"])
+        if inst.final or time.monotonic() >= deadline:
             return False, None
-        time.sleep(0.25)
+        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 2, POLL_MAX)
 
 
 def health(settings: Settings, inst_id: str) -> dict:
-    item = get_item(settings, inst_id)
-    if item["status"] in models.FINAL:
+    inst = get(settings, inst_id)
+    if inst.final:
         raise NotFound(f"Instance {inst_id} has ended")
-    result = dict(item.get("health") or {"healthy": item["status"] != models.STARTING})
-    result["status"] = item["status"]
+    result = dict(inst.health or {"healthy": inst.status != models.STARTING})
+    result["status"] = inst.status
     return result
-
-
-INPUT_TYPES = ("text/plain", "application/octet-stream", "application/x-ndjson", "text/x-ndjson")
 
 
 def append_input(settings: Settings, inst_id: str, stream: str, body: bytes,
                  content_type: str | None, end: bool) -> bool:
-    """Store one chunk of ``input`` or ``stdin`` durably and in order; True when it ended the stream."""
+    """Store one chunk of ``input`` or ``stdin`` durably and in order; True when it ended the stream.
+
+    Two requests whatever came before: number the chunk on the instance record (conditionally: it
+    exists and runs, the stream is open, the content type is known), then store the chunk as an item
+    of its own (or in S3 when large).
+    """
     if len(body) > settings.max_input_chunk_bytes:
         raise TooLarge(f"one {stream} request may carry at most {settings.max_input_chunk_bytes} bytes; "
                        "send the data in several requests")
-    item = get_item(settings, inst_id)
-    if item["status"] in models.FINAL:
-        raise Conflict(f"Instance {inst_id} has ended; it takes no more {stream}")
-    if item.get(f"{stream}_end"):
-        raise Conflict(f"the {stream} of instance {inst_id} has already been ended")
-    fields: dict[str, Any] = {}
-    if stream == "input" and not item.get("input_type"):
-        ctype = (content_type or "").split(";")[0].strip().lower()
-        if not ctype:
-            raise BadRequest("Content-Type must be defined")
-        if ctype not in INPUT_TYPES:
-            raise BadRequest(f"Content-Type must be one of {', '.join(INPUT_TYPES)}")
-        fields["input_type"] = ctype
-    store = Store(settings.table)
-    keys = []
+    ctype = (content_type or "").split(";")[0].strip().lower() or None
+    if stream == "input" and ctype is not None and ctype not in INPUT_TYPES:
+        raise BadRequest(f"Content-Type must be one of {', '.join(INPUT_TYPES)}")
+    if not models.valid_id(inst_id):
+        raise NotFound(f"Instance {inst_id} not found")
+    repo = _repo(settings)
+    number = repo.reserve_chunk(inst_id, stream, ctype if stream == "input" else None, bool(body), end)
+    if number is None:  # refused: read the record to say why (404 when it is gone or expired)
+        inst = get(settings, inst_id)
+        if inst.final:
+            raise Conflict(f"Instance {inst_id} has ended; it takes no more {stream}")
+        if stream in inst.chunks_end:
+            raise Conflict(f"the {stream} of instance {inst_id} has already been ended")
+        raise BadRequest("Content-Type must be defined")
     if body:
-        key = f"inputs/{inst_id}/{stream}/{time.time_ns()}-{uuid.uuid4().hex[:8]}"
-        aws.client("s3").put_object(Bucket=settings.bucket, Key=key, Body=body)
-        keys.append(key)
-    if keys:
-        store.append_to_list(inst_id, f"{stream}_keys", keys)
-    if end:
-        fields[f"{stream}_end"] = True
-    if fields:
-        store.update_instance(inst_id, fields)
+        s3_key = None
+        if len(body) > INLINE_CHUNK_BYTES:
+            s3_key = f"inputs/{inst_id}/{stream}/{number:010d}"
+            aws.client("s3").put_object(Bucket=settings.bucket, Key=s3_key, Body=body)
+        repo.put_chunk(inst_id, stream, number, None if s3_key else body, s3_key)
     return end

@@ -1,21 +1,20 @@
-"""CloudWatch Logs as the store of instance channels: ``<group>/<instance>/<channel>`` streams.
+"""CloudWatch Logs, where every channel's bytes land: ``<group>/<instance>/<channel>`` streams.
 
-Channel bytes are written as chunk events, not one event per item. Text chunks are stored as they
-are (readable in the console); a chunk that is not valid UTF-8 is stored base64-encoded behind a
-marker, so binary output round-trips byte for byte.
+Readers read the S3 segments (``channels``); this is the write side and its limits. Channel bytes
+are written as chunk events, not one event per item. Text chunks are stored as they are (readable in
+the console); a chunk that is not valid UTF-8 is stored base64-encoded behind a marker, so binary
+output round-trips byte for byte.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 from typing import Iterable
 
 from botocore.exceptions import ClientError
 
 from . import aws
-
-CHANNELS = ("output", "stdout", "stderr", "log")
+from .models import CHANNELS
 
 # PutLogEvents limits (aws-notes §4.1); events are kept well under the 1 MB per-event ceiling.
 MAX_BATCH_BYTES = 1_048_576
@@ -110,36 +109,6 @@ def put(group: str, name: str, messages: list[str], timestamp_ms: int) -> None:
         logEvents=[{"timestamp": timestamp_ms, "message": m} for m in messages])
 
 
-def read(group: str, name: str, token: str | None, max_bytes: int,
-         want_events: int | None = None) -> tuple[bytes, str | None, int]:
-    """Read forward from ``token`` (None: from the head). Returns (bytes, next token, events read).
-
-    Pages can be empty while more exists; keep going while the token moves, up to ``max_bytes`` or
-    until ``want_events`` have come (then no extra call is spent learning that nothing follows).
-    """
-    logs = aws.client("logs")
-    out = bytearray()
-    count = 0
-    while len(out) < max_bytes and (want_events is None or count < want_events):
-        kwargs = {"logGroupName": group, "logStreamName": name, "startFromHead": True}
-        if token:
-            kwargs["nextToken"] = token
-        try:
-            page = logs.get_log_events(**kwargs)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ResourceNotFoundException":
-                return bytes(out), token, count
-            raise
-        for event in page.get("events", []):
-            out += decode(event["message"])
-            count += 1
-        next_token = page.get("nextForwardToken")
-        if not next_token or next_token == token:
-            break
-        token = next_token
-    return bytes(out), token, count
-
-
 def delete_streams(group: str, instance_id: str) -> None:
     logs = aws.client("logs")
     for channel in CHANNELS:
@@ -148,20 +117,3 @@ def delete_streams(group: str, instance_id: str) -> None:
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ResourceNotFoundException":
                 raise
-
-
-def encode_cursor(events: int, token: str | None) -> str:
-    raw = json.dumps({"n": events, "t": token}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> tuple[int, str | None]:
-    """(events already read, CloudWatch token). An empty cursor means the start of the channel."""
-    if not cursor:
-        return 0, None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        data = json.loads(raw)
-        return int(data["n"]), data.get("t")
-    except (ValueError, KeyError, TypeError):
-        raise ValueError("invalid cursor") from None

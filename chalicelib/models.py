@@ -1,8 +1,10 @@
-"""Instance statuses and end states (STH's, plus the two only a serverless hub has)."""
+"""The instance model and its statuses (STH's, plus the end reasons only a serverless hub has)."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
+from typing import Any
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
@@ -10,6 +12,7 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 def valid_id(ident: str) -> bool:
     """Sequence and instance ids: checked before any AWS call, so a bad one never reaches a query."""
     return bool(_ID.match(ident or ""))
+
 
 STARTING = "starting"
 RUNNING = "running"
@@ -21,16 +24,20 @@ ERRORED = "errored"
 ACTIVE = (STARTING, RUNNING, STOPPING, KILLING)
 FINAL = (COMPLETED, ERRORED)
 
+CHANNELS = ("output", "stdout", "stderr", "log")
+INPUT_STREAMS = ("input", "stdin")
+
 REASON_COMPLETED = "Instance completed"
 REASON_KILLED = "Instance killed"
 REASON_STOPPED = "Instance stopped"
 REASON_LOST = "lost"
 REASON_TIMED_OUT = "timed out"
 REASON_NEVER_STARTED = "never started"
+MAX_REASON_CHARS = 1000  # reasons may quote an exception: keep the record's size fixed
 
 _EXIT_REASONS = {
     10: "Sequence unpack failed",
-    21: None,  # filled with the sequence's own main: see packages.invalid_main_message
+    20: "Runtime host could not start",
     22: "Sequence failed on start",
     23: "Sequence failed during execution",
 }
@@ -54,3 +61,54 @@ def end_state(exit_code: int, *, killed: bool = False, stopped: bool = False,
     if exit_code < 0:
         return ERRORED, 128 - exit_code, f"Runner failed (signal {-exit_code})"
     return ERRORED, exit_code, _EXIT_REASONS.get(exit_code) or "Runner failed"
+
+
+@dataclass
+class Instance:
+    """One instance's record: fixed-size state only. What users can make grow (input, events, large
+    args or appConfig) lives in records of its own; see ``repository``."""
+
+    id: str
+    sequence_id: str
+    status: str
+    created: float
+    runtime: str = "node"
+    sequence_name: str | None = None
+    started: float | None = None
+    ended: float | None = None
+    heartbeat: float | None = None
+    exitcode: int | None = None
+    reason: str | None = None
+    expires_at: int | None = None
+    # Start data: inline when small, else in records of their own (``*_stored`` says so).
+    args: Any = None
+    app_config: Any = None
+    args_stored: bool = False
+    config_stored: bool = False
+    stored_bytes: int = 0  # the JSON size of what is stored apart
+    # Channels: segments written so far, and which channels have ended.
+    segments: dict[str, int] = field(default_factory=lambda: {c: 0 for c in CHANNELS})
+    ended_channels: set[str] = field(default_factory=set)
+    # Input and stdin: chunks accepted so far, and the count at which the stream ended.
+    input_type: str | None = None
+    chunks: dict[str, int] = field(default_factory=lambda: {s: 0 for s in INPUT_STREAMS})
+    chunks_end: dict[str, int] = field(default_factory=dict)
+    events_in: int = 0  # events sent to the instance so far
+    kill_requested: float | None = None
+    stop_requested: dict | None = None
+    health: dict | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL
+
+    def alive(self, now: float) -> bool:
+        """Not yet past its retention (DynamoDB's TTL deletes the record only days later)."""
+        return not (self.expires_at is not None and self.expires_at <= now)
+
+    def channel_ended(self, channel: str) -> bool:
+        return channel in self.ended_channels or self.final

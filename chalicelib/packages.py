@@ -12,11 +12,14 @@ import tarfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from .errors import InvalidPackage, TooLarge
 
 MANIFEST = "package.json"
+# package.json is kept on the sequence's record: well under DynamoDB's 400 KB item, and read with a
+# bound, so a manifest of 380 MB of whitespace costs nothing to refuse.
+MAX_MANIFEST_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,8 @@ def check_manifest(manifest: Any) -> dict[str, Any]:
 
 
 def parse_manifest(raw: bytes) -> dict[str, Any]:
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise InvalidPackage(f"package.json is over {MAX_MANIFEST_BYTES} bytes; keep data in other files")
     try:
         manifest = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -131,15 +136,32 @@ def _check_member(member: tarfile.TarInfo, info: PackageInfo, limits: Limits) ->
     return norm
 
 
-def _open(fileobj: IO[bytes]) -> tarfile.TarFile:
+class _Peeked:
+    """A stream with its first bytes already read, read again from the start (no seek needed)."""
+
+    def __init__(self, head: bytes, rest: Any):
+        self.head = head
+        self.rest = rest
+
+    def read(self, n: int = -1) -> bytes:
+        if not self.head:
+            return self.rest.read(n)
+        if n is None or n < 0:
+            data, self.head = self.head + self.rest.read(), b""
+            return data
+        data, self.head = self.head[:n], self.head[n:]
+        return data + (self.rest.read(n - len(data)) if len(data) < n else b"")
+
+
+def _open(fileobj: Any) -> tarfile.TarFile:
+    """Open a package as a stream: any object with ``read`` will do (an S3 body, a file)."""
     head = fileobj.read(2)
     if head != b"\x1f\x8b":
         raise InvalidPackage("package is not a gzip file: make it with `si seq pack <dir>`")
-    fileobj.seek(0)
-    return tarfile.open(fileobj=fileobj, mode="r|gz")
+    return tarfile.open(fileobj=_Peeked(head, fileobj), mode="r|gz")
 
 
-def scan(fileobj: IO[bytes], limits: Limits, dest: Path | None = None) -> PackageInfo:
+def scan(fileobj: Any, limits: Limits, dest: Path | None = None) -> PackageInfo:
     """Read a package once, checking every member; extract into ``dest`` when given.
 
     Raises ``InvalidPackage`` (or ``TooLarge``) naming the first problem found.
@@ -152,7 +174,7 @@ def scan(fileobj: IO[bytes], limits: Limits, dest: Path | None = None) -> Packag
                 norm = _check_member(member, info, limits)
                 if norm == MANIFEST and member.isfile():
                     handle = tar.extractfile(member)
-                    manifest_raw = handle.read() if handle else b""
+                    manifest_raw = handle.read(MAX_MANIFEST_BYTES + 1) if handle else b""
                     if dest is not None:
                         (dest / MANIFEST).write_bytes(manifest_raw)
                     continue

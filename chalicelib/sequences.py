@@ -6,15 +6,16 @@ import hashlib
 import io
 import json
 import re
-import tempfile
+import time
 import uuid
+from typing import Any
 
 from botocore.exceptions import ClientError
 
 from . import aws, clock, models, packages
 from .config import Settings
 from .errors import Conflict, NotFound, TooLarge
-from .store import Store
+from .repository import Repository
 
 
 def package_key(seq_id: str) -> str:
@@ -41,7 +42,7 @@ def _record(settings: Settings, seq_id: str, info: packages.PackageInfo, size: i
         "runtime": info.runtime, "language": info.language,
     }
     try:
-        Store(settings.table).put_sequence(item)
+        Repository(settings.table).put_sequence(item)
     except Exception:
         aws.client("s3").delete_object(Bucket=settings.bucket, Key=package_key(seq_id))
         raise
@@ -69,46 +70,69 @@ def begin_upload(settings: Settings) -> dict:
     return {"id": seq_id, "url": url, "method": "PUT", "expiresIn": UPLOAD_URL_SECONDS}
 
 
+# A commit validates within API Gateway's 29 s; the size bound keeps a valid package well inside it.
+VALIDATE_SECONDS = 20.0
+_MISSING = ("NoSuchKey", "404", "NotFound", "403", "AccessDenied")  # without ListBucket S3 answers 403
+
+
+class _Streamed:
+    """The uploaded object read once, straight from S3 (no /tmp): hashed, counted, and cut off at
+    the validation deadline."""
+
+    def __init__(self, body: Any, deadline: float):
+        self.body = body
+        self.deadline = deadline
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        if time.monotonic() > self.deadline:
+            raise TooLarge(f"package took over {VALIDATE_SECONDS:.0f} s to validate; make it smaller")
+        data = self.body.read(n if n and n > 0 else None)
+        self.digest.update(data)
+        self.size += len(data)
+        return data
+
+
 def commit_upload(settings: Settings, seq_id: str) -> dict:
-    """Validate an uploaded package exactly as a direct upload; keep it only if it passes."""
+    """Validate an uploaded package exactly as a direct upload; keep it only if it passes.
+    Committing the same upload again answers the same id."""
     if not _UPLOAD_ID.match(seq_id):
         raise NotFound(f"Upload {seq_id} not found")
+    if Repository(settings.table).get_sequence(seq_id) is not None:
+        return {"id": seq_id}
     s3 = aws.client("s3")
     key = upload_key(seq_id)
     try:
-        body = s3.get_object(Bucket=settings.bucket, Key=key)["Body"]
+        size = s3.head_object(Bucket=settings.bucket, Key=key)["ContentLength"]
     except ClientError as exc:
-        if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
-            raise NotFound(f"Upload {seq_id} not found (never uploaded, already committed, or expired)") from None
+        if exc.response["Error"]["Code"] in _MISSING:
+            raise NotFound(f"Upload {seq_id} not found (never uploaded, or expired)") from None
         raise
     try:
-        with tempfile.TemporaryFile() as fh:
-            digest = hashlib.sha256()
-            size = 0
-            for chunk in iter(lambda: body.read(1024 * 1024), b""):
-                digest.update(chunk)
-                size += len(chunk)
-                fh.write(chunk)
-            fh.seek(0)
-            info = packages.scan(fh, _limits(settings))
+        if size > settings.max_upload_bytes:
+            raise TooLarge(f"package is {size} bytes; the limit is {settings.max_upload_bytes} (SEQHUB_MAX_UPLOAD_BYTES)")
+        stream = _Streamed(s3.get_object(Bucket=settings.bucket, Key=key)["Body"],
+                           time.monotonic() + VALIDATE_SECONDS)
+        info = packages.scan(stream, _limits(settings))
         s3.copy_object(Bucket=settings.bucket, Key=package_key(seq_id),
                        CopySource={"Bucket": settings.bucket, "Key": key})
     finally:
         s3.delete_object(Bucket=settings.bucket, Key=key)
-    return _record(settings, seq_id, info, size, digest.hexdigest())
+    return _record(settings, seq_id, info, stream.size, stream.digest.hexdigest())
 
 
 def get_item(settings: Settings, seq_id: str) -> dict:
     if not models.valid_id(seq_id):
         raise NotFound(f"Sequence {seq_id} not found")
-    seq = Store(settings.table).get_sequence(seq_id)
+    seq = Repository(settings.table).get_sequence(seq_id)
     if seq is None:
         raise NotFound(f"Sequence {seq_id} not found")
     return seq
 
 
 def list_items(settings: Settings) -> list[dict]:
-    return sorted(Store(settings.table).list_sequences(), key=lambda s: s["created"])
+    return Repository(settings.table).list_sequences()
 
 
 def view(seq: dict, instance_ids: list[str]) -> dict:
@@ -129,15 +153,16 @@ def view(seq: dict, instance_ids: list[str]) -> dict:
 
 def delete(settings: Settings, seq_id: str, force: bool) -> dict:
     """Delete a sequence and its package; 409 while instances run unless ``force`` (which kills them)."""
-    from . import instances  # instances use sequences too
-
     get_item(settings, seq_id)
-    running = [i for i in instances.live_items(settings, sequence_id=seq_id) if i["status"] in models.ACTIVE]
+    repo = Repository(settings.table)
+    running = [inst for seq, inst in repo.active_keys() if seq == seq_id]
     if running and not force:
         raise Conflict(f"Can't remove sequence {seq_id}: {len(running)} instance(s) still running "
                        "(kill them first, or force with x-seq-kill-inst: true / si seq rm --force)")
-    for inst in running:
-        instances.request_kill(settings, inst["id"], require_running=False)
+    for inst_id in running:
+        # Not yet claimed: end it here; claimed: its runner kills it on its next heartbeat.
+        if repo.kill_unclaimed(inst_id, clock.now(), settings.retention_seconds) is None:
+            repo.request_kill(inst_id, clock.now())
     aws.client("s3").delete_object(Bucket=settings.bucket, Key=package_key(seq_id))
-    Store(settings.table).delete_sequence(seq_id)
+    repo.delete_sequence(seq_id)
     return {"id": seq_id}

@@ -1,7 +1,7 @@
 """Least-privilege IAM policies for each Lambda of a stage, written to .chalice/policy-<stage>*.json.
 
-Resources are named by infra/template.yaml (deterministic per stage), so the policies can name them
-exactly; region and account are left open so the same files deploy to any account.
+``python -m infra.wire env`` writes them with the exact account, region, bucket and queue of the
+deployed stack (no ``*`` for those); with nothing known yet they stay open, for tests.
 """
 
 from __future__ import annotations
@@ -13,14 +13,19 @@ ROOT = Path(__file__).resolve().parent.parent
 APP = "sequence-hub"
 
 
-def names(stage: str) -> dict[str, str]:
+def names(stage: str, account: str = "*", region: str = "*", bucket: str | None = None,
+          queue: str | None = None) -> dict[str, str]:
+    where = f"{region}:{account}"
     return {
-        "table": f"arn:aws:dynamodb:*:*:table/{APP}-{stage}",
-        "stream": f"arn:aws:dynamodb:*:*:table/{APP}-{stage}/stream/*",
-        "bucket": f"arn:aws:s3:::{APP}-{stage}-*",
-        "log_group": f"arn:aws:logs:*:*:log-group:/{APP}/{stage}/instances",
-        "runner": f"arn:aws:lambda:*:*:function:{APP}-{stage}-runner",
-        "own_logs": f"arn:aws:logs:*:*:log-group:/aws/lambda/{APP}-{stage}-*",
+        "table": f"arn:aws:dynamodb:{where}:table/{APP}-{stage}",
+        "stream": f"arn:aws:dynamodb:{where}:table/{APP}-{stage}/stream/*",
+        "bucket": f"arn:aws:s3:::{bucket or APP + '-' + stage + '-*'}",
+        "log_group": f"arn:aws:logs:{where}:log-group:/{APP}/{stage}/instances",
+        "runner": f"arn:aws:lambda:{where}:function:{APP}-{stage}-runner",
+        "queue": queue or f"arn:aws:sqs:{where}:{APP}-{stage}-failures",
+        # The API function is <app>-<stage>; the others <app>-<stage>-<name>.
+        "own_logs": [f"arn:aws:logs:{where}:log-group:/aws/lambda/{APP}-{stage}",
+                     f"arn:aws:logs:{where}:log-group:/aws/lambda/{APP}-{stage}-*"],
     }
 
 
@@ -35,45 +40,61 @@ def _stmt(sid: str, actions: list[str], resources: list[str]) -> dict:
 def _own_logs(n: dict) -> dict:
     # Every Lambda writes its own logs (Powertools JSON lines) to /aws/lambda/<function>.
     return _stmt("OwnLogs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-                 [n["own_logs"], n["own_logs"] + ":log-stream:*"])
+                 [arn for group in n["own_logs"] for arn in (group, group + ":log-stream:*")])
 
 
-def policies(stage: str) -> dict[str, dict]:
-    """{file name: policy document} for the API, the runner and the cleanup functions."""
-    n = names(stage)
+def policies(stage: str, **known: str) -> dict[str, dict]:
+    """{file name: policy document} for the API, runner, cleanup and sweeper functions."""
+    n = names(stage, **known)
+    table, indexes = n["table"], [n["table"] + "/index/listing", n["table"] + "/index/active"]
     api = _doc(
-        _stmt("Records", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
-                          "dynamodb:DeleteItem", "dynamodb:Query"], [n["table"], n["table"] + "/index/by_kind"]),
+        _stmt("Records", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+                          "dynamodb:Query", "dynamodb:BatchGetItem"], [table, *indexes]),
         _stmt("Packages", ["s3:PutObject", "s3:DeleteObject"], [n["bucket"] + "/packages/*"]),
         _stmt("Uploads", ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"], [n["bucket"] + "/uploads/*"]),
         _stmt("Inputs", ["s3:PutObject"], [n["bucket"] + "/inputs/*"]),
-        _stmt("ReadChannels", ["logs:GetLogEvents"], [n["log_group"] + ":log-stream:*"]),
+        _stmt("ReadChannels", ["s3:GetObject"], [n["bucket"] + "/channels/*"]),
         _stmt("StartRunner", ["lambda:InvokeFunction"], [n["runner"]]),
         _own_logs(n),
     )
     runner = _doc(
-        _stmt("Instance", ["dynamodb:GetItem", "dynamodb:UpdateItem"], [n["table"]]),
+        _stmt("Instance", ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:Query",
+                           "dynamodb:BatchGetItem"], [table]),
         _stmt("PackagesAndInputs", ["s3:GetObject"], [n["bucket"] + "/packages/*", n["bucket"] + "/inputs/*"]),
+        _stmt("WriteSegments", ["s3:PutObject"], [n["bucket"] + "/channels/*"]),
         _stmt("WriteChannels", ["logs:CreateLogStream", "logs:PutLogEvents"],
               [n["log_group"], n["log_group"] + ":log-stream:*"]),
+        _stmt("Failures", ["sqs:SendMessage"], [n["queue"]]),  # async invocations that failed
         _own_logs(n),
     )
+    purge = [
+        _stmt("DeleteRecords", ["dynamodb:Query", "dynamodb:BatchWriteItem"], [table]),
+        _stmt("DeleteChannels", ["logs:DeleteLogStream"], [n["log_group"] + ":log-stream:*"]),
+        _stmt("ListObjects", ["s3:ListBucket"], [n["bucket"]]),
+    ]
     cleanup = _doc(
         _stmt("ExpiryStream", ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
                                "dynamodb:ListStreams"], [n["stream"]]),
-        _stmt("DeleteChannels", ["logs:DeleteLogStream"], [n["log_group"] + ":log-stream:*"]),
-        _stmt("ListInputs", ["s3:ListBucket"], [n["bucket"]]),
-        _stmt("DeleteInputs", ["s3:DeleteObject"], [n["bucket"] + "/inputs/*"]),
+        *purge,
+        _stmt("DeleteObjects", ["s3:DeleteObject"], [n["bucket"] + "/inputs/*", n["bucket"] + "/channels/*"]),
+        _stmt("Failures", ["sqs:SendMessage"], [n["queue"]]),  # stream batches that kept failing
+        _own_logs(n),
+    )
+    sweeper = _doc(
+        _stmt("Settle", ["dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"], [table, *indexes]),
+        *purge,
+        _stmt("DeleteObjects", ["s3:DeleteObject"],
+              [n["bucket"] + "/inputs/*", n["bucket"] + "/channels/*", n["bucket"] + "/uploads/*"]),
         _own_logs(n),
     )
     return {f"policy-{stage}.json": api, f"policy-{stage}-runner.json": runner,
-            f"policy-{stage}-cleanup.json": cleanup}
+            f"policy-{stage}-cleanup.json": cleanup, f"policy-{stage}-sweeper.json": sweeper}
 
 
-def write(stage: str) -> list[Path]:
+def write(stage: str, directory: Path = ROOT / ".chalice", **known: str) -> list[Path]:
     written = []
-    for name, doc in policies(stage).items():
-        path = ROOT / ".chalice" / name
+    for name, doc in policies(stage, **known).items():
+        path = directory / name
         path.write_text(json.dumps(doc, indent=2) + "\n")
         written.append(path)
     return written

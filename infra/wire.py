@@ -1,27 +1,46 @@
-"""Wire a stage together: ``python -m infra.wire <step> --stage prod``.
+"""Deploy a stage with one command, safe to re-run: ``python -m infra.wire deploy --stage prod``
+(``make deploy STAGE=prod``); tear it down with ``destroy``.
 
-  env           the template stack's outputs → the stage's environment in .chalice/config.json, and the
-                stage's policy files (run before ``chalice deploy``)
-  after-deploy  what ``chalice deploy`` cannot configure: the runner's async invocation (no retries,
-                events expire with the start timeout), its /tmp size, the table stream → cleanup, and
-                JSON error bodies for API Gateway's own answers (403 bad signature, 429, 504)
-  node-layer    build and publish the Node.js layer; the runner's ``layers`` in .chalice/config.json
+``deploy`` runs these steps, each also callable on its own:
+
+  stack         create or update infra/template.yaml's stack (bucket, table, log group, failure queue)
+  env           the stack's outputs → the stage's environment in .chalice/config.json, and the stage's
+                least-privilege policies naming the exact account, region and resources
+  node-layer    publish the Node.js layer (reused while its content is unchanged); the runner's layers
+  chalice       ``chalice deploy --stage <stage>``
+  after-deploy  what Chalice cannot declare, by the names it recorded in .chalice/deployed/<stage>.json:
+                the runner's async invocation (no retries, events expire with the start timeout, failures
+                to the queue), its /tmp size, the table stream → cleanup mapping (REMOVE of instance
+                records only, bounded retries, batch bisecting, failures to the queue), and JSON error
+                bodies for API Gateway's own answers
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
 
 from chalicelib import aws
+from chalicelib.sweeper import START_TIMEOUT_SECONDS
 
 from . import node_layer, policies
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / ".chalice" / "config.json"
+TEMPLATE = ROOT / "infra" / "template.yaml"
 APP = "sequence-hub"
-START_TIMEOUT_SECONDS = 300  # chalicelib.instances.START_TIMEOUT_SECONDS: later, an instance is "never started"
+FUNCTIONS = ("runner", "cleanup", "sweeper")
+STREAM_RETRIES = 3
+# The cleanup acts on one thing only: an instance's own record leaving the table (TTL or sweeper).
+STREAM_FILTER = {"eventName": ["REMOVE"], "dynamodb": {"Keys": {"pk": {"S": [{"prefix": "inst#"}]},
+                                                                "sk": {"S": ["#"]}}}}
 
 
 def _load(path: Path) -> dict:
@@ -32,9 +51,36 @@ def _save(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def stack_name(stage: str) -> str:
+    return f"{APP}-{stage}"
+
+
 def stack_outputs(stack: str) -> dict[str, str]:
     found = aws.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
     return {o["OutputKey"]: o["OutputValue"] for o in found.get("Outputs", [])}
+
+
+def ensure_stack(stage: str, stack: str) -> dict[str, str]:
+    """Create the stack, or update it when the template changed; returns its outputs."""
+    cfn: Any = aws.client("cloudformation")
+    args = {"StackName": stack, "TemplateBody": TEMPLATE.read_text(),
+            "Parameters": [{"ParameterKey": "Stage", "ParameterValue": stage}]}
+    try:
+        cfn.describe_stacks(StackName=stack)
+        exists = True
+    except ClientError:
+        exists = False
+    if not exists:
+        cfn.create_stack(**args)
+        cfn.get_waiter("stack_create_complete").wait(StackName=stack, WaiterConfig={"Delay": 2, "MaxAttempts": 300})
+    else:
+        try:
+            cfn.update_stack(**args)
+            cfn.get_waiter("stack_update_complete").wait(StackName=stack, WaiterConfig={"Delay": 2, "MaxAttempts": 300})
+        except ClientError as exc:
+            if "No updates are to be performed" not in str(exc):
+                raise
+    return stack_outputs(stack)
 
 
 def runner_name(stage: str) -> str:
@@ -52,20 +98,30 @@ def wire_env(stage: str, stack: str, config_path: Path = CONFIG) -> dict[str, st
     stage_cfg.setdefault("environment_variables", {}).update(env)
     stage_cfg["iam_policy_file"] = f"policy-{stage}.json"
     functions = stage_cfg.setdefault("lambda_functions", {})
-    functions.setdefault("runner", {"lambda_timeout": 900, "lambda_memory_size": 1024})
-    functions["runner"]["iam_policy_file"] = f"policy-{stage}-runner.json"
-    functions.setdefault("cleanup", {})["iam_policy_file"] = f"policy-{stage}-cleanup.json"
+    functions.setdefault("runner", {"lambda_timeout": 900, "lambda_memory_size": 1024, "reserved_concurrency": 200})
+    for fn in FUNCTIONS:
+        functions.setdefault(fn, {})["iam_policy_file"] = f"policy-{stage}-{fn}.json"
     _save(config_path, config)
-    if config_path == CONFIG:
-        policies.write(stage)
+    session = aws.client("sts")
+    account = session.get_caller_identity()["Account"]
+    region = aws.client("cloudformation").meta.region_name
+    policies.write(stage, config_path.parent, account=account, region=region, bucket=outputs["BucketName"],
+                   queue=outputs["FailureQueueArn"])
     return env
+
+
+def deployed_record(stage: str, deployed_dir: Path) -> list[dict]:
+    return _load(deployed_dir / f"{stage}.json")["resources"]
 
 
 def deployed_functions(stage: str, deployed_dir: Path = ROOT / ".chalice" / "deployed") -> dict[str, str]:
     """{function name in app.py: deployed function name} from chalice deploy's record."""
-    record = _load(deployed_dir / f"{stage}.json")
-    return {r["name"]: r["lambda_arn"].split(":")[-1] for r in record["resources"]
+    return {r["name"]: r["lambda_arn"].split(":")[-1] for r in deployed_record(stage, deployed_dir)
             if r.get("resource_type") == "lambda_function"}
+
+
+def deployed_rest_api(stage: str, deployed_dir: Path) -> str:
+    return next(r["rest_api_id"] for r in deployed_record(stage, deployed_dir) if r.get("resource_type") == "rest_api")
 
 
 # API Gateway answers auth failures, throttling and timeouts itself; make those JSON {"error"} too.
@@ -73,17 +129,12 @@ GATEWAY_ERROR_TEMPLATE = '{"error": $context.error.messageString}'
 
 
 def json_gateway_errors(rest_api_id: str, stage_name: str = "api") -> None:
-    apigw = aws.client("apigateway")
+    apigw: Any = aws.client("apigateway")
     for response_type in ("DEFAULT_4XX", "DEFAULT_5XX"):
         apigw.put_gateway_response(restApiId=rest_api_id, responseType=response_type,
                                    responseTemplates={"application/json": GATEWAY_ERROR_TEMPLATE},
                                    responseParameters={"gatewayresponse.header.Access-Control-Allow-Origin": "'*'"})
     apigw.create_deployment(restApiId=rest_api_id, stageName=stage_name)
-
-
-def deployed_rest_api(stage: str, deployed_dir: Path) -> str:
-    record = _load(deployed_dir / f"{stage}.json")
-    return next(r["rest_api_id"] for r in record["resources"] if r.get("resource_type") == "rest_api")
 
 
 def after_deploy(stage: str, stack: str, ephemeral_mb: int = 2048,
@@ -92,32 +143,48 @@ def after_deploy(stage: str, stack: str, ephemeral_mb: int = 2048,
     runner, cleanup = functions["runner"], functions["cleanup"]
     if runner != runner_name(stage):
         raise SystemExit(f"the runner was deployed as {runner}, but RUNNER_FUNCTION says {runner_name(stage)}")
-    lam = aws.client("lambda")
+    outputs = stack_outputs(stack)
+    failures = {"OnFailure": {"Destination": outputs["FailureQueueArn"]}}
+    lam: Any = aws.client("lambda")
     # A sequence must never silently run twice: no retries. An event that waits longer than the
-    # start timeout is dropped; the API then reports the instance errored ("never started").
+    # start timeout is dropped; the sweeper then reports the instance errored ("never started").
     lam.put_function_event_invoke_config(FunctionName=runner, MaximumRetryAttempts=0,
-                                         MaximumEventAgeInSeconds=START_TIMEOUT_SECONDS)
+                                         MaximumEventAgeInSeconds=START_TIMEOUT_SECONDS, DestinationConfig=failures)
     lam.update_function_configuration(FunctionName=runner, EphemeralStorage={"Size": ephemeral_mb})
-    stream_arn = stack_outputs(stack)["TableStreamArn"]
+    stream_arn = outputs["TableStreamArn"]
+    settings = {"BatchSize": 100, "FilterCriteria": {"Filters": [{"Pattern": json.dumps(STREAM_FILTER)}]},
+                "MaximumRetryAttempts": STREAM_RETRIES, "BisectBatchOnFunctionError": True,
+                "DestinationConfig": failures}
     existing = lam.list_event_source_mappings(EventSourceArn=stream_arn, FunctionName=cleanup)["EventSourceMappings"]
-    if not existing:
-        lam.create_event_source_mapping(
-            EventSourceArn=stream_arn, FunctionName=cleanup, StartingPosition="LATEST", BatchSize=100,
-            FilterCriteria={"Filters": [{"Pattern": json.dumps({"eventName": ["REMOVE"]})}]})
+    if existing:
+        lam.update_event_source_mapping(UUID=existing[0]["UUID"], FunctionName=cleanup, **settings)
+    else:
+        lam.create_event_source_mapping(EventSourceArn=stream_arn, FunctionName=cleanup,
+                                        StartingPosition="LATEST", **settings)
     rest_api = deployed_rest_api(stage, deployed_dir)
     json_gateway_errors(rest_api)
     return {"runner": runner, "cleanup": cleanup, "stream": stream_arn, "rest_api": rest_api}
 
 
 def publish_node_layer(stage: str, stack: str, arch: str = "x86_64", config_path: Path = CONFIG) -> str:
+    """Publish the Node.js layer, or reuse the version already published with the same content."""
     layer = node_layer.build(ROOT / "build", arch)
-    bucket = stack_outputs(stack)["BucketName"]
-    key = f"layers/{layer.name}"
-    aws.client("s3").upload_file(str(layer), bucket, key)  # layers over 50 MB go through S3
-    arn = aws.client("lambda").publish_layer_version(
-        LayerName=f"{APP}-{stage}-node", Content={"S3Bucket": bucket, "S3Key": key},
-        CompatibleRuntimes=["python3.12"], CompatibleArchitectures=[arch if arch == "x86_64" else "arm64"],
-        Description=f"Node.js from {node_layer.NODE_WHEEL}")["LayerVersionArn"]
+    digest = node_layer.sha256(layer)
+    name = f"{APP}-{stage}-node"
+    lam: Any = aws.client("lambda")
+    try:
+        versions = lam.list_layer_versions(LayerName=name)["LayerVersions"]
+    except ClientError:
+        versions = []
+    arn = next((v["LayerVersionArn"] for v in versions if digest in (v.get("Description") or "")), None)
+    if arn is None:
+        bucket = stack_outputs(stack)["BucketName"]
+        key = f"layers/{layer.name}"
+        aws.client("s3").upload_file(str(layer), bucket, key)  # layers over 50 MB go through S3
+        arn = lam.publish_layer_version(
+            LayerName=name, Content={"S3Bucket": bucket, "S3Key": key},
+            CompatibleRuntimes=["python3.12"], CompatibleArchitectures=[arch if arch == "x86_64" else "arm64"],
+            Description=f"Node.js from {node_layer.NODE_WHEEL} sha256={digest}")["LayerVersionArn"]
     config = _load(config_path)
     runner = config["stages"].setdefault(stage, {}).setdefault("lambda_functions", {}).setdefault("runner", {})
     runner["layers"] = [arn]
@@ -125,21 +192,70 @@ def publish_node_layer(stage: str, stack: str, arch: str = "x86_64", config_path
     return arn
 
 
+def chalice_deploy(stage: str) -> None:
+    chalice = Path(sys.executable).parent / "chalice"
+    subprocess.run([str(chalice), "deploy", "--stage", stage], cwd=ROOT, check=True)
+
+
+def deploy(stage: str, stack: str, arch: str = "x86_64", ephemeral_mb: int = 2048) -> dict:
+    outputs = ensure_stack(stage, stack)
+    wire_env(stage, stack)
+    layer = publish_node_layer(stage, stack, arch)
+    chalice_deploy(stage)
+    result = after_deploy(stage, stack, ephemeral_mb)
+    return {"stack": outputs, "layer": layer, **result}
+
+
+def destroy(stage: str, stack: str) -> None:
+    """Delete what after-deploy added, the app (``chalice delete``), the layer versions, the bucket's
+    objects, then the stack."""
+    lam: Any = aws.client("lambda")
+    for mapping in lam.list_event_source_mappings(FunctionName=f"{APP}-{stage}-cleanup")["EventSourceMappings"]:
+        lam.delete_event_source_mapping(UUID=mapping["UUID"])
+    if (ROOT / ".chalice" / "deployed" / f"{stage}.json").exists():
+        subprocess.run([str(Path(sys.executable).parent / "chalice"), "delete", "--stage", stage], cwd=ROOT, check=True)
+    try:
+        for version in lam.list_layer_versions(LayerName=f"{APP}-{stage}-node")["LayerVersions"]:
+            lam.delete_layer_version(LayerName=f"{APP}-{stage}-node", VersionNumber=version["Version"])
+    except ClientError:
+        pass
+    cfn: Any = aws.client("cloudformation")
+    try:
+        bucket = stack_outputs(stack)["BucketName"]
+    except ClientError:
+        return
+    s3: Any = aws.client("s3")
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        objects = [{"Key": o["Key"], "VersionId": o["VersionId"]}
+                   for o in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+        if objects:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+    cfn.delete_stack(StackName=stack)
+    cfn.get_waiter("stack_delete_complete").wait(StackName=stack, WaiterConfig={"Delay": 2, "MaxAttempts": 300})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["env", "after-deploy", "node-layer"])
+    parser.add_argument("step", choices=["deploy", "destroy", "stack", "env", "node-layer", "chalice", "after-deploy"])
     parser.add_argument("--stage", required=True)
     parser.add_argument("--stack", help="the template's stack (default: sequence-hub-<stage>)")
     parser.add_argument("--ephemeral-mb", type=int, default=2048, help="runner /tmp size (512-10240)")
     parser.add_argument("--arch", default="x86_64", choices=sorted(node_layer.PLATFORMS))
     args = parser.parse_args()
-    stack = args.stack or f"{APP}-{args.stage}"
-    if args.step == "env":
-        print(json.dumps(wire_env(args.stage, stack), indent=2))
-    elif args.step == "after-deploy":
-        print(json.dumps(after_deploy(args.stage, stack, args.ephemeral_mb), indent=2))
-    else:
-        print(publish_node_layer(args.stage, stack, args.arch))
+    stack = args.stack or stack_name(args.stage)
+    os.chdir(ROOT)
+    steps = {
+        "deploy": lambda: deploy(args.stage, stack, args.arch, args.ephemeral_mb),
+        "destroy": lambda: destroy(args.stage, stack),
+        "stack": lambda: ensure_stack(args.stage, stack),
+        "env": lambda: wire_env(args.stage, stack),
+        "node-layer": lambda: publish_node_layer(args.stage, stack, args.arch),
+        "chalice": lambda: chalice_deploy(args.stage),
+        "after-deploy": lambda: after_deploy(args.stage, stack, args.ephemeral_mb),
+    }
+    result = steps[args.step]()
+    if result is not None:
+        print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

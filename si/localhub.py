@@ -124,14 +124,14 @@ class LocalHub:
         return f"http://{self.host}:{self._server.server.server_address[1]}/api/v1"
 
     def _sweep(self) -> None:
-        """moto has no DynamoDB TTL: expire records and clean up after them, as AWS would."""
-        from chalicelib import cleanup, config
+        """The housekeeping AWS runs on a schedule (and moto has no TTL): settle, expire, clean up."""
+        from chalicelib import config, sweeper
 
-        while not self._stop_sweeper.wait(min(30.0, max(1.0, self.retention / 4))):
+        while not self._stop_sweeper.wait(min(5.0, max(1.0, self.retention / 4))):
             try:
                 settings = config.load()
-                cleanup.sweep_expired(settings)
-                cleanup.sweep_stale_uploads(settings)
+                sweeper.sweep(settings)
+                sweeper.sweep_stale_uploads(settings)
             except Exception:  # never let housekeeping take the hub down; try again next round
                 logging.getLogger(__name__).exception("expiry sweep failed")
 

@@ -37,8 +37,11 @@ def test_template_resources_in_moto(hub_env):
     ddb = aws.client("dynamodb")
     table = ddb.describe_table(TableName=hub_env["SEQHUB_TABLE"])["Table"]
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
-    assert table["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "OLD_IMAGE"}
-    assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == ["by_kind"]
+    assert table["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"}
+    assert [k["AttributeName"] for k in table["KeySchema"]] == ["pk", "sk"]
+    indexes = {i["IndexName"]: i for i in table["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {"listing", "active"}
+    assert all(i["Projection"]["ProjectionType"] == "KEYS_ONLY" for i in indexes.values())
     ttl = ddb.describe_time_to_live(TableName=hub_env["SEQHUB_TABLE"])["TimeToLiveDescription"]
     assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
     table_props = template["Resources"]["Table"]["Properties"]  # moto ignores PITR in templates

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 
-from chalicelib import logstore
+import pytest
+
+from chalicelib import channels, logstore
 
 
 def test_text_is_stored_as_is_and_binary_round_trips():
@@ -36,12 +40,12 @@ def test_batches_respect_size_and_count_limits():
 
 
 def test_cursor_round_trip_and_rejects_garbage():
-    cursor = logstore.encode_cursor(42, "f/123")
-    assert logstore.decode_cursor(cursor) == (42, "f/123")
-    assert logstore.decode_cursor("") == (0, None)
-    try:
-        logstore.decode_cursor("!!not-a-cursor")
-    except ValueError as exc:
-        assert str(exc) == "invalid cursor"
-    else:
-        raise AssertionError("garbage cursor accepted")
+    cursor = channels.encode_cursor(42, 1234)
+    assert channels.decode_cursor(cursor) == (42, 1234)
+    assert channels.decode_cursor("") == (0, 0)
+    forged = ["!!not-a-cursor", channels.encode_cursor(-1, 0), "x" * 10_000,
+              *(base64.urlsafe_b64encode(json.dumps(v).encode()).decode() for v in
+                ("str", 5, {"n": 1}, [1e400, 0], [1.5, 0], [True, 0], [0, channels.SEGMENT_BYTES], [10**12, 0]))]
+    for garbage in forged:
+        with pytest.raises(ValueError, match="invalid cursor"):
+            channels.decode_cursor(garbage)

@@ -15,12 +15,12 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from chalicelib import aws, cleanup
+from chalicelib import aws, cleanup, sweeper
 from chalicelib.runner.service import run_instance
 from infra import policies
 
 from .conftest import api_client
-from .helpers import EXAMPLES, ROOT, package_dir
+from .helpers import EXAMPLES, ROOT, package_dir, py_package
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
 _SPECIAL = {("lambda", "Invoke"): "lambda:InvokeFunction", ("s3", "HeadObject"): "s3:GetObject",
@@ -30,13 +30,18 @@ _SERVICE_USED = {"cleanup": {"dynamodb:DescribeStream", "dynamodb:GetRecords", "
                              "dynamodb:ListStreams"},
                  "api": {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"},
                  "runner": {"logs:CreateLogGroup"}, }
-_SERVICE_USED["cleanup"] |= {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+_SERVICE_USED["runner"].add("sqs:SendMessage")  # Lambda sends failed async invocations to the queue
+_SERVICE_USED["cleanup"].add("sqs:SendMessage")  # …and stream batches that kept failing
+for _fn in ("cleanup", "sweeper"):
+    _SERVICE_USED.setdefault(_fn, set()).update({"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"})
 
 
 def _component() -> str:
     files = [frame.filename for frame in traceback.extract_stack()]
     if any("/chalicelib/runner/" in f for f in files):
         return "runner"
+    if any(f.endswith("/chalicelib/sweeper.py") for f in files):
+        return "sweeper"
     if any(f.endswith("/chalicelib/cleanup.py") for f in files):
         return "cleanup"
     return "api"
@@ -54,8 +59,9 @@ def _grants(service: str, op: str, params: dict) -> list[tuple[str, str]]:
 
 def _resources(service: str, op: str, params: dict) -> list[str]:
     if service == "dynamodb":
-        arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{params['TableName']}"
-        return [arn + (f"/index/{params['IndexName']}" if "IndexName" in params else "")]
+        tables = list(params["RequestItems"]) if "RequestItems" in params else [params["TableName"]]
+        return [f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{t}" + (f"/index/{params['IndexName']}" if "IndexName" in params else "")
+                for t in tables]
     if service == "s3":
         if op in ("ListObjectsV2", "ListObjects"):
             return [f"arn:aws:s3:::{params['Bucket']}"]
@@ -112,8 +118,16 @@ def exercise_everything(settings, hub_env, recorder) -> None:
         assert requests.put(upload["url"], data=body).status_code == 200
         api.http.post(f"/api/v1/sequence/{upload['id']}/commit", headers=js, body="{}")
     api.http.get(f"/api/v1/sequence/{seq}")
-    inst = json.loads(api.http.post(f"/api/v1/sequence/{seq}/start", headers=js, body='{"args": [1, 2]}').body)["id"]
-    api.http.post(f"/api/v1/instance/{inst}/input", headers={"Content-Type": "text/plain"}, body=b"x")
+    emitting = py_package("def run(context, input):\n    context.emit('done', 1)\n")
+    emitter = json.loads(api.http.post("/api/v1/sequence", headers=octet, body=emitting).body)["id"]
+    body = json.dumps({"args": [1, 2], "appConfig": {"pad": "x" * 5000}})  # start data of its own
+    inst = json.loads(api.http.post(f"/api/v1/sequence/{seq}/start", headers=js, body=body).body)["id"]
+    events = json.loads(api.http.post(f"/api/v1/sequence/{emitter}/start", headers=js, body="{}").body)["id"]
+    run_instance(settings, events, lambda: 600_000)
+    api.http.post(f"/api/v1/instance/{inst}/input", headers={"Content-Type": "text/plain", "x-end-stream": "false"},
+                  body=b"x")
+    api.http.post(f"/api/v1/instance/{inst}/input", headers={"Content-Type": "text/plain"},
+                  body=b"y" * (300 * 1024))  # a chunk large enough for S3
     api.http.post(f"/api/v1/instance/{inst}/_event", headers=js, body='[5001, {"eventName": "e"}]')
     run_instance(settings, inst, lambda: 600_000)
     for channel in ("output", "stdout", "stderr", "log"):
@@ -122,16 +136,31 @@ def exercise_everything(settings, hub_env, recorder) -> None:
     api.http.get("/api/v1/instances")
     second = json.loads(api.http.post(f"/api/v1/sequence/{seq}/start", headers=js, body="{}").body)["id"]
     api.http.post(f"/api/v1/instance/{second}/_kill", headers=js, body="{}")
+    third = json.loads(api.http.post(f"/api/v1/sequence/{emitter}/start", headers=js,  # never runs: settled
+                                     body=json.dumps({"args": ["x" * 5000]})).body)["id"]
+    api.http.get("/api/v1/instances")
     api.http.delete(f"/api/v1/sequence/{seq}", headers={"x-seq-kill-inst": "true"})
-    cleanup.handle_stream(settings, [{"eventName": "REMOVE", "dynamodb": {"OldImage": {
-        "kind": {"S": "instance"}, "id": {"S": inst}}}}])
+    cleanup.handle_stream(settings, [{"eventName": "REMOVE", "dynamodb": {"Keys": {
+        "pk": {"S": f"inst#{inst}"}, "sk": {"S": "#"}}}}])
+    sweeper.sweep(settings)
+    sweeper.settle(settings)
+    from chalicelib import clock
+
+    real_now = clock.now
+    try:  # everything past its time: settle and expire for real
+        clock.now = lambda: real_now() + 10**6
+        sweeper.sweep(settings)
+        sweeper.sweep_stale_uploads(settings, max_age=0)
+    finally:
+        clock.now = real_now
+    assert third
 
 
 def test_every_call_is_allowed_and_every_grant_is_used(settings, hub_env, recorded):
     exercise_everything(settings, hub_env, recorded)
     docs = policies.policies("test")
     by_component = {"api": docs["policy-test.json"], "runner": docs["policy-test-runner.json"],
-                    "cleanup": docs["policy-test-cleanup.json"]}
+                    "cleanup": docs["policy-test-cleanup.json"], "sweeper": docs["policy-test-sweeper.json"]}
     denied = [c for c in recorded.calls if not allowed(by_component[c[0]], c[1], c[2])]
     assert denied == []
     for component, doc in by_component.items():
@@ -148,14 +177,22 @@ def test_no_wildcard_actions_or_resources():
                 assert all(r != "*" and not r.startswith("arn:aws:*") for r in st["Resource"]), name
 
 
-def test_committed_policy_files_match_the_generator():
-    for stage in ("dev", "prod"):
-        for name, doc in policies.policies(stage).items():
-            assert json.loads((ROOT / ".chalice" / name).read_text()) == doc, f"regenerate {name}: python -m infra.wire env"
+def test_deployed_policies_name_exact_resources_and_the_config_uses_them():
+    known = {"account": "123456789012", "region": "eu-west-1", "bucket": "sequence-hub-prod-123456789012-eu-west-1",
+             "queue": "arn:aws:sqs:eu-west-1:123456789012:sequence-hub-prod-failures"}
+    for name, doc in policies.policies("prod", **known).items():
+        for st in doc["Statement"]:
+            for arn in st["Resource"]:
+                if arn.startswith("arn:aws:s3:::"):
+                    assert arn.split(":::")[1].split("/")[0] == known["bucket"], (name, arn)
+                else:
+                    assert arn.split(":")[3:5] == ["eu-west-1", "123456789012"], (name, arn)
+    api_logs = policies.policies("prod", **known)["policy-prod.json"]["Statement"][-1]["Resource"]
+    assert "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/lambda/sequence-hub-prod" in api_logs
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())
     assert config["autogen_policy"] is False
     for stage in ("dev", "prod"):
         functions = config["stages"][stage]["lambda_functions"]
         assert config["stages"][stage]["iam_policy_file"] == f"policy-{stage}.json"
-        assert functions["runner"]["iam_policy_file"] == f"policy-{stage}-runner.json"
-        assert functions["cleanup"]["iam_policy_file"] == f"policy-{stage}-cleanup.json"
+        for fn in ("runner", "cleanup", "sweeper"):
+            assert functions[fn]["iam_policy_file"] == f"policy-{stage}-{fn}.json"

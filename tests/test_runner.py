@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from chalicelib import clock, instances, invoker, models, sequences
+from chalicelib import clock, instances, invoker, models, sequences, sweeper
 from chalicelib.runner.service import run_instance
-from chalicelib.store import Store
+from chalicelib.repository import Repository
 
 from .helpers import EXAMPLES, js_package, package_dir, py_package
 
@@ -44,9 +44,9 @@ def test_counters_run_to_completion(settings, example):
     inst = created(settings, package_dir(EXAMPLES / example), [3000, 10])
     assert run_instance(settings, inst, far) == models.COMPLETED
     assert output_of(settings, inst) == "".join(f"{n}\n" for n in range(3000, 3010)).encode()
-    item = Store(settings.table).get_instance(inst)
-    assert item["exitcode"] == 0 and item["expires_at"] == int(item["ended"] + settings.retention_seconds)
-    assert all(item[f"end_{c}"] for c in ("output", "stdout", "stderr", "log"))
+    item = Repository(settings.table).get_instance(inst)
+    assert item.exitcode == 0 and item.expires_at == int(item.ended + settings.retention_seconds)
+    assert item.ended_channels == {"output", "stdout", "stderr", "log"}
 
 
 def test_a_second_delivery_never_runs_the_sequence_again(settings):
@@ -69,7 +69,7 @@ def test_main_that_is_not_a_file_fails_with_sths_message(settings):
         tar.addfile(folder)
     inst = created(settings, buf.getvalue())
     assert run_instance(settings, inst, far) == models.ERRORED
-    assert instances.view(instances.get_item(settings, inst))["terminated"] == {
+    assert instances.info(settings, inst)["terminated"] == {
         "exitcode": 21,
         "reason": "Sequence entrypoint path app is invalid. Check `main` field in Sequence package.json"}
 
@@ -79,11 +79,11 @@ def test_kill_ends_a_busy_loop_within_seconds(settings):
     done = {}
     thread = threading.Thread(target=lambda: done.setdefault("status", run_instance(settings, inst, far)))
     thread.start()
-    wait_for(lambda: Store(settings.table).get_instance(inst)["status"] == models.RUNNING)
+    wait_for(lambda: Repository(settings.table).get_instance(inst).status == models.RUNNING)
     instances.request_kill(settings, inst)
     thread.join(timeout=20)
     assert not thread.is_alive()
-    view = instances.view(instances.get_item(settings, inst))
+    view = instances.info(settings, inst)
     assert view["status"] == "completed"
     assert view["terminated"] == {"exitcode": 137, "reason": "Instance killed"}
 
@@ -97,16 +97,18 @@ def test_deadline_flushes_output_then_records_timed_out(settings):
     deadline = time.monotonic() + 8  # the runner stops 5 s before it
     status = run_instance(settings, inst, lambda: int((deadline - time.monotonic()) * 1000))
     assert status == models.ERRORED
-    assert instances.view(instances.get_item(settings, inst))["terminated"]["reason"] == "timed out"
+    assert instances.info(settings, inst)["terminated"]["reason"] == "timed out"
     assert output_of(settings, inst) == b"before the deadline\n"
 
 
 def test_a_runner_that_stops_heartbeating_is_reported_lost(settings, monkeypatch):
     inst = created(settings, py_package("def run(context, input):\n    pass\n"))
-    Store(settings.table).update_instance(inst, {"status": models.RUNNING, "heartbeat": clock.now()})
+    Repository(settings.table).claim(inst, clock.now())  # a runner claims it, then dies
     later = clock.now() + settings.lost_after_seconds + 1
     monkeypatch.setattr(clock, "now", lambda: later)
-    view = instances.view(instances.get_item(settings, inst))
+    assert instances.info(settings, inst)["status"] == "running"  # reads never write…
+    assert sweeper.settle(settings) == [inst]  # …the sweeper records the end
+    view = instances.info(settings, inst)
     assert view["status"] == "errored" and view["terminated"]["reason"] == "lost"
 
 
@@ -130,11 +132,13 @@ def wait_for(predicate, timeout: float = 30.0) -> None:
 def test_a_start_whose_invocation_never_arrives_is_reported(settings, monkeypatch):
     """Async invoke dropped (no retries by design): the API reports it instead of "starting" forever."""
     inst = created(settings, py_package("def run(context, input):\n    pass\n"))
-    item = Store(settings.table).get_instance(inst)
-    monkeypatch.setattr(clock, "now", lambda: item["created"] + instances.START_TIMEOUT_SECONDS - 1)
-    assert instances.view(instances.get_item(settings, inst))["status"] == "starting"
-    monkeypatch.setattr(clock, "now", lambda: item["created"] + instances.START_TIMEOUT_SECONDS + 1)
-    view = instances.view(instances.get_item(settings, inst))
+    item = Repository(settings.table).get_instance(inst)
+    monkeypatch.setattr(clock, "now", lambda: item.created + sweeper.START_TIMEOUT_SECONDS - 1)
+    assert sweeper.settle(settings) == []
+    assert instances.info(settings, inst)["status"] == "starting"
+    monkeypatch.setattr(clock, "now", lambda: item.created + sweeper.START_TIMEOUT_SECONDS + 1)
+    assert sweeper.settle(settings) == [inst]
+    view = instances.info(settings, inst)
     assert view["status"] == "errored" and view["terminated"]["reason"] == "never started"
     # …and a late delivery then finds nothing to run.
     assert run_instance(settings, inst, far) == "skipped"

@@ -56,7 +56,12 @@ def test_after_deploy_sets_no_retries_tmp_size_and_the_expiry_stream(hub_env, tm
     assert len(mappings) == 1 and "/stream/" in mappings[0]["EventSourceArn"]
 
 
-def test_start_timeout_matches_the_api(hub_env):
-    from chalicelib import instances
+def test_the_deploy_guide_is_what_the_rehearsal_runs():
+    from infra import rehearse
 
-    assert wire.START_TIMEOUT_SECONDS == instances.START_TIMEOUT_SECONDS
+    guide = (ROOT / "docs" / "deploy.md").read_text()
+    for command in (rehearse.DEPLOY, rehearse.DESTROY):
+        assert " ".join(command).replace("STAGE=dev", "STAGE=prod") in guide
+    makefile = (ROOT / "Makefile").read_text()
+    assert "$(BIN)/python -m infra.wire deploy --stage $(STAGE)" in makefile
+    assert "$(MAKE) deploy-check" in makefile.split("\ntest:")[1].split("\n\n")[0]  # make test rehearses

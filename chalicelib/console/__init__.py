@@ -9,8 +9,8 @@ _TYPES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; 
           "style.css": "text/css; charset=utf-8"}
 
 
-def asset(name: str) -> tuple[str, str] | None:
-    """(text, content type) of a console file; None for anything not in the fixed list."""
+def asset(name: str) -> tuple[bytes, str] | None:
+    """(bytes, content type) of a console file; None for anything not in the fixed list."""
     if name not in _TYPES:
         return None
-    return (_DIR / name).read_text(encoding="utf-8"), _TYPES[name]
+    return (_DIR / name).read_bytes(), _TYPES[name]

@@ -1,41 +1,60 @@
-"""Feeding input and stdin: chunks the API stored in S3, written to the child in order."""
+"""Feeding input and stdin: the numbered chunks the API stored, written to the child in order."""
 
 from __future__ import annotations
 
 import os
 import queue
 import threading
+import time
+from typing import Callable
 
 from .. import aws
+from ..observability import logger
+
+GAP_SECONDS = 10.0  # a chunk numbered but never stored (its request died) is skipped after this
+
+# (stream, first, last) -> the stored chunks in that range, {"n", "data"} or {"n", "s3_key"}
+ChunkReader = Callable[[int, int], list[dict]]
 
 
 class Feeder:
-    """Writes S3 objects to a pipe in the order their keys are handed over; closes it at the end."""
+    """Writes chunks to a pipe strictly in their numbered order; closes it at the stream's end."""
 
-    def __init__(self, bucket: str, fd: int, name: str, preamble: bool):
+    def __init__(self, bucket: str, fd: int, name: str, preamble: bool, read_chunks: ChunkReader):
         self.bucket = bucket
         self.fd = fd
         self.name = name
         self.preamble = preamble  # the input channel starts with STH's Content-Type preamble
-        self.delivered = 0  # keys handed to the thread so far
+        self.read_chunks = read_chunks
+        self.next = 1  # the number of the next chunk to deliver
+        self._gap_since: float | None = None
         self._queue: queue.Queue = queue.Queue()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=f"feed-{name}", daemon=True)
         self._thread.start()
 
-    def offer(self, keys: list[str], content_type: str | None, ended: bool) -> None:
-        """Hand over the keys not yet seen (``keys`` is the whole list so far)."""
+    def offer(self, numbered: int, content_type: str | None, end_at: int | None) -> None:
+        """``numbered`` chunks have been numbered so far; the stream ends after chunk ``end_at``."""
         if self._closed:
             return
-        new = keys[self.delivered:]
-        if new and self.delivered == 0 and self.preamble:
-            self._queue.put(("bytes", f"Content-Type: {content_type or 'text/plain'}\r\n\r\n".encode()))
-        for key in new:
-            self._queue.put(("key", key))
-        self.delivered = len(keys)
-        if ended:
-            self._closed = True
-            self._queue.put(("end", None))
+        if numbered >= self.next:
+            found = {c["n"]: c for c in self.read_chunks(self.next, numbered)}
+            while self.next <= numbered:
+                chunk = found.get(self.next)
+                if chunk is None:  # numbered, not yet stored: wait a little, then give up on it
+                    if self._gap_since is None:
+                        self._gap_since = time.monotonic()
+                    if time.monotonic() - self._gap_since < GAP_SECONDS:
+                        break
+                    logger.warning("input chunk never stored; skipped", extra={"stream": self.name, "n": self.next})
+                else:
+                    if self.next == 1 and self.preamble:
+                        self._queue.put(("bytes", f"Content-Type: {content_type or 'text/plain'}\r\n\r\n".encode()))
+                    self._queue.put(("key", chunk["s3_key"]) if "s3_key" in chunk else ("bytes", chunk["data"]))
+                self._gap_since = None
+                self.next += 1
+        if end_at is not None and self.next > end_at:
+            self.close()
 
     def close(self) -> None:
         if not self._closed:
@@ -43,20 +62,17 @@ class Feeder:
             self._queue.put(("end", None))
 
     def _run(self) -> None:
-        s3 = aws.client("s3")
         try:
             while True:
                 kind, value = self._queue.get()
                 if kind == "end":
                     break
                 if kind == "bytes":
-                    os.write(self.fd, value)
+                    self._write(value)
                     continue
-                body = s3.get_object(Bucket=self.bucket, Key=value)["Body"]
+                body = aws.client("s3").get_object(Bucket=self.bucket, Key=value)["Body"]
                 for chunk in body.iter_chunks(64 * 1024):
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(self.fd, view):]
+                    self._write(chunk)
         except OSError:  # the child has gone or closed its end: nothing more to deliver
             pass
         finally:
@@ -64,3 +80,8 @@ class Feeder:
                 os.close(self.fd)
             except OSError:
                 pass
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]

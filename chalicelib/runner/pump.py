@@ -1,4 +1,5 @@
-"""Channel pumps: bytes from the child's pipes, buffered briefly, written to CloudWatch in chunks.
+"""Channel pumps: bytes from the child's pipes, buffered briefly, written as S3 segments (what
+readers read) and to CloudWatch Logs (where output lands), in chunks.
 
 Memory stays flat: a channel buffers at most ``max_buffer`` bytes, and the thread reading the pipe
 waits (so the child blocks on its write) until the flusher has drained it.
@@ -10,19 +11,22 @@ import os
 import threading
 import time
 
-from .. import logstore
+from .. import channels, logstore
+from ..observability import logger
 
 
 class Channel:
-    """One channel's buffer and its CloudWatch stream."""
+    """One channel's buffer, its S3 segments and its CloudWatch stream."""
 
-    def __init__(self, group: str, instance_id: str, name: str, max_buffer: int = 4 * 1024 * 1024,
+    def __init__(self, bucket: str, group: str, instance_id: str, name: str, max_buffer: int = 4 * 1024 * 1024,
                  data_ready: threading.Event | None = None):
+        self.bucket = bucket
         self.group = group
+        self.instance_id = instance_id
         self.name = name
         self.stream = logstore.stream_name(instance_id, name)
         self.max_buffer = max_buffer
-        self.events_written = 0
+        self.segments_written = 0
         self.closed = False  # the writer end is closed: no more bytes will come
         self._buf = bytearray()
         self._cond = threading.Condition()
@@ -58,7 +62,7 @@ class Channel:
         return len(self._buf) >= logstore.MAX_BATCH_BYTES
 
     def finished(self) -> bool:
-        """Closed, and every byte it got is written (and counted in ``events_written``)."""
+        """Closed, and every byte it got is written (and counted in ``segments_written``)."""
         with self._cond:
             return self.closed and not self._buf and not self._in_flight
 
@@ -83,23 +87,30 @@ class Channel:
         return True
 
     def _write(self, chunks: list[bytes]) -> None:
-        """Write chunks in batches; on failure the unwritten ones go back to the buffer's front."""
-        if not self._created:
-            logstore.create_stream(self.group, self.stream)
-            self._created = True
+        """Write S3 segments first (readers are told only about segments that exist), then the same
+        bytes to CloudWatch. Unwritten segments go back to the buffer's front on failure."""
+        segments = channels.split(b"".join(chunks))
         done = 0
         try:
+            for segment in segments:
+                channels.write_segment(self.bucket, self.instance_id, self.name, self.segments_written, segment)
+                self.segments_written += 1
+                done += 1
+        except Exception:
+            with self._cond:
+                self._buf[:0] = b"".join(segments[done:])
+            raise
+        try:
+            if not self._created:
+                logstore.create_stream(self.group, self.stream)
+                self._created = True
             # One timestamp per batch, never going backwards: ordering is what CloudWatch checks.
             for batch in logstore.batches(logstore.encode(c) for c in chunks):
                 ts = max(int(time.time() * 1000), self._last_ts)
                 self._last_ts = ts
                 logstore.put(self.group, self.stream, batch, ts)
-                self.events_written += len(batch)
-                done += len(batch)
-        except Exception:
-            with self._cond:
-                self._buf[:0] = b"".join(chunks[done:])
-            raise
+        except Exception:  # readers already have these bytes; a later flush writes CloudWatch again
+            logger.exception("CloudWatch write failed", extra={"channel": self.name})
 
 
 def pump_fd(fd: int, channel: Channel) -> threading.Thread:

@@ -6,6 +6,7 @@ state: completed, errored with the host's reason, killed, stopped, or timed out 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -17,9 +18,9 @@ from typing import Callable
 
 from .. import aws, clock, models, packages
 from ..config import Settings
-from ..instances import end_fields
+from ..models import CHANNELS, INPUT_STREAMS, Instance
 from ..observability import logger
-from ..store import Store
+from ..repository import Repository
 from . import child as child_mod
 from .feed import Feeder
 from .pump import Channel, pump_fd
@@ -29,42 +30,40 @@ HEARTBEAT_INTERVAL = 1.0    # item writes while nothing changes (and the control
 PROGRESS_INTERVAL = 0.5     # item writes while output flows (how fresh readers' views are)
 KILL_GRACE = 2.0            # kill handlers get this long before SIGKILL
 DEADLINE_MARGIN_MS = 5000   # stop this long before the Lambda deadline to flush and record
+DRAIN_SECONDS = 3.0         # after the host exits: the most its channels' last bytes may take
+MAX_EVENT_NAME_CHARS = 256
 
 RemainingMs = Callable[[], int]
 
 
 def run_instance(settings: Settings, instance_id: str, remaining_ms: RemainingMs) -> str:
     """Run one instance to its end; returns the final status (or "skipped" if not ours to run)."""
-    store = Store(settings.table)
-    now = clock.now()
-    item = store.update_instance(
-        instance_id, {"status": models.RUNNING, "started": now, "heartbeat": now},
-        condition="#st = :starting", values={":starting": models.STARTING}, names={"#st": "status"},
-        return_new=True)
-    if item is None:
+    repo = Repository(settings.table)
+    inst = repo.claim(instance_id, clock.now())
+    if inst is None:
         logger.warning("instance not claimable (duplicate delivery or already ended)",
                        extra={"instance_id": instance_id})
         return "skipped"
-    logger.append_keys(instance_id=instance_id, sequence_id=item.get("sequence_id"))
+    logger.append_keys(instance_id=instance_id, sequence_id=inst.sequence_id)
     work = Path(tempfile.mkdtemp(prefix="seqhub-"))
     try:
-        return _Run(settings, store, item, work, remaining_ms).run()
+        return _Run(settings, repo, inst, work, remaining_ms).run()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 class _Run:
-    def __init__(self, settings: Settings, store: Store, item: dict, work: Path, remaining_ms: RemainingMs):
+    def __init__(self, settings: Settings, repo: Repository, inst: Instance, work: Path, remaining_ms: RemainingMs):
         self.settings = settings
-        self.store = store
-        self.item = item
-        self.id = item["id"]
+        self.repo = repo
+        self.inst = inst
+        self.id = inst.id
         self.work = work
         self.remaining_ms = remaining_ms
         self.data_ready = threading.Event()  # bytes arrived: the flusher should look
         self.flushed = threading.Event()  # bytes were written: the record may need telling
-        self.channels = {name: Channel(settings.log_group, self.id, name, data_ready=self.data_ready)
-                         for name in ("output", "stdout", "stderr", "log")}
+        self.channels = {name: Channel(settings.bucket, settings.log_group, self.id, name,
+                                       data_ready=self.data_ready) for name in CHANNELS}
         self.health: dict | None = None
         self.keepalive = False
         self.events: dict[str, object] = {}
@@ -74,11 +73,11 @@ class _Run:
         self.killed = False
         self.stopped = False
         self.timed_out = False
-        self.inbox_seen = 0
+        self.events_seen = 0
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> str:
-        seq = self.store.get_sequence(self.item["sequence_id"])
+        seq = self.repo.get_sequence(self.inst.sequence_id)
         if seq is None:
             return self.record_end(models.ERRORED, 10, "Sequence was deleted before the instance started")
         seq_dir = self.work / "sequence"
@@ -92,8 +91,9 @@ class _Run:
         runtime = packages.runtime_of(manifest)
         if not any((seq_dir / c).is_file() for c in packages.entrypoint_candidates(manifest)):
             return self.record_end(models.ERRORED, 21, packages.invalid_main_message(manifest))
-        start = {"main": manifest["main"], "args": json.loads(self.item.get("args", "[]")),
-                 "config": json.loads(self.item.get("app_config", "null")), "instanceId": self.id}
+        args, app_config = self.repo.start_data(self.inst)
+        start = {"main": manifest["main"], "args": args if args is not None else [],
+                 "config": app_config, "instanceId": self.id}
         if runtime == "python" and start["config"] is None:
             start["config"] = {}
         child_mod.harden()
@@ -101,6 +101,8 @@ class _Run:
             child = child_mod.spawn(runtime, seq_dir, start, self.work)
         except child_mod.HostUnavailable as exc:
             return self.record_end(models.ERRORED, 20, str(exc))
+        except OSError as exc:  # e.g. a Node layer built for another architecture (exec format error)
+            return self.record_end(models.ERRORED, 20, f"Runtime host could not start: {exc}")
         try:
             return self.supervise(child, manifest)
         except Exception as exc:  # our own failure: never leave the sequence running unrecorded
@@ -118,10 +120,11 @@ class _Run:
 
     def supervise(self, child: child_mod.Child, manifest: dict) -> str:
         fds = child.fds
-        pumps = [pump_fd(fds[name], self.channels[name]) for name in ("output", "stdout", "stderr", "log")]
+        pumps = [pump_fd(fds[name], self.channels[name]) for name in CHANNELS]
         threading.Thread(target=self.read_events, args=(fds["events"],), daemon=True).start()
-        feeders = {"input": Feeder(self.settings.bucket, child.input_w, "input", preamble=True),
-                   "stdin": Feeder(self.settings.bucket, fds["stdin"], "stdin", preamble=False)}
+        feeders = {name: Feeder(self.settings.bucket, fd, name, preamble=name == "input",
+                                read_chunks=functools.partial(self.repo.chunks, self.id, name))
+                   for name, fd in (("input", child.input_w), ("stdin", fds["stdin"]))}
         stop_flusher = threading.Event()
         flusher = threading.Thread(target=self.flush_loop, args=(stop_flusher,), daemon=True)
         flusher.start()
@@ -142,14 +145,17 @@ class _Run:
             self.flushed.clear()
 
         exit_code = child.proc.returncode
+        # One deadline for everything after the host's exit: a process that escaped the group and
+        # still holds a pipe open must not keep the runner past Lambda's deadline.
+        drain_until = time.monotonic() + min(DRAIN_SECONDS, max(0.0, self.remaining_ms() / 1000 - 1))
+        child.signal_group(9)  # anything the host left in its group goes with it; piped bytes stay
         for pump in pumps:
-            pump.join(timeout=2.0)
-        child.signal_group(9)  # anything the host left behind goes with it
+            pump.join(timeout=max(0.0, drain_until - time.monotonic()))
         for feeder in feeders.values():
             feeder.close()
         stop_flusher.set()
         self.data_ready.set()  # wake the flusher now rather than at its next interval
-        flusher.join()
+        flusher.join(timeout=max(0.0, drain_until - time.monotonic()))
         status, code, reason = models.end_state(
             exit_code, killed=self.killed, stopped=self.stopped,
             invalid_main_message=packages.invalid_main_message(manifest))
@@ -159,7 +165,7 @@ class _Run:
 
     # -- pieces --------------------------------------------------------------------------------
     def counters(self) -> dict[str, int]:
-        return {name: ch.events_written for name, ch in self.channels.items()}
+        return {name: ch.segments_written for name, ch in self.channels.items()}
 
     def ended_channels(self) -> set[str]:
         return {name for name, ch in self.channels.items() if ch.finished()}
@@ -206,46 +212,49 @@ class _Run:
                     self.publish_events()
 
     def publish_events(self) -> None:
+        """Each event name the sequence emits is one record holding its last message; what would
+        not fit is refused with a line in the instance's log, never silently."""
         with self.events_lock:
             pending, self.events = self.events, {}
-        if pending:
-            fields = {f"ev:{name}": json.dumps({"message": message, "at": clock.now()})
-                      for name, message in pending.items()}
-            self.store.update_instance(self.id, fields)
+        for name, message in pending.items():
+            encoded = json.dumps(message)
+            if len(name) > MAX_EVENT_NAME_CHARS or len(encoded.encode()) > self.settings.max_event_bytes:
+                self.log_line("ERROR", f"event {name[:64]!r} not sent: names are at most {MAX_EVENT_NAME_CHARS} "
+                                       f"characters and messages at most {self.settings.max_event_bytes} bytes of JSON")
+                continue
+            self.repo.put_event_out(self.id, name, encoded, clock.now())
 
-    def heartbeat(self) -> dict | None:
-        fields: dict = {"heartbeat": clock.now()}
-        # Ends first, counts second: an ended channel's count is then final when it is written.
-        for name in self.ended_channels():
-            fields[f"end_{name}"] = True
-        for name, count in self.counters().items():
-            fields[f"n_{name}"] = count
-        if self.health is not None:
-            fields["health"] = self.health
-        return self.store.update_instance(self.id, fields, return_new=True)
+    def log_line(self, level: str, message: str, last: bool = False) -> None:
+        line = {"ts": int(clock.now() * 1000), "level": level, "from": "Runner", "msg": message}
+        data = (json.dumps(line) + "\n").encode()
+        if last:
+            self.channels["log"].append_last(data)
+        else:
+            self.channels["log"].append(data)
 
-    def control(self, child: child_mod.Child, feeders: dict[str, Feeder], item: dict | None) -> None:
+    def heartbeat(self) -> Instance | None:
+        return self.repo.heartbeat(self.id, clock.now(), self.counters(), self.ended_channels(), self.health)
+
+    def control(self, child: child_mod.Child, feeders: dict[str, Feeder], inst: Instance | None) -> None:
         """Act on what the API asked for since the last heartbeat: kill, stop, events, input."""
-        if item is None:
+        if inst is None:
             return
-        if item.get("kill_requested") and self.kill_at is None:
+        if inst.kill_requested and self.kill_at is None:
             self.killed = True
             child.send({"type": "kill"})
             self.kill_at = time.monotonic() + KILL_GRACE
-        stop = item.get("stop_requested")
-        if stop and not self.stopped and not self.killed:
-            request = json.loads(stop)
+        request = inst.stop_requested
+        if request and not self.stopped and not self.killed:
             self.stopped = True
             child.send({"type": "stop", "timeout": request["timeout"],
                         "canCallKeepalive": request["canCallKeepalive"]})
             self.stop_deadline = time.monotonic() + request["timeout"] / 1000
-        inbox = item.get("inbox") or []
-        for event in inbox[self.inbox_seen:]:
-            child.send({"type": "event", "name": event["name"], "message": json.loads(event["message"])})
-        self.inbox_seen = len(inbox)
-        for name, feeder in feeders.items():
-            keys = item.get(f"{name}_keys") or []
-            feeder.offer(keys, item.get(f"{name}_type"), bool(item.get(f"{name}_end")))
+        if inst.events_in > self.events_seen:
+            for event in self.repo.events_in(self.id, self.events_seen + 1, inst.events_in):
+                child.send({"type": "event", "name": event["name"], "message": json.loads(event["message"])})
+            self.events_seen = inst.events_in
+        for name in INPUT_STREAMS:
+            feeders[name].offer(inst.chunks[name], inst.input_type, inst.chunks_end.get(name))
 
     def enforce(self, child: child_mod.Child) -> None:
         now = time.monotonic()
@@ -259,17 +268,13 @@ class _Run:
             child_mod.kill_group(child)
 
     def record_end(self, status: str, exit_code: int, reason: str) -> str:
-        line = {"ts": int(clock.now() * 1000), "level": "INFO" if status == models.COMPLETED else "ERROR",
-                "from": "Runner", "msg": f"{reason} (exit code {exit_code})"}
-        self.channels["log"].append_last((json.dumps(line) + "\n").encode())
+        self.log_line("INFO" if status == models.COMPLETED else "ERROR", f"{reason} (exit code {exit_code})",
+                      last=True)
         for ch in self.channels.values():
             ch.close()
         self.flush_all()
         self.publish_events()
-        ended = clock.now()
-        fields = end_fields(self.settings, status, exit_code, reason, ended)
-        fields["heartbeat"] = ended
-        fields.update({f"n_{name}": ch.events_written for name, ch in self.channels.items()})
-        self.store.update_instance(self.id, fields)
+        self.repo.end(self.id, status, exit_code, reason, clock.now(), self.settings.retention_seconds,
+                      self.counters())
         logger.info("instance ended", extra={"status": status, "exit_code": exit_code, "reason": reason})
         return status

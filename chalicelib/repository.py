@@ -1,0 +1,452 @@
+"""DynamoDB data access: the one module that knows key layouts and condition expressions.
+
+One table, key ``pk`` + ``sk``:
+
+    pk              sk                  what
+    seq#<id>        #                   a sequence                     (listing index: lpk "seqs")
+    inst#<id>       #                   an instance: fixed-size state  (listing index: lpk "inst#<shard>";
+                                                                        active index while it runs)
+    inst#<id>       args | config       start data too large to keep on the instance record
+    inst#<id>       in#<stream>#<n>     the n-th input or stdin chunk (bytes, or an S3 key when large)
+    inst#<id>       evin#<n>            the n-th event sent to the instance
+    inst#<id>       evout#<name>        the last message the instance emitted as event <name>
+
+Two sparse, keys-only indexes: ``listing`` holds every sequence and every unexpired instance,
+``active`` only instances that are starting or running. Instance entries are spread over
+``SHARDS`` partitions. No user action grows an item: a new input chunk or event is a new item, and
+what one request costs never depends on how many came before it.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from decimal import Decimal
+from typing import Any, Iterator
+
+from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from . import aws, models
+from .models import CHANNELS, INPUT_STREAMS, Instance
+
+SHARDS = 4
+META = "#"
+LISTING_INDEX = "listing"
+ACTIVE_INDEX = "active"
+INLINE_START_DATA_BYTES = 4096  # args/appConfig JSON up to this stays on the instance record
+
+_ser = TypeSerializer()
+_de = TypeDeserializer()
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB takes numbers as Decimal, never float."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _av(value: Any) -> dict:
+    return _ser.serialize(_plain(value))
+
+
+def _to_ddb(item: dict) -> dict:
+    return {k: _av(v) for k, v in item.items() if v is not None}
+
+
+def _python(value: Any) -> Any:
+    """Back from DynamoDB's types, at any depth: Decimal to int or float, Binary to bytes."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, Binary):
+        return bytes(value)
+    if isinstance(value, dict):
+        return {k: _python(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_python(v) for v in value]
+    return value
+
+
+def _from_ddb(raw: dict) -> dict:
+    return {k: _python(_de.deserialize(v)) for k, v in raw.items()}
+
+
+def _conditional(exc: ClientError) -> bool:
+    return exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+
+def shard(ident: str) -> int:
+    return zlib.crc32(ident.encode()) % SHARDS
+
+
+def _ms(ts: float) -> str:
+    return f"{int(ts * 1000):015d}"
+
+
+def _seq_key(seq_id: str) -> dict:
+    return {"pk": {"S": f"seq#{seq_id}"}, "sk": {"S": META}}
+
+
+def _inst_key(inst_id: str, sk: str = META) -> dict:
+    return {"pk": {"S": f"inst#{inst_id}"}, "sk": {"S": sk}}
+
+
+def instance_id_of(keys: dict) -> str | None:
+    """The instance a stream record's keys are the record of (None for any other item)."""
+    pk, sk = keys.get("pk", {}).get("S", ""), keys.get("sk", {}).get("S", "")
+    return pk[len("inst#"):] if pk.startswith("inst#") and sk == META else None
+
+
+# -- the instance record <-> the model ---------------------------------------------------------------
+def _instance_item(inst: Instance) -> dict:
+    item: dict[str, Any] = {
+        "pk": f"inst#{inst.id}", "sk": META, "kind": "instance", "id": inst.id,
+        "sequence_id": inst.sequence_id, "sequence_name": inst.sequence_name, "status": inst.status,
+        "created": inst.created, "runtime": inst.runtime,
+        "lpk": f"inst#{shard(inst.id)}", "lsk": f"{inst.sequence_id}#{_ms(inst.created)}#{inst.id}",
+        "apk": f"act#{shard(inst.id)}", "ask": f"{inst.sequence_id}#{inst.id}",
+        "args_stored": inst.args_stored, "config_stored": inst.config_stored, "stored_bytes": inst.stored_bytes,
+    }
+    if not inst.args_stored:
+        item["args"] = json.dumps(inst.args)
+    if not inst.config_stored:
+        item["app_config"] = json.dumps(inst.app_config)
+    for c in CHANNELS:
+        item[f"n_{c}"] = 0
+    return item
+
+
+def _instance(item: dict) -> Instance:
+    return Instance(
+        id=item["id"], sequence_id=item["sequence_id"], status=item["status"], created=item["created"],
+        runtime=item.get("runtime", "node"), sequence_name=item.get("sequence_name"),
+        started=item.get("started"), ended=item.get("ended"), heartbeat=item.get("heartbeat"),
+        exitcode=item.get("exitcode"), reason=item.get("reason"), expires_at=item.get("expires_at"),
+        args=json.loads(item["args"]) if "args" in item else None,
+        app_config=json.loads(item["app_config"]) if "app_config" in item else None,
+        args_stored=bool(item.get("args_stored")), config_stored=bool(item.get("config_stored")),
+        stored_bytes=int(item.get("stored_bytes", 0)),
+        segments={c: int(item.get(f"n_{c}", 0)) for c in CHANNELS},
+        ended_channels={c for c in CHANNELS if item.get(f"end_{c}")},
+        input_type=item.get("input_type"),
+        chunks={s: int(item.get(f"{s}_seq", 0)) for s in INPUT_STREAMS},
+        chunks_end={s: int(item[f"{s}_end"]) for s in INPUT_STREAMS if f"{s}_end" in item},
+        events_in=int(item.get("evin_seq", 0)), kill_requested=item.get("kill_requested"),
+        stop_requested=item.get("stop_requested"), health=item.get("health"))
+
+
+class Repository:
+    """Data access bound to one table."""
+
+    def __init__(self, table: str):
+        self.table = table
+
+    @property
+    def _ddb(self) -> Any:
+        return aws.client("dynamodb")
+
+    # -- generic ---------------------------------------------------------------------------------
+    def _put(self, item: dict, condition: str | None = "attribute_not_exists(pk)") -> bool:
+        kwargs: dict[str, Any] = {"TableName": self.table, "Item": _to_ddb(item)}
+        if condition:
+            kwargs["ConditionExpression"] = condition
+        try:
+            self._ddb.put_item(**kwargs)
+        except ClientError as exc:
+            if _conditional(exc):
+                return False
+            raise
+        return True
+
+    def _get(self, key: dict, consistent: bool = True) -> dict | None:
+        raw = self._ddb.get_item(TableName=self.table, Key=key, ConsistentRead=consistent)
+        return _from_ddb(raw["Item"]) if "Item" in raw else None
+
+    def _query(self, **kwargs: Any) -> Iterator[dict]:
+        kwargs["TableName"] = self.table
+        while True:
+            page = self._ddb.query(**kwargs)
+            for raw in page.get("Items", []):
+                yield _from_ddb(raw)
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _batch_get(self, keys: list[dict]) -> list[dict]:
+        """Items for ``keys`` (any number), in no particular order; missing ones are left out."""
+        found: list[dict] = []
+        for start in range(0, len(keys), 100):
+            pending: dict[str, Any] = {self.table: {"Keys": keys[start:start + 100], "ConsistentRead": True}}
+            while pending:
+                page = self._ddb.batch_get_item(RequestItems=pending)
+                found += [_from_ddb(raw) for raw in page["Responses"].get(self.table, [])]
+                pending = page.get("UnprocessedKeys") or {}
+        return found
+
+    def _update(self, key: dict, sets: dict[str, Any], *, condition: str | None = None,
+                names: dict | None = None, values: dict | None = None, remove: tuple[str, ...] = (),
+                adds: dict[str, int] | None = None, returns: str = "NONE") -> dict | None:
+        """SET ``sets``, ADD ``adds``, REMOVE ``remove`` on an existing item; None when ``condition``
+        fails. ``condition`` names attributes as ``#name`` (``names``) and values as ``:value``."""
+        attr_names, attr_values, clauses = dict(names or {}), {}, []
+        parts = []
+        for i, (k, v) in enumerate(sets.items()):
+            attr_names[f"#s{i}"] = k
+            attr_values[f":s{i}"] = _av(v)
+            parts.append(f"#s{i} = :s{i}")
+        if parts:
+            clauses.append("SET " + ", ".join(parts))
+        if adds:
+            add_parts = []
+            for i, (k, v) in enumerate(adds.items()):
+                attr_names[f"#a{i}"] = k
+                attr_values[f":a{i}"] = _av(v)
+                add_parts.append(f"#a{i} :a{i}")
+            clauses.append("ADD " + ", ".join(add_parts))
+        if remove:
+            for j, k in enumerate(remove):
+                attr_names[f"#r{j}"] = k
+            clauses.append("REMOVE " + ", ".join(f"#r{j}" for j in range(len(remove))))
+        for k, v in (values or {}).items():
+            attr_values[k] = _av(v)
+        kwargs: dict[str, Any] = {
+            "TableName": self.table, "Key": key, "UpdateExpression": " ".join(clauses),
+            "ExpressionAttributeNames": attr_names, "ReturnValues": returns,
+            "ConditionExpression": "attribute_exists(pk)" + (f" AND ({condition})" if condition else ""),
+        }
+        if attr_values:
+            kwargs["ExpressionAttributeValues"] = attr_values
+        try:
+            result = self._ddb.update_item(**kwargs)
+        except ClientError as exc:
+            if _conditional(exc):
+                return None
+            raise
+        return _from_ddb(result.get("Attributes", {}))
+
+    # -- sequences -------------------------------------------------------------------------------
+    def put_sequence(self, seq: dict) -> bool:
+        return self._put({"pk": f"seq#{seq['id']}", "sk": META, "kind": "sequence", "lpk": "seqs",
+                          "lsk": f"{_ms(seq['created'])}#{seq['id']}", **seq})
+
+    def get_sequence(self, seq_id: str) -> dict | None:
+        return self._get(_seq_key(seq_id))
+
+    def list_sequences(self) -> list[dict]:
+        keys = [{"pk": {"S": i["pk"]}, "sk": {"S": i["sk"]}} for i in self._query(
+            IndexName=LISTING_INDEX, KeyConditionExpression="lpk = :p", ExpressionAttributeValues={":p": {"S": "seqs"}})]
+        return sorted(self._batch_get(keys), key=lambda s: s["created"])
+
+    def delete_sequence(self, seq_id: str) -> None:
+        self._ddb.delete_item(TableName=self.table, Key=_seq_key(seq_id))
+
+    # -- instances: create, read, list -----------------------------------------------------------
+    def create_instance(self, inst: Instance) -> bool:
+        """Record a new instance (and its large start data first); False if the id is taken."""
+        if self._get(_inst_key(inst.id)) is not None:
+            return False
+        for stored, sk, value in ((inst.args_stored, "args", inst.args), (inst.config_stored, "config", inst.app_config)):
+            if stored:
+                self._put({"pk": f"inst#{inst.id}", "sk": sk, "value": json.dumps(value)}, condition=None)
+        return self._put(_instance_item(inst))
+
+    def get_instance(self, inst_id: str) -> Instance | None:
+        item = self._get(_inst_key(inst_id))
+        return _instance(item) if item else None
+
+    def start_data(self, inst: Instance) -> tuple[Any, Any]:
+        """(args, appConfig), from the record or from their own records when large."""
+        args, config = inst.args, inst.app_config
+        if inst.args_stored or inst.config_stored:
+            stored = {i["sk"]: json.loads(i["value"]) for i in self._batch_get(
+                [_inst_key(inst.id, sk) for sk, on in (("args", inst.args_stored), ("config", inst.config_stored)) if on])}
+            args, config = stored.get("args", args), stored.get("config", config)
+        return args, config
+
+    def start_data_many(self, instances: list[Instance]) -> dict[tuple[str, str], Any]:
+        """{(instance id, "args"|"config"): value} for every stored start datum of ``instances``."""
+        keys = [_inst_key(i.id, sk) for i in instances
+                for sk, on in (("args", i.args_stored), ("config", i.config_stored)) if on]
+        return {(i["pk"][len("inst#"):], i["sk"]): json.loads(i["value"]) for i in self._batch_get(keys)}
+
+    def listed_instances(self, sequence_id: str | None = None) -> list[Instance]:
+        """Every instance in the listing index (unexpired, or expired and not yet swept)."""
+        keys = []
+        for n in range(SHARDS):
+            kwargs: dict[str, Any] = {"IndexName": LISTING_INDEX, "KeyConditionExpression": "lpk = :p",
+                                      "ExpressionAttributeValues": {":p": {"S": f"inst#{n}"}}}
+            if sequence_id is not None:
+                kwargs["KeyConditionExpression"] += " AND begins_with(lsk, :s)"
+                kwargs["ExpressionAttributeValues"][":s"] = {"S": f"{sequence_id}#"}
+            keys += [{"pk": {"S": i["pk"]}, "sk": {"S": i["sk"]}} for i in self._query(**kwargs)]
+        return [_instance(i) for i in self._batch_get(keys)]
+
+    def active_keys(self) -> list[tuple[str, str]]:
+        """(sequence id, instance id) of every instance that is starting or running."""
+        found = []
+        for n in range(SHARDS):
+            for i in self._query(IndexName=ACTIVE_INDEX, KeyConditionExpression="apk = :p",
+                                 ExpressionAttributeValues={":p": {"S": f"act#{n}"}}):
+                seq_id, _, inst_id = i["ask"].partition("#")
+                found.append((seq_id, inst_id))
+        return found
+
+    def active_instances(self) -> list[Instance]:
+        return [_instance(i) for i in self._batch_get([_inst_key(inst) for _, inst in self.active_keys()])]
+
+    # -- instances: the runner's transitions ------------------------------------------------------
+    def claim(self, inst_id: str, now: float) -> Instance | None:
+        """starting → running, once: a second delivery of the same invocation gets None."""
+        item = self._update(_inst_key(inst_id), {"status": models.RUNNING, "started": now, "heartbeat": now},
+                            condition="#st = :starting", names={"#st": "status"},
+                            values={":starting": models.STARTING}, returns="ALL_NEW")
+        return _instance(item) if item is not None else None
+
+    def heartbeat(self, inst_id: str, now: float, segments: dict[str, int], ended: set[str],
+                  health: dict | None) -> Instance | None:
+        sets: dict[str, Any] = {"heartbeat": now}
+        # Ends first, counts second: an ended channel's count is then final when it is written.
+        sets.update({f"end_{c}": True for c in ended})
+        sets.update({f"n_{c}": n for c, n in segments.items()})
+        if health is not None:
+            sets["health"] = health
+        item = self._update(_inst_key(inst_id), sets, returns="ALL_NEW")
+        return _instance(item) if item is not None else None
+
+    def _end_sets(self, status: str, exitcode: int, reason: str, now: float, retention: int) -> dict:
+        sets: dict[str, Any] = {"status": status, "exitcode": exitcode, "reason": reason[:models.MAX_REASON_CHARS],
+                                "ended": now, "expires_at": int(now + retention)}
+        sets.update({f"end_{c}": True for c in CHANNELS})
+        return sets
+
+    def end(self, inst_id: str, status: str, exitcode: int, reason: str, now: float, retention: int,
+            segments: dict[str, int] | None = None) -> None:
+        """Record the end: state, expiry, every channel ended; it leaves the active index."""
+        sets = self._end_sets(status, exitcode, reason, now, retention)
+        sets["heartbeat"] = now
+        sets.update({f"n_{c}": n for c, n in (segments or {}).items()})
+        self._update(_inst_key(inst_id), sets, remove=("apk", "ask"))
+
+    def settle(self, inst: Instance, reason: str, now: float, retention: int) -> bool:
+        """Record an end the runner could not (lost heartbeat, never started), only if nothing moved
+        meanwhile: a late claim or a new heartbeat wins."""
+        sets = self._end_sets(models.ERRORED, -1, reason, now, retention)
+        if inst.heartbeat is not None:
+            condition, values = "#st = :was AND #hb = :hb", {":was": inst.status, ":hb": inst.heartbeat}
+        else:
+            condition, values = "#st = :was AND attribute_not_exists(#hb)", {":was": inst.status}
+        return self._update(_inst_key(inst.id), sets, condition=condition, values=values,
+                            names={"#st": "status", "#hb": "heartbeat"}, remove=("apk", "ask")) is not None
+
+    # -- instances: control from the API ---------------------------------------------------------
+    def kill_unclaimed(self, inst_id: str, now: float, retention: int) -> Instance | None:
+        """End an instance no runner has claimed yet (and none will, once it is not "starting")."""
+        sets = self._end_sets(models.COMPLETED, 137, models.REASON_KILLED, now, retention)
+        item = self._update(_inst_key(inst_id), sets, condition="#st = :s", names={"#st": "status"},
+                            values={":s": models.STARTING}, remove=("apk", "ask"), returns="ALL_NEW")
+        return _instance(item) if item is not None else None
+
+    def request_kill(self, inst_id: str, now: float) -> Instance | None:
+        item = self._update(_inst_key(inst_id), {"kill_requested": now, "status": models.KILLING},
+                            condition="#st IN (:a, :b, :c, :d)", names={"#st": "status"},
+                            values={f":{k}": v for k, v in zip("abcd", models.ACTIVE, strict=True)},
+                            returns="ALL_NEW")
+        return _instance(item) if item is not None else None
+
+    def request_stop(self, inst_id: str, request: dict) -> Instance | None:
+        item = self._update(_inst_key(inst_id), {"stop_requested": request, "status": models.STOPPING},
+                            condition="#st = :r", names={"#st": "status"}, values={":r": models.RUNNING},
+                            returns="ALL_NEW")
+        return _instance(item) if item is not None else None
+
+    # -- input and stdin -------------------------------------------------------------------------
+    def reserve_chunk(self, inst_id: str, stream: str, content_type: str | None, has_data: bool,
+                      end: bool) -> int | None:
+        """Number the next chunk of ``stream`` (and end it, when ``end``); None when the instance has
+        ended, the stream has ended, or (first input request) no content type is known."""
+        inc = 1 if has_data else 0
+        sets_expr = ["#seq = if_not_exists(#seq, :zero) + :inc"]
+        names = {"#seq": f"{stream}_seq", "#end": f"{stream}_end", "#st": "status"}
+        values: dict[str, Any] = {":zero": 0, ":inc": inc, ":a": models.STARTING, ":b": models.RUNNING,
+                                  ":c": models.STOPPING, ":d": models.KILLING}
+        if end:
+            sets_expr.append("#end = if_not_exists(#seq, :zero) + :inc")
+        condition = "attribute_exists(pk) AND attribute_not_exists(#end) AND #st IN (:a, :b, :c, :d)"
+        if stream == "input":
+            names["#ct"] = "input_type"
+            if content_type:
+                sets_expr.append("#ct = if_not_exists(#ct, :ct)")
+                values[":ct"] = content_type
+            else:
+                condition += " AND attribute_exists(#ct)"
+        try:
+            result = self._ddb.update_item(
+                TableName=self.table, Key=_inst_key(inst_id), UpdateExpression="SET " + ", ".join(sets_expr),
+                ConditionExpression=condition, ExpressionAttributeNames=names,
+                ExpressionAttributeValues={k: _av(v) for k, v in values.items()}, ReturnValues="UPDATED_NEW")
+        except ClientError as exc:
+            if _conditional(exc):
+                return None
+            raise
+        return int(_from_ddb(result["Attributes"])[f"{stream}_seq"])
+
+    def put_chunk(self, inst_id: str, stream: str, number: int, data: bytes | None, s3_key: str | None) -> None:
+        item: dict[str, Any] = {"pk": f"inst#{inst_id}", "sk": f"in#{stream}#{number:010d}"}
+        if s3_key is not None:
+            item["s3_key"] = s3_key
+        else:
+            item["data"] = data
+        self._put(item, condition=None)
+
+    def chunks(self, inst_id: str, stream: str, first: int, last: int) -> list[dict]:
+        """Chunks ``first``..``last`` (inclusive) of ``stream``: {"n", "data"} or {"n", "s3_key"}."""
+        found = self._query(KeyConditionExpression="pk = :p AND sk BETWEEN :a AND :b", ConsistentRead=True,
+                            ExpressionAttributeValues={":p": {"S": f"inst#{inst_id}"},
+                                                       ":a": {"S": f"in#{stream}#{first:010d}"},
+                                                       ":b": {"S": f"in#{stream}#{last:010d}"}})
+        return [{"n": int(i["sk"].rsplit("#", 1)[1]), **{k: i[k] for k in ("data", "s3_key") if k in i}}
+                for i in found]
+
+    # -- events ----------------------------------------------------------------------------------
+    def add_event_in(self, inst_id: str, name: str, message_json: str) -> bool:
+        """Queue an event for the instance; False when it is no longer active."""
+        result = self._update(_inst_key(inst_id), {}, adds={"evin_seq": 1}, condition="#st IN (:a, :b, :c, :d)",
+                              names={"#st": "status"},
+                              values={f":{k}": v for k, v in zip("abcd", models.ACTIVE, strict=True)},
+                              returns="UPDATED_NEW")
+        if result is None:
+            return False
+        number = int(result["evin_seq"])
+        self._put({"pk": f"inst#{inst_id}", "sk": f"evin#{number:010d}", "name": name, "message": message_json},
+                  condition=None)
+        return True
+
+    def events_in(self, inst_id: str, first: int, last: int) -> list[dict]:
+        found = self._query(KeyConditionExpression="pk = :p AND sk BETWEEN :a AND :b", ConsistentRead=True,
+                            ExpressionAttributeValues={":p": {"S": f"inst#{inst_id}"},
+                                                       ":a": {"S": f"evin#{first:010d}"},
+                                                       ":b": {"S": f"evin#{last:010d}"}})
+        return [{"n": int(i["sk"].rsplit("#", 1)[1]), "name": i["name"], "message": i["message"]} for i in found]
+
+    def put_event_out(self, inst_id: str, name: str, message_json: str, at: float) -> None:
+        self._put({"pk": f"inst#{inst_id}", "sk": f"evout#{name}", "message": message_json, "at": at},
+                  condition=None)
+
+    def get_event_out(self, inst_id: str, name: str) -> dict | None:
+        return self._get(_inst_key(inst_id, f"evout#{name}"))
+
+    # -- removal ---------------------------------------------------------------------------------
+    def delete_instance(self, inst_id: str) -> None:
+        """Delete the instance's record and everything kept beside it (chunks, events, start data)."""
+        keys = [{"pk": {"S": i["pk"]}, "sk": {"S": i["sk"]}} for i in self._query(
+            KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": f"inst#{inst_id}"}},
+            ProjectionExpression="pk, sk")]
+        for start in range(0, len(keys), 25):
+            pending: dict[str, Any] = {self.table: [{"DeleteRequest": {"Key": k}} for k in keys[start:start + 25]]}
+            while pending:
+                pending = self._ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
