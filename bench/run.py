@@ -8,6 +8,7 @@ Writes bench/RESULTS.md (and prints it). See the README's Performance section fo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -23,6 +24,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -155,7 +157,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 # -- AWS calls (in-process moto, the runner inline) ---------------------------------------------------
-def aws_calls(count_items: int, slow: bool = False) -> dict:
+@contextlib.contextmanager
+def in_process_hub(stage: str) -> Iterator[Any]:
+    """moto in this process, provisioned from the template, and the hub's settings for it."""
     from moto import mock_aws
 
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
@@ -163,10 +167,17 @@ def aws_calls(count_items: int, slow: bool = False) -> dict:
     os.environ.update({"AWS_ACCESS_KEY_ID": "b", "AWS_SECRET_ACCESS_KEY": "b", "AWS_DEFAULT_REGION": "us-east-1"})
     with mock_aws(config={"lambda": {"use_docker": False}}):
         aws.reset()
-        os.environ.update(hub_environment(provision("bench"), 600, stage="bench"))
+        os.environ.update(hub_environment(provision(stage), 600, stage=stage))
         from chalicelib import config
 
-        settings = config.load()
+        try:
+            yield config.load()
+        finally:
+            aws.reset()
+
+
+def aws_calls(count_items: int, slow: bool = False) -> dict:
+    with in_process_hub("bench") as settings:
         calls: Counter = Counter()
         who = threading.local()
 
@@ -209,7 +220,6 @@ def aws_calls(count_items: int, slow: bool = False) -> dict:
             seconds = time.perf_counter() - t0
         finally:
             invoker.invoke = invoker_invoke
-        aws.reset()
     return {"calls": calls, "seconds": seconds, "bytes": reader_bytes}
 
 
@@ -238,20 +248,10 @@ def follow(read_page, seconds: float) -> tuple[int, float]:
 def follower_costs() -> dict[str, dict]:
     """Per follower-minute on an idle and on a busy instance: API requests, DynamoDB reads, S3 GETs,
     GetLogEvents, API GB-seconds (in-process moto, the runner in a thread)."""
-    from moto import mock_aws
-
     from tests.helpers import py_package
 
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        os.environ.pop(name, None)
-    os.environ.update({"AWS_ACCESS_KEY_ID": "b", "AWS_SECRET_ACCESS_KEY": "b", "AWS_DEFAULT_REGION": "us-east-1"})
     out = {}
-    with mock_aws(config={"lambda": {"use_docker": False}}):
-        aws.reset()
-        os.environ.update(hub_environment(provision("bench-follow"), 600, stage="bench-follow"))
-        from chalicelib import config
-
-        settings = config.load()
+    with in_process_hub("bench-follow") as settings:
         calls: Counter = Counter()
         who = threading.local()
         for svc in ("dynamodb", "s3", "logs"):
@@ -276,7 +276,6 @@ def follower_costs() -> dict[str, dict]:
                 runner.join()
         finally:
             invoker.invoke = saved
-        aws.reset()
     return out
 
 

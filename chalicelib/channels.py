@@ -49,6 +49,8 @@ def read(bucket: str, instance_id: str, channel: str, segment: int, offset: int,
     """
     s3: Any = aws.client("s3")
     out = bytearray()
+    if offset >= SEGMENT_BYTES:  # a page that ended with a full segment: the next one starts at 0
+        segment, offset = segment + 1, 0
     while segment < written and len(out) < max_bytes:
         want = max_bytes - len(out)
         try:
@@ -86,7 +88,7 @@ def decode_cursor(cursor: str | None) -> tuple[int, int]:
         value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         segment, offset = value
         if not all(type(v) is int and 0 <= v < _MAX_SEGMENTS for v in (segment, offset)) \
-                or offset >= SEGMENT_BYTES:
+                or offset > SEGMENT_BYTES:
             raise ValueError
     except (ValueError, TypeError):
         raise ValueError("invalid cursor: pass back the X-Next-Cursor of the previous page") from None

@@ -6,6 +6,7 @@ it cannot update is logged and skipped, never a reason for anything else to fail
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from . import aws, cleanup, clock, models
@@ -14,6 +15,7 @@ from .observability import logger
 from .repository import Repository
 
 START_TIMEOUT_SECONDS = 300  # an instance still "starting" after this never reached a runner
+BUDGET_SECONDS = 20.0  # per run (the function has 30 s): what is left waits for the next minute
 UPLOAD_MAX_AGE_SECONDS = 86400  # the bucket's lifecycle rule for uploads/ on AWS
 
 
@@ -43,9 +45,12 @@ def expire(settings: Settings) -> list[str]:
     """Remove instances past their retention, as DynamoDB's TTL would (only sooner)."""
     now = clock.now()
     expired = []
+    stop_at = time.monotonic() + BUDGET_SECONDS
     for inst in Repository(settings.table).listed_instances():
         if inst.alive(now):
             continue
+        if time.monotonic() > stop_at:
+            break
         try:
             cleanup.purge_instance(settings, inst.id)
             expired.append(inst.id)

@@ -32,9 +32,14 @@ def test_chalice_deploy_validation_passes(stage, monkeypatch):
     from chalice.deploy.validate import validate_configuration
 
     monkeypatch.chdir(ROOT)
-    factory = CLIFactory(project_dir=str(ROOT))
-    config = factory.create_config_obj(chalice_stage_name=stage)
-    validate_configuration(config)  # raises on what deploy would refuse
+    saved = dict(os.environ)  # Chalice loads the app with the stage's environment put into os.environ
+    try:
+        factory = CLIFactory(project_dir=str(ROOT))
+        config = factory.create_config_obj(chalice_stage_name=stage)
+        validate_configuration(config)  # raises on what deploy would refuse
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     assert config.lambda_python_version == "python3.12"
     assert config.chalice_app.api.binary_types == ["*/*"]
 
@@ -99,7 +104,7 @@ def test_channel_pages_fit_a_lambda_response_after_base64(settings, hub_env, end
     while True:
         response = lambda_response(f"/api/v1/instance/{inst}/output", resource, {"inst_id": inst},
                                    {"cursor": cursor, "wait": "0"})
-        assert response["statusCode"] == 200
+        assert response["statusCode"] == 200, response["body"]
         assert len(json.dumps(response)) <= LAMBDA_RESPONSE_LIMIT  # what Lambda would refuse with a 502
         got += through_api_gateway(response, "*/*", ["*/*"])
         cursor, pages = response["headers"]["X-Next-Cursor"], pages + 1

@@ -45,7 +45,21 @@ def test_cursor_round_trip_and_rejects_garbage():
     assert channels.decode_cursor("") == (0, 0)
     forged = ["!!not-a-cursor", channels.encode_cursor(-1, 0), "x" * 10_000,
               *(base64.urlsafe_b64encode(json.dumps(v).encode()).decode() for v in
-                ("str", 5, {"n": 1}, [1e400, 0], [1.5, 0], [True, 0], [0, channels.SEGMENT_BYTES], [10**12, 0]))]
+                ("str", 5, {"n": 1}, [1e400, 0], [1.5, 0], [True, 0], [0, channels.SEGMENT_BYTES + 1], [10**12, 0]))]
     for garbage in forged:
         with pytest.raises(ValueError, match="invalid cursor"):
             channels.decode_cursor(garbage)
+
+
+def test_a_page_that_ends_with_a_full_segment_continues_with_the_next(settings):
+    """Pages of 4 MiB over 1 MiB segments end exactly at a segment's end: the cursor must go on."""
+    segments = [bytes([n]) * channels.SEGMENT_BYTES for n in range(6)]
+    for n, data in enumerate(segments):
+        channels.write_segment(settings.bucket, "i", "output", n, data)
+    got, segment, offset, pages = b"", 0, 0, 0
+    while segment < len(segments):
+        cursor = channels.encode_cursor(segment, offset)
+        data, segment, offset = channels.read(settings.bucket, "i", "output", *channels.decode_cursor(cursor),
+                                              len(segments))
+        got, pages = got + data, pages + 1
+    assert got == b"".join(segments) and pages == 2

@@ -34,6 +34,9 @@ class Channel:
         self._created = False
         self._in_flight = False
         self._data_ready = data_ready  # set on a first byte or a full batch: flush soon
+        # One flush at a time: the runner's last flush waits for one the flusher has in flight, so
+        # the segment count it records is final.
+        self._flushing = threading.Lock()
 
     def append(self, data: bytes) -> None:
         with self._cond:
@@ -68,6 +71,10 @@ class Channel:
 
     def flush(self) -> bool:
         """Write what is buffered; True when something was written."""
+        with self._flushing:
+            return self._flush()
+
+    def _flush(self) -> bool:
         with self._cond:
             data = bytes(self._buf)
             final = self.closed

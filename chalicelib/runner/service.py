@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from botocore.exceptions import ClientError
+
 from .. import aws, clock, models, packages
 from ..config import Settings
 from ..models import CHANNELS, INPUT_STREAMS, Instance
@@ -32,6 +34,7 @@ KILL_GRACE = 2.0            # kill handlers get this long before SIGKILL
 DEADLINE_MARGIN_MS = 5000   # stop this long before the Lambda deadline to flush and record
 DRAIN_SECONDS = 3.0         # after the host exits: the most its channels' last bytes may take
 MAX_EVENT_NAME_CHARS = 256
+DELETED_BEFORE_START = "Sequence was deleted before the instance started"
 
 RemainingMs = Callable[[], int]
 
@@ -79,12 +82,16 @@ class _Run:
     def run(self) -> str:
         seq = self.repo.get_sequence(self.inst.sequence_id)
         if seq is None:
-            return self.record_end(models.ERRORED, 10, "Sequence was deleted before the instance started")
+            return self.record_end(models.ERRORED, 10, DELETED_BEFORE_START)
         seq_dir = self.work / "sequence"
         seq_dir.mkdir()
         manifest = json.loads(seq["manifest"])
         try:
             self.unpack(seq, seq_dir)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] not in ("NoSuchKey", "404", "AccessDenied", "403"):
+                raise
+            return self.record_end(models.ERRORED, 10, DELETED_BEFORE_START)  # deleted while starting
         except Exception as exc:  # a package that cannot be unpacked ends the instance, not the runner
             logger.exception("unpack failed")
             return self.record_end(models.ERRORED, 10, f"Sequence unpack failed: {exc}")
@@ -155,7 +162,8 @@ class _Run:
             feeder.close()
         stop_flusher.set()
         self.data_ready.set()  # wake the flusher now rather than at its next interval
-        flusher.join(timeout=max(0.0, drain_until - time.monotonic()))
+        # The flusher only writes what is buffered to AWS: it gets the time left before the deadline.
+        flusher.join(timeout=max(0.0, self.remaining_ms() / 1000 - 1))
         status, code, reason = models.end_state(
             exit_code, killed=self.killed, stopped=self.stopped,
             invalid_main_message=packages.invalid_main_message(manifest))
@@ -217,7 +225,11 @@ class _Run:
         with self.events_lock:
             pending, self.events = self.events, {}
         for name, message in pending.items():
-            encoded = json.dumps(message)
+            try:
+                encoded = json.dumps(message, allow_nan=False)
+            except ValueError:  # NaN or Infinity: every client's JSON parser would fail on it
+                self.log_line("ERROR", f"event {name[:64]!r} not sent: its message holds NaN or Infinity")
+                continue
             if len(name) > MAX_EVENT_NAME_CHARS or len(encoded.encode()) > self.settings.max_event_bytes:
                 self.log_line("ERROR", f"event {name[:64]!r} not sent: names are at most {MAX_EVENT_NAME_CHARS} "
                                        f"characters and messages at most {self.settings.max_event_bytes} bytes of JSON")
