@@ -6,12 +6,13 @@ from __future__ import annotations
 import functools
 import hmac
 import json
+import math
 from typing import Any, Callable
 
 from chalice import Chalice, IAMAuthorizer, Rate, Response
 from chalice.app import CaseInsensitiveMapping
 
-from chalicelib import __version__, clock, config, console, instances, sequences
+from chalicelib import __version__, clock, config, console, instances, openapi, sequences, strictjson
 from chalicelib.errors import BadRequest, HubError, TooLarge
 from chalicelib.observability import logger
 
@@ -117,9 +118,11 @@ def _body_json(default: Any = None) -> Any:
     if len(raw) > limit:
         raise TooLarge(f"request body is {len(raw)} bytes; the limit is {limit} (SEQHUB_MAX_REQUEST_BYTES)")
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("request body is not valid JSON") from None
+        return strictjson.loads(raw)
+    except UnicodeDecodeError:
+        raise BadRequest("request body is not valid JSON: not UTF-8") from None
+    except strictjson.InvalidJSON as exc:
+        raise BadRequest(f"request body: {exc}") from None
 
 
 def _query(name: str) -> str | None:
@@ -128,16 +131,26 @@ def _query(name: str) -> str | None:
 
 def _wait() -> float:
     raw = _query("wait")
+    if raw is None:
+        return 20.0
     try:
-        return max(0.0, min(float(raw), MAX_WAIT_SECONDS)) if raw is not None else 20.0
+        wait = float(raw)
     except ValueError:
-        raise BadRequest("wait must be a number of seconds") from None
+        wait = math.nan
+    if not math.isfinite(wait):
+        raise BadRequest(f"wait must be a number of seconds (0 to {MAX_WAIT_SECONDS:.0f})")
+    return max(0.0, min(wait, MAX_WAIT_SECONDS))
 
 
 # -- hub ----------------------------------------------------------------------------------------
 @route("/version", methods=["GET"])
 def version():
     return {"service": "sequence-hub", "apiVersion": "v1", "version": __version__}
+
+
+@route("/openapi.json", methods=["GET"])
+def openapi_document():
+    return openapi.build(app.routes)
 
 
 # -- sequences ----------------------------------------------------------------------------------

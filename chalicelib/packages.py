@@ -6,7 +6,6 @@ stream, so a gzip bomb or an oversize tree is stopped while it is being read, no
 
 from __future__ import annotations
 
-import json
 import posixpath
 import tarfile
 import zlib
@@ -14,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import strictjson
 from .errors import InvalidPackage, TooLarge
 
 MANIFEST = "package.json"
@@ -102,14 +102,23 @@ def parse_manifest(raw: bytes) -> dict[str, Any]:
     if len(raw) > MAX_MANIFEST_BYTES:
         raise InvalidPackage(f"package.json is over {MAX_MANIFEST_BYTES} bytes; keep data in other files")
     try:
-        manifest = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidPackage(f"package.json is not valid JSON: {exc}") from None
+        manifest = strictjson.loads(raw)
+    except UnicodeDecodeError:
+        raise InvalidPackage("package.json is not valid JSON: not UTF-8") from None
+    except strictjson.InvalidJSON as exc:
+        raise InvalidPackage(f"package.json: {exc}") from None
     return check_manifest(manifest)
+
+
+MAX_NAME_BYTES = 1024  # a member's path; Linux allows 4096 for the whole path, our directory included
+MAX_DEPTH = 64  # directories deep (node_modules nest, but not this far)
 
 
 def _check_member(member: tarfile.TarInfo, info: PackageInfo, limits: Limits) -> str:
     name = member.name
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES or name.count("/") > MAX_DEPTH:
+        raise InvalidPackage(f"archive member {name[:80]!r}… is over {MAX_NAME_BYTES} bytes or "
+                             f"{MAX_DEPTH} directories deep")
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
         raise InvalidPackage(f"archive member {name!r} has an absolute path")
     norm = _normalise(name)
@@ -136,29 +145,77 @@ def _check_member(member: tarfile.TarInfo, info: PackageInfo, limits: Limits) ->
     return norm
 
 
-class _Peeked:
-    """A stream with its first bytes already read, read again from the start (no seek needed)."""
+_PADDING_BYTES = 64 * 1024  # tar pads its end with zero blocks (a 10 KiB record by default)
 
-    def __init__(self, head: bytes, rest: Any):
-        self.head = head
-        self.rest = rest
+
+class _Gunzip:
+    """The package's tar bytes, decompressed from a raw gzip stream read once (an S3 body, a file).
+
+    Doing the gzip layer here, not in tarfile, lets ``finish`` refuse anything after the archive:
+    junk appended to a small valid package would otherwise be stored, and downloaded by every start.
+    """
+
+    def __init__(self, raw: Any):
+        self.raw = raw
+        self.inflate = zlib.decompressobj(wbits=31)  # gzip framing
+        self.tail = b""  # compressed input a bounded read left unconsumed
+        self.pending = b""
+        self.total = 0  # bytes handed to tarfile so far
+        self.window = b""  # the last of them: tarfile reads ahead of the archive's end
 
     def read(self, n: int = -1) -> bytes:
-        if not self.head:
-            return self.rest.read(n)
-        if n is None or n < 0:
-            data, self.head = self.head + self.rest.read(), b""
-            return data
-        data, self.head = self.head[:n], self.head[n:]
-        return data + (self.rest.read(n - len(data)) if len(data) < n else b"")
+        want = n if n and n > 0 else 1 << 20
+        while len(self.pending) < want and not self.inflate.eof:
+            data = self.tail or self.raw.read(64 * 1024)
+            if not data:
+                break
+            # Bounded: a gzip bomb never inflates more than one read's worth at a time.
+            self.pending += self.inflate.decompress(data, want - len(self.pending))
+            self.tail = self.inflate.unconsumed_tail
+        data, self.pending = self.pending[:want], self.pending[want:]
+        self.total += len(data)
+        self.window = (self.window + data)[-_PADDING_BYTES:]
+        return data
+
+    def finish(self, archive_end: int) -> None:
+        """After the archive's end marker (at ``archive_end``) only zero padding may follow, then the
+        end of the gzip stream."""
+        ahead = self.total - archive_end  # what tarfile read past the marker
+        if ahead > len(self.window) or self.window[len(self.window) - ahead:].strip(b"\0"):
+            raise InvalidPackage("package has data after the end of the archive")
+        rest = b""
+        while True:
+            data = self.read(64 * 1024)
+            if not data:
+                break
+            rest += data
+            if len(rest) > _PADDING_BYTES or rest.strip(b"\0"):
+                raise InvalidPackage("package has data after the end of the archive")
+        if not self.inflate.eof:
+            raise InvalidPackage("package archive is truncated")
+        if self.inflate.unused_data or self.raw.read(1):
+            raise InvalidPackage("package has data after the end of the gzip stream")
 
 
-def _open(fileobj: Any) -> tarfile.TarFile:
+def _open(fileobj: Any) -> tuple[tarfile.TarFile, _Gunzip]:
     """Open a package as a stream: any object with ``read`` will do (an S3 body, a file)."""
     head = fileobj.read(2)
     if head != b"\x1f\x8b":
         raise InvalidPackage("package is not a gzip file: make it with `si seq pack <dir>`")
-    return tarfile.open(fileobj=_Peeked(head, fileobj), mode="r|gz")
+    gz = _Gunzip(_Prepend(head, fileobj))
+    return tarfile.open(fileobj=gz, mode="r|"), gz
+
+
+class _Prepend:
+    def __init__(self, head: bytes, rest: Any):
+        self.head = head
+        self.rest = rest
+
+    def read(self, n: int) -> bytes:
+        if self.head:
+            data, self.head = self.head, b""
+            return data
+        return self.rest.read(n)
 
 
 def scan(fileobj: Any, limits: Limits, dest: Path | None = None) -> PackageInfo:
@@ -169,7 +226,8 @@ def scan(fileobj: Any, limits: Limits, dest: Path | None = None) -> PackageInfo:
     info = PackageInfo(manifest={})
     manifest_raw: bytes | None = None
     try:
-        with _open(fileobj) as tar:
+        tar, gz = _open(fileobj)
+        with tar:
             for member in tar:
                 norm = _check_member(member, info, limits)
                 if norm == MANIFEST and member.isfile():
@@ -180,6 +238,7 @@ def scan(fileobj: Any, limits: Limits, dest: Path | None = None) -> PackageInfo:
                     continue
                 if dest is not None and norm:
                     tar.extract(member, dest, filter="data")
+        gz.finish(tar.offset)
     except (InvalidPackage, TooLarge):
         raise
     except tarfile.ReadError as exc:

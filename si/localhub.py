@@ -14,6 +14,7 @@ import signal
 import socket
 import threading
 import warnings
+from http import HTTPStatus
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +71,24 @@ class _QuietHandler(_quiet_handler_base()):
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the stdlib's name)
         """Per-request lines are noise for a local hub."""
+
+    def __getattr__(self, name: str) -> object:
+        # Methods the app has no route for at all (TRACE, CONNECT, made-up ones): 405, not the
+        # standard library's 501 HTML page.
+        if name.startswith("do_"):
+            return lambda: self.send_error(405, f"method {self.command} is not allowed")
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The standard library's own errors (bad request lines, unknown methods) as JSON too."""
+        body = json.dumps({"error": message or HTTPStatus(code).phrase}).encode()
+        self.send_response(code, message)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Connection", "close")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(body)
 
 
 @dataclass

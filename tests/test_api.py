@@ -157,7 +157,8 @@ def test_bad_start_bodies_are_400(api):
     for body, message in (("[1]", "start body must be a JSON object"),
                           ('{"args": "x"}', "Arguments must be in array"),
                           ('{"appConfig": 3}', "appConfig must be a JSON object"),
-                          ("{nope", "request body is not valid JSON"),
+                          ("{nope", "request body: not valid JSON: Expecting property name enclosed in double "
+                                    "quotes: line 1 column 2 (char 1)"),
                           ('{"instanceId": "../x"}', "instanceId must be 1-64 letters, digits, '-' or '_'")):
         resp = api.http.post(f"/api/v1/sequence/{seq_id}/start", headers=JSON, body=body)
         assert resp.status_code == 400, body
