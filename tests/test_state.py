@@ -247,3 +247,22 @@ def test_a_broken_record_is_skipped_by_the_sweeper_and_breaks_no_listing_or_star
     assert api.http.get("/api/v1/sequences").status_code == 200
     resp = api.http.post(f"/api/v1/sequence/{seq_id}/start", headers={"Content-Type": "application/json"}, body="{}")
     assert resp.status_code == 200
+
+
+def test_numbered_items_go_in_order_a_gap_is_waited_for_then_skipped(monkeypatch):
+    """An input chunk or event is numbered, then stored: a reader between the two sees a gap."""
+    from chalicelib.runner import feed
+
+    order = feed.InOrder("test")
+    stored = {1: {"n": 1}, 3: {"n": 3}}
+
+    def read(first: int, last: int) -> list[dict]:
+        return [stored[n] for n in range(first, last + 1) if n in stored]
+
+    assert [i["n"] for i in order.take(3, read)] == [1]  # 2 is numbered, not stored yet: wait
+    stored[2] = {"n": 2}
+    assert [i["n"] for i in order.take(3, read)] == [2, 3]
+    stored[5] = {"n": 5}
+    assert order.take(5, read) == []  # 4 may still come
+    monkeypatch.setattr(feed, "GAP_SECONDS", 0)
+    assert [i["n"] for i in order.take(5, read)] == [5]  # 4's request died: skipped, never reordered

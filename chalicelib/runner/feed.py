@@ -13,8 +13,37 @@ from ..observability import logger
 
 GAP_SECONDS = 10.0  # a chunk numbered but never stored (its request died) is skipped after this
 
-# (stream, first, last) -> the stored chunks in that range, {"n", "data"} or {"n", "s3_key"}
+# (first, last) -> the stored chunks in that range, {"n", "data"} or {"n", "s3_key"}
 ChunkReader = Callable[[int, int], list[dict]]
+
+
+class InOrder:
+    """Numbered items (input chunks, events) handed on strictly in order. One numbered but not yet
+    stored (its request is between its two writes) is waited for, and skipped after GAP_SECONDS."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.next = 1
+        self._gap_since: float | None = None
+
+    def take(self, numbered: int, read: Callable[[int, int], list[dict]]) -> list[dict]:
+        if numbered < self.next:
+            return []
+        found = {item["n"]: item for item in read(self.next, numbered)}
+        out = []
+        while self.next <= numbered:
+            item = found.get(self.next)
+            if item is None:
+                if self._gap_since is None:
+                    self._gap_since = time.monotonic()
+                if time.monotonic() - self._gap_since < GAP_SECONDS:
+                    break
+                logger.warning("numbered but never stored; skipped", extra={"stream": self.name, "n": self.next})
+            else:
+                out.append(item)
+            self._gap_since = None
+            self.next += 1
+        return out
 
 
 class Feeder:
@@ -26,8 +55,7 @@ class Feeder:
         self.name = name
         self.preamble = preamble  # the input channel starts with STH's Content-Type preamble
         self.read_chunks = read_chunks
-        self.next = 1  # the number of the next chunk to deliver
-        self._gap_since: float | None = None
+        self.order = InOrder(name)
         self._queue: queue.Queue = queue.Queue()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=f"feed-{name}", daemon=True)
@@ -37,23 +65,11 @@ class Feeder:
         """``numbered`` chunks have been numbered so far; the stream ends after chunk ``end_at``."""
         if self._closed:
             return
-        if numbered >= self.next:
-            found = {c["n"]: c for c in self.read_chunks(self.next, numbered)}
-            while self.next <= numbered:
-                chunk = found.get(self.next)
-                if chunk is None:  # numbered, not yet stored: wait a little, then give up on it
-                    if self._gap_since is None:
-                        self._gap_since = time.monotonic()
-                    if time.monotonic() - self._gap_since < GAP_SECONDS:
-                        break
-                    logger.warning("input chunk never stored; skipped", extra={"stream": self.name, "n": self.next})
-                else:
-                    if self.next == 1 and self.preamble:
-                        self._queue.put(("bytes", f"Content-Type: {content_type or 'text/plain'}\r\n\r\n".encode()))
-                    self._queue.put(("key", chunk["s3_key"]) if "s3_key" in chunk else ("bytes", chunk["data"]))
-                self._gap_since = None
-                self.next += 1
-        if end_at is not None and self.next > end_at:
+        for chunk in self.order.take(numbered, self.read_chunks):
+            if chunk["n"] == 1 and self.preamble:
+                self._queue.put(("bytes", f"Content-Type: {content_type or 'text/plain'}\r\n\r\n".encode()))
+            self._queue.put(("key", chunk["s3_key"]) if "s3_key" in chunk else ("bytes", chunk["data"]))
+        if end_at is not None and self.order.next > end_at:
             self.close()
 
     def close(self) -> None:

@@ -24,7 +24,7 @@ from ..models import CHANNELS, INPUT_STREAMS, Instance
 from ..observability import logger
 from ..repository import Repository
 from . import child as child_mod
-from .feed import Feeder
+from .feed import Feeder, InOrder
 from .pump import Channel, pump_fd
 
 FLUSH_INTERVAL = 0.2        # CloudWatch writes while output flows
@@ -35,6 +35,7 @@ DEADLINE_MARGIN_MS = 5000   # stop this long before the Lambda deadline to flush
 DRAIN_SECONDS = 3.0         # after the host exits: the most its channels' last bytes may take
 MAX_EVENT_NAME_CHARS = 256
 DELETED_BEFORE_START = "Sequence was deleted before the instance started"
+_MISSING = ("NoSuchKey", "404", "AccessDenied", "403")  # S3 answers 403 for a missing key without ListBucket
 
 RemainingMs = Callable[[], int]
 
@@ -76,7 +77,7 @@ class _Run:
         self.killed = False
         self.stopped = False
         self.timed_out = False
-        self.events_seen = 0
+        self.events_in = InOrder("events")
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> str:
@@ -88,11 +89,9 @@ class _Run:
         manifest = json.loads(seq["manifest"])
         try:
             self.unpack(seq, seq_dir)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] not in ("NoSuchKey", "404", "AccessDenied", "403"):
-                raise
-            return self.record_end(models.ERRORED, 10, DELETED_BEFORE_START)  # deleted while starting
         except Exception as exc:  # a package that cannot be unpacked ends the instance, not the runner
+            if isinstance(exc, ClientError) and exc.response["Error"]["Code"] in _MISSING:
+                return self.record_end(models.ERRORED, 10, DELETED_BEFORE_START)  # deleted while starting
             logger.exception("unpack failed")
             return self.record_end(models.ERRORED, 10, f"Sequence unpack failed: {exc}")
         runtime = packages.runtime_of(manifest)
@@ -261,10 +260,8 @@ class _Run:
             child.send({"type": "stop", "timeout": request["timeout"],
                         "canCallKeepalive": request["canCallKeepalive"]})
             self.stop_deadline = time.monotonic() + request["timeout"] / 1000
-        if inst.events_in > self.events_seen:
-            for event in self.repo.events_in(self.id, self.events_seen + 1, inst.events_in):
-                child.send({"type": "event", "name": event["name"], "message": json.loads(event["message"])})
-            self.events_seen = inst.events_in
+        for event in self.events_in.take(inst.events_in, functools.partial(self.repo.events_in, self.id)):
+            child.send({"type": "event", "name": event["name"], "message": json.loads(event["message"])})
         for name in INPUT_STREAMS:
             feeders[name].offer(inst.chunks[name], inst.input_type, inst.chunks_end.get(name))
 
@@ -280,12 +277,12 @@ class _Run:
             child_mod.kill_group(child)
 
     def record_end(self, status: str, exit_code: int, reason: str) -> str:
+        self.publish_events()  # first: a refused event's log line goes before the log's last line
         self.log_line("INFO" if status == models.COMPLETED else "ERROR", f"{reason} (exit code {exit_code})",
                       last=True)
         for ch in self.channels.values():
             ch.close()
         self.flush_all()
-        self.publish_events()
         self.repo.end(self.id, status, exit_code, reason, clock.now(), self.settings.retention_seconds,
                       self.counters())
         logger.info("instance ended", extra={"status": status, "exit_code": exit_code, "reason": reason})
