@@ -247,13 +247,15 @@ class Repository:
 
     # -- instances: create, read, list -----------------------------------------------------------
     def create_instance(self, inst: Instance) -> bool:
-        """Record a new instance (and its large start data first); False if the id is taken."""
-        if self._get(_inst_key(inst.id)) is not None:
+        """Record a new instance, then its large start data; False if the id is taken. (The record
+        first: of two starts with one instanceId only the winner writes start data; the runner is
+        invoked only after both writes.)"""
+        if not self._put(_instance_item(inst)):
             return False
         for stored, sk, value in ((inst.args_stored, "args", inst.args), (inst.config_stored, "config", inst.app_config)):
             if stored:
                 self._put({"pk": f"inst#{inst.id}", "sk": sk, "value": json.dumps(value)}, condition=None)
-        return self._put(_instance_item(inst))
+        return True
 
     def get_instance(self, inst_id: str) -> Instance | None:
         item = self._get(_inst_key(inst_id))
