@@ -17,10 +17,6 @@ class NotFound(HubError):
     status = 404
 
 
-class NotAcceptable(HubError):
-    status = 406
-
-
 class Conflict(HubError):
     status = 409
 
