@@ -6,6 +6,7 @@ stream, so a gzip bomb or an oversize tree is stopped while it is being read, no
 
 from __future__ import annotations
 
+import os
 import posixpath
 import tarfile
 import zlib
@@ -34,6 +35,8 @@ class PackageInfo:
     files: int = 0
     unpacked_bytes: int = 0
     names: set[str] = field(default_factory=set)
+    links: set[str] = field(default_factory=set)  # symbolic and hard links: nothing may lie behind one
+    regular: set[str] = field(default_factory=set)  # regular files, where "main" must be
 
     @property
     def runtime(self) -> str:
@@ -71,9 +74,13 @@ def invalid_main_message(manifest: dict[str, Any]) -> str:
 
 
 def _normalise(name: str) -> str:
-    while name.startswith("./"):
-        name = name[2:]
-    return name.rstrip("/")
+    """The path a member really names: ``./a//b/`` is ``a/b``; ``.//tmp/x`` is ``/tmp/x`` (absolute)."""
+    rest = name
+    while rest.startswith("./"):
+        rest = rest[2:]
+    absolute = rest.startswith("/")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    return ("/" if absolute else "") + "/".join(parts)
 
 
 def check_manifest(manifest: Any) -> dict[str, Any]:
@@ -85,6 +92,9 @@ def check_manifest(manifest: Any) -> dict[str, Any]:
         raise InvalidPackage('package.json has no "main": add "main": "<your entry file>"')
     if not isinstance(main, str) or not main.strip():
         raise InvalidPackage('package.json "main" must be a non-empty string naming the entry file')
+    norm_main = _normalise(main)
+    if norm_main.startswith("/") or ".." in norm_main.split("/") or not norm_main:
+        raise InvalidPackage('package.json "main" must be a path inside the package')
     engines = manifest.get("engines", {})
     if engines is None:
         engines = {}
@@ -119,10 +129,14 @@ def _check_member(member: tarfile.TarInfo, info: PackageInfo, limits: Limits) ->
     if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES or name.count("/") > MAX_DEPTH:
         raise InvalidPackage(f"archive member {name[:80]!r}… is over {MAX_NAME_BYTES} bytes or "
                              f"{MAX_DEPTH} directories deep")
-    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+    norm = _normalise(name)  # every check below is on the path the member really names
+    if norm.startswith("/") or (len(norm) > 1 and norm[1] == ":"):
         raise InvalidPackage(f"archive member {name!r} has an absolute path")
-    norm = _normalise(name)
     parts = norm.split("/")
+    if norm in info.names:
+        raise InvalidPackage(f"archive member {norm!r} appears twice; packages name each file once")
+    if any("/".join(parts[:i]) in info.links for i in range(1, len(parts))):
+        raise InvalidPackage(f"archive member {name!r} lies behind a link; packages hold real directories")
     if ".." in parts:
         raise InvalidPackage(f"archive member {name!r} points outside the package (..)")
     if member.ischr() or member.isblk() or member.isfifo() or member.isdev():
@@ -131,6 +145,8 @@ def _check_member(member: tarfile.TarInfo, info: PackageInfo, limits: Limits) ->
         target = posixpath.normpath(posixpath.join(posixpath.dirname(norm), member.linkname))
         if member.linkname.startswith("/") or target == ".." or target.startswith("../"):
             raise InvalidPackage(f"archive member {name!r} links outside the package ({member.linkname})")
+    if member.issym() or member.islnk():
+        info.links.add(norm)
     if member.islnk():
         target = _normalise(member.linkname)
         if member.linkname.startswith("/") or ".." in target.split("/") or target not in info.names:
@@ -142,6 +158,8 @@ def _check_member(member: tarfile.TarInfo, info: PackageInfo, limits: Limits) ->
     if info.unpacked_bytes > limits.max_unpacked_bytes:
         raise TooLarge(f"package unpacks to more than {limits.max_unpacked_bytes} bytes")
     info.names.add(norm)
+    if member.isreg():
+        info.regular.add(norm)
     return norm
 
 
@@ -233,8 +251,10 @@ def scan(fileobj: Any, limits: Limits, dest: Path | None = None) -> PackageInfo:
                 if norm == MANIFEST and member.isfile():
                     handle = tar.extractfile(member)
                     manifest_raw = handle.read(MAX_MANIFEST_BYTES + 1) if handle else b""
-                    if dest is not None:
-                        (dest / MANIFEST).write_bytes(manifest_raw)
+                    if dest is not None:  # a new file in a fresh directory, never through a link
+                        fd = os.open(dest / MANIFEST, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+                        with os.fdopen(fd, "wb") as out:
+                            out.write(manifest_raw)
                     continue
                 if dest is not None and norm:
                     tar.extract(member, dest, filter="data")
@@ -257,6 +277,6 @@ def scan(fileobj: Any, limits: Limits, dest: Path | None = None) -> PackageInfo:
     if manifest_raw is None:
         raise InvalidPackage("package.json not found at the root of the package")
     info.manifest = parse_manifest(manifest_raw)
-    if not any(c in info.names for c in entrypoint_candidates(info.manifest)):
+    if not any(c in info.regular for c in entrypoint_candidates(info.manifest)):
         raise InvalidPackage(invalid_main_message(info.manifest))
     return info

@@ -65,6 +65,16 @@ def gzip_bomb(size: int = 500_000_000) -> bytes:
     return buf.getvalue()
 
 
+def make_link_main() -> bytes:
+    """A package whose "main" is a symbolic link (to a file inside it): main must be a regular file."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for info, data in (member("package.json", data=b'{"main": "main.js"}'), member("real.js", data=b"x"),
+                           member("main.js", tarfile.SYMTYPE, link="real.js")):
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
 @functools.lru_cache(maxsize=1)
 def corpus() -> list[tuple[str, bytes, str, int]]:
     bomb = gzip_bomb()
@@ -94,6 +104,19 @@ def corpus() -> list[tuple[str, bytes, str, int]]:
          "hard-links outside", 422),
         ("device", tar_with([member("dev", tarfile.CHRTYPE)]), "device or fifo", 422),
         ("fifo", tar_with([member("fifo", tarfile.FIFOTYPE)]), "device or fifo", 422),
+        ("dot-slash-absolute", tar_with([member(".//tmp/seqhub-escape", data=b"x")]), "absolute path", 422),
+        ("duplicate-member", tar_with([member("index.js", data=b"y")]), "appears twice", 422),
+        ("behind-a-symlink", tar_with([member("d", tarfile.SYMTYPE, link="."), member("d/x", data=b"x")]),
+         "lies behind a link", 422),
+        ("manifest-through-a-link", tar_with([member("node_modules", tarfile.SYMTYPE, link="."),
+                                              member("node_modules/package.json", data=b"{}")]),
+         "lies behind a link", 422),
+        ("main-absolute", make_package({"package.json": {"main": "/tmp/outside.py", "engines": {"python3": "3"}},
+                                        "x.py": ""}), '"main" must be a path inside the package', 422),
+        ("main-parent", make_package({"package.json": {"main": "../x.js"}, "x.js": ""}),
+         '"main" must be a path inside the package', 422),
+        ("main-is-a-link", make_link_main(),
+         "Sequence entrypoint path main.js is invalid", 422),
         ("gzip-bomb", bomb, "unpacks to more than", 413),
         ("too-many-files", many, "more than 50000 files", 413),
     ]

@@ -12,6 +12,7 @@ import pytest
 
 from chalicelib import clock, instances, invoker, models, sequences, sweeper
 from chalicelib.runner.service import run_instance
+from chalicelib.errors import InvalidPackage
 from chalicelib.repository import Repository
 
 from .helpers import EXAMPLES, js_package, package_dir, py_package
@@ -56,8 +57,8 @@ def test_a_second_delivery_never_runs_the_sequence_again(settings):
     assert output_of(settings, inst, "stdout") == b"ran\n"
 
 
-def test_main_that_is_not_a_file_fails_with_sths_message(settings):
-    # "main" names a directory: the upload check sees the name, only running it can tell.
+def test_main_that_is_not_a_file_is_refused_with_sths_message(settings):
+    # "main" names a directory: refused at upload, where every bad "main" is (the runner checks too).
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         manifest = json.dumps({"name": "bad", "main": "app", "engines": {"python3": "3.12"}}).encode()
@@ -67,11 +68,22 @@ def test_main_that_is_not_a_file_fails_with_sths_message(settings):
         folder = tarfile.TarInfo("app")
         folder.type = tarfile.DIRTYPE
         tar.addfile(folder)
-    inst = created(settings, buf.getvalue())
+    with pytest.raises(InvalidPackage, match="Sequence entrypoint path app is invalid. Check `main` field"):
+        sequences.create(settings, buf.getvalue())
+
+
+def test_a_package_changed_after_upload_is_not_run(settings):
+    """The runner checks the stored package against the sha256 recorded at upload."""
+    from chalicelib import aws
+
+    inst = created(settings, py_package("def run(context, input):\n    print('original')\n"))
+    seq = sequences.get_item(settings, instances.get(settings, inst).sequence_id)
+    aws.client("s3").put_object(Bucket=settings.bucket, Key=seq["package_key"],
+                                Body=py_package("def run(context, input):\n    print('replaced')\n"))
     assert run_instance(settings, inst, far) == models.ERRORED
-    assert instances.info(settings, inst)["terminated"] == {
-        "exitcode": 21,
-        "reason": "Sequence entrypoint path app is invalid. Check `main` field in Sequence package.json"}
+    terminated = instances.info(settings, inst)["terminated"]
+    assert terminated["exitcode"] == 10 and "does not match" in terminated["reason"]
+    assert output_of(settings, inst, "stdout") == b""
 
 
 def test_kill_ends_a_busy_loop_within_seconds(settings):

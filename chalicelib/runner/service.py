@@ -7,6 +7,7 @@ state: completed, errored with the host's reason, killed, stopped, or timed out 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -38,6 +39,10 @@ DELETED_BEFORE_START = "Sequence was deleted before the instance started"
 _MISSING = ("NoSuchKey", "404", "AccessDenied", "403")  # S3 answers 403 for a missing key without ListBucket
 
 RemainingMs = Callable[[], int]
+
+
+class PackageChanged(Exception):
+    """The package in S3 is not the one validated at upload: it is never run."""
 
 
 def run_instance(settings: Settings, instance_id: str, remaining_ms: RemainingMs) -> str:
@@ -92,6 +97,8 @@ class _Run:
         except Exception as exc:  # a package that cannot be unpacked ends the instance, not the runner
             if isinstance(exc, ClientError) and exc.response["Error"]["Code"] in _MISSING:
                 return self.record_end(models.ERRORED, 10, DELETED_BEFORE_START)  # deleted while starting
+            if isinstance(exc, PackageChanged):
+                return self.record_end(models.ERRORED, 10, f"Sequence unpack failed: {exc}")
             logger.exception("unpack failed")
             return self.record_end(models.ERRORED, 10, f"Sequence unpack failed: {exc}")
         runtime = packages.runtime_of(manifest)
@@ -117,10 +124,16 @@ class _Run:
             return self.record_end(models.ERRORED, 101, f"Runner failed: {exc}")
 
     def unpack(self, seq: dict, dest: Path) -> None:
+        """Download the package, check it is the one uploaded (sha256), extract it by the package rules."""
         limits = packages.Limits(self.settings.max_unpacked_bytes, self.settings.max_package_files)
         with tempfile.TemporaryFile(dir=self.work) as fh:
             body = aws.client("s3").get_object(Bucket=self.settings.bucket, Key=seq["package_key"])["Body"]
-            shutil.copyfileobj(body, fh, 1024 * 1024)
+            digest = hashlib.sha256()
+            for chunk in body.iter_chunks(1024 * 1024):
+                digest.update(chunk)
+                fh.write(chunk)
+            if digest.hexdigest() != seq["sha256"]:
+                raise PackageChanged("the stored package does not match the sha256 recorded at upload")
             fh.seek(0)
             packages.scan(fh, limits, dest=dest)
 
