@@ -82,7 +82,9 @@ def list_info(settings: Settings, sequence_id: str | None = None) -> list[dict]:
     out = []
     for inst in found:
         entry = view(inst, stored.get((inst.id, "args"), inst.args), stored.get((inst.id, "config"), inst.app_config))
-        if inst.id in omitted:
+        if inst.id in omitted:  # absent, not empty: empty would read as "started without any"
+            entry.pop("args", None)
+            entry.pop("appConfig", None)
             entry["startDataOmitted"] = f"args and appConfig are too large for a listing: GET /instance/{inst.id}"
         out.append(entry)
     return out
