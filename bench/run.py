@@ -284,7 +284,9 @@ def fan_out(client: Client, followers: int = 50) -> dict:
     calls: Counter = Counter()
     for svc in ("dynamodb", "s3", "logs"):
         aws.client(svc).meta.events.register("before-call.*.*", lambda model, **_: calls.update([model.name]))
-    seq = client.send_sequence(io.BytesIO(package_from_source(BUSY)))["id"]
+    from tests.helpers import py_package
+
+    seq = client.send_sequence(io.BytesIO(py_package(BUSY)))["id"]
     inst = client.start(seq, [FOLLOW_SECONDS])["id"]
     calls.clear()
 
@@ -295,12 +297,6 @@ def fan_out(client: Client, followers: int = 50) -> dict:
         sizes = list(pool.map(one, range(followers)))
     assert len(set(sizes)) == 1 and sizes[0] == sum(len(f"line {i}\n") for i in range(int(FOLLOW_SECONDS * 20)))
     return dict(calls)
-
-
-def package_from_source(source: str) -> bytes:
-    from tests.helpers import py_package
-
-    return py_package(source)
 
 
 # -- pack -------------------------------------------------------------------------------------------

@@ -188,11 +188,7 @@ def request_kill(settings: Settings, inst_id: str, require_running: bool = True)
     if require_running and not inst.active:
         raise BadRequest("Instance not running")
     repo = _repo(settings)
-    if inst.status == models.STARTING:
-        done = repo.kill_unclaimed(inst_id, clock.now(), settings.retention_seconds)
-        if done is not None:
-            return view(done, *repo.start_data(done))
-    updated = repo.request_kill(inst_id, clock.now())
+    updated = repo.kill(inst_id, clock.now(), settings.retention_seconds, inst.status)
     if updated is None:
         raise BadRequest("Instance not running")
     return view(updated, *repo.start_data(updated))

@@ -173,10 +173,10 @@ class _Gunzip:
     junk appended to a small valid package would otherwise be stored, and downloaded by every start.
     """
 
-    def __init__(self, raw: Any):
+    def __init__(self, raw: Any, head: bytes = b""):
         self.raw = raw
         self.inflate = zlib.decompressobj(wbits=31)  # gzip framing
-        self.tail = b""  # compressed input a bounded read left unconsumed
+        self.tail = head  # compressed input not yet consumed: bytes already peeked, or a bounded read's rest
         self.pending = b""
         self.total = 0  # bytes handed to tarfile so far
         self.window = b""  # the last of them: tarfile reads ahead of the archive's end
@@ -220,20 +220,8 @@ def _open(fileobj: Any) -> tuple[tarfile.TarFile, _Gunzip]:
     head = fileobj.read(2)
     if head != b"\x1f\x8b":
         raise InvalidPackage("package is not a gzip file: make it with `si seq pack <dir>`")
-    gz = _Gunzip(_Prepend(head, fileobj))
+    gz = _Gunzip(fileobj, head)
     return tarfile.open(fileobj=gz, mode="r|"), gz
-
-
-class _Prepend:
-    def __init__(self, head: bytes, rest: Any):
-        self.head = head
-        self.rest = rest
-
-    def read(self, n: int) -> bytes:
-        if self.head:
-            data, self.head = self.head, b""
-            return data
-        return self.rest.read(n)
 
 
 def scan(fileobj: Any, limits: Limits, dest: Path | None = None) -> PackageInfo:

@@ -76,6 +76,11 @@ def _from_ddb(raw: dict) -> dict:
     return {k: _python(_de.deserialize(v)) for k, v in raw.items()}
 
 
+# "The instance is starting or running", as a condition on the record.
+_IS_ACTIVE = "#st IN (:a, :b, :c, :d)"
+_ACTIVE_VALUES = {f":{k}": v for k, v in zip("abcd", models.ACTIVE, strict=True)}
+
+
 def _conditional(exc: ClientError) -> bool:
     return exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
 
@@ -263,12 +268,8 @@ class Repository:
 
     def start_data(self, inst: Instance) -> tuple[Any, Any]:
         """(args, appConfig), from the record or from their own records when large."""
-        args, config = inst.args, inst.app_config
-        if inst.args_stored or inst.config_stored:
-            stored = {i["sk"]: json.loads(i["value"]) for i in self._batch_get(
-                [_inst_key(inst.id, sk) for sk, on in (("args", inst.args_stored), ("config", inst.config_stored)) if on])}
-            args, config = stored.get("args", args), stored.get("config", config)
-        return args, config
+        stored = self.start_data_many([inst])  # no request when both are on the record
+        return stored.get((inst.id, "args"), inst.args), stored.get((inst.id, "config"), inst.app_config)
 
     def start_data_many(self, instances: list[Instance]) -> dict[tuple[str, str], Any]:
         """{(instance id, "args"|"config"): value} for every stored start datum of ``instances``."""
@@ -353,11 +354,20 @@ class Repository:
                             values={":s": models.STARTING}, remove=("apk", "ask"), returns="ALL_NEW")
         return _instance(item) if item is not None else None
 
+    def kill(self, inst_id: str, now: float, retention: int, status: str | None = None) -> Instance | None:
+        """Kill an active instance: one no runner has claimed ends at once (none will claim it once it
+        is not "starting"); a claimed one is marked, and its runner kills it on its next heartbeat.
+        ``status``, when known, spares the first write for one that is not starting. None when the
+        instance is not active."""
+        if status in (None, models.STARTING):
+            ended = self.kill_unclaimed(inst_id, now, retention)
+            if ended is not None:
+                return ended
+        return self.request_kill(inst_id, now)
+
     def request_kill(self, inst_id: str, now: float) -> Instance | None:
         item = self._update(_inst_key(inst_id), {"kill_requested": now, "status": models.KILLING},
-                            condition="#st IN (:a, :b, :c, :d)", names={"#st": "status"},
-                            values={f":{k}": v for k, v in zip("abcd", models.ACTIVE, strict=True)},
-                            returns="ALL_NEW")
+                            condition=_IS_ACTIVE, names={"#st": "status"}, values=_ACTIVE_VALUES, returns="ALL_NEW")
         return _instance(item) if item is not None else None
 
     def request_stop(self, inst_id: str, request: dict) -> Instance | None:
@@ -374,11 +384,10 @@ class Repository:
         inc = 1 if has_data else 0
         sets_expr = ["#seq = if_not_exists(#seq, :zero) + :inc"]
         names = {"#seq": f"{stream}_seq", "#end": f"{stream}_end", "#st": "status"}
-        values: dict[str, Any] = {":zero": 0, ":inc": inc, ":a": models.STARTING, ":b": models.RUNNING,
-                                  ":c": models.STOPPING, ":d": models.KILLING}
+        values: dict[str, Any] = {":zero": 0, ":inc": inc, **_ACTIVE_VALUES}
         if end:
             sets_expr.append("#end = if_not_exists(#seq, :zero) + :inc")
-        condition = "attribute_exists(pk) AND attribute_not_exists(#end) AND #st IN (:a, :b, :c, :d)"
+        condition = f"attribute_exists(pk) AND attribute_not_exists(#end) AND {_IS_ACTIVE}"
         if stream == "input":
             names["#ct"] = "input_type"
             if content_type:
@@ -417,10 +426,8 @@ class Repository:
     # -- events ----------------------------------------------------------------------------------
     def add_event_in(self, inst_id: str, name: str, message_json: str) -> bool:
         """Queue an event for the instance; False when it is no longer active."""
-        result = self._update(_inst_key(inst_id), {}, adds={"evin_seq": 1}, condition="#st IN (:a, :b, :c, :d)",
-                              names={"#st": "status"},
-                              values={f":{k}": v for k, v in zip("abcd", models.ACTIVE, strict=True)},
-                              returns="UPDATED_NEW")
+        result = self._update(_inst_key(inst_id), {}, adds={"evin_seq": 1}, condition=_IS_ACTIVE,
+                              names={"#st": "status"}, values=_ACTIVE_VALUES, returns="UPDATED_NEW")
         if result is None:
             return False
         number = int(result["evin_seq"])

@@ -160,9 +160,7 @@ def delete(settings: Settings, seq_id: str, force: bool) -> dict:
         raise Conflict(f"Can't remove sequence {seq_id}: {len(running)} instance(s) still running "
                        "(kill them first, or force with x-seq-kill-inst: true / si seq rm --force)")
     for inst_id in running:
-        # Not yet claimed: end it here; claimed: its runner kills it on its next heartbeat.
-        if repo.kill_unclaimed(inst_id, clock.now(), settings.retention_seconds) is None:
-            repo.request_kill(inst_id, clock.now())
+        repo.kill(inst_id, clock.now(), settings.retention_seconds)
     aws.client("s3").delete_object(Bucket=settings.bucket, Key=package_key(seq_id))
     repo.delete_sequence(seq_id)
     return {"id": seq_id}
