@@ -246,7 +246,10 @@ def instance_log(inst_id):
 
 def _append(inst_id: str, stream: str) -> Response:
     request = app.current_request
-    end = (request.headers.get("x-end-stream") or "true").lower() == "true"
+    end_stream = (request.headers.get("x-end-stream") or "true").lower()
+    if end_stream not in ("true", "false"):
+        raise BadRequest("x-end-stream must be true or false")
+    end = end_stream == "true"
     ended = instances.append_input(_settings(), inst_id, stream, request.raw_body or b"",
                                    request.headers.get("content-type"), end)
     return Response(body="", status_code=200 if ended else 202)

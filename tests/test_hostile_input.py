@@ -48,7 +48,7 @@ def _fuzz(hub, tmp_path: Path, config: str = "") -> subprocess.CompletedProcess:
         [str(Path(sys.executable).parent / "st"), "--config-file", str(tmp_path / "schemathesis.toml"), "run",
          f"{hub['url']}/openapi.json", "--checks", "not_a_server_error", "--max-examples", "15",
          "--request-timeout", "40", "--generation-deterministic"],
-        capture_output=True, text=True, timeout=900)
+        capture_output=True, text=True, timeout=900, cwd=tmp_path)  # its cache stays out of the repository
 
 
 def test_schemathesis_finds_no_server_error(hub, tmp_path, session):
@@ -149,6 +149,27 @@ def test_stop_timeouts_are_bounded(api, settings, body, monkeypatch):
     resp = api.http.post(f"/api/v1/instance/{inst}/_stop", headers=JSON, body=body)
     assert resp.status_code == 400 and "Invalid" in json.loads(resp.body)["error"]
     assert instances.get(settings, inst).status == models.RUNNING  # nothing asked of the runner
+
+
+@pytest.mark.parametrize("stream", ["input", "stdin"])
+def test_an_empty_request_that_keeps_the_stream_open_is_accepted_and_a_bad_end_flag_is_400(api, settings, stream,
+                                                                                             monkeypatch):
+    """Found by schemathesis: ``x-end-stream: null,null`` with no body answered 500."""
+    from chalicelib import clock
+    from chalicelib.repository import Repository
+
+    monkeypatch.setattr(invoker, "invoke", lambda _s, _i: None)
+    inst = instances.start(settings, sequences.create(settings, py_package("def run(c, i):\n    pass\n"))["id"], {})["id"]
+    Repository(settings.table).claim(inst, clock.now())
+    text = {"Content-Type": "text/plain"}
+    resp = api.http.post(f"/api/v1/instance/{inst}/{stream}", headers={**text, "x-end-stream": "null,null"}, body=b"")
+    assert resp.status_code == 400 and json.loads(resp.body) == {"error": "x-end-stream must be true or false"}
+    for _ in range(2):  # the second leaves the chunk counter unchanged
+        resp = api.http.post(f"/api/v1/instance/{inst}/{stream}", headers={**text, "x-end-stream": "false"}, body=b"")
+        assert resp.status_code == 202
+    assert instances.get(settings, inst).chunks_end == {}  # still open
+    resp = api.http.post(f"/api/v1/instance/{inst}/{stream}", headers={**text, "x-end-stream": "true"}, body=b"")
+    assert resp.status_code == 200 and stream in instances.get(settings, inst).chunks_end
 
 
 def test_a_sequence_deleted_while_starting_ends_its_instance_with_a_clear_reason(settings, monkeypatch):
