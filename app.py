@@ -327,9 +327,11 @@ def _console_file(name: str) -> Response:
 # -- Lambda entry points --------------------------------------------------------------------------
 @app.lambda_function(name="runner")
 def runner(event, context):
+    from chalicelib.runner import leftovers
     from chalicelib.runner.service import run_instance
 
     logger.structure_logs(append=False)
+    leftovers.adopt_orphans()  # what the instance starts stays ours to end (see leftovers)
     return {"status": run_instance(_settings(), event["instance_id"], context.get_remaining_time_in_millis)}
 
 

@@ -29,8 +29,8 @@ from typing import Any, Iterator
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from chalicelib import aws, instances, invoker, sequences  # noqa: E402
-from chalicelib.runner import child  # noqa: E402
+from chalicelib import aws, config, instances, invoker, sequences  # noqa: E402
+from chalicelib.runner import child, sandbox  # noqa: E402
 from chalicelib.runner.service import run_instance  # noqa: E402
 from si.client import Client  # noqa: E402
 from si.localhub import LocalHub, free_port, hub_environment, provision  # noqa: E402
@@ -53,8 +53,9 @@ def expected_bytes(runtime: str, count: int) -> int:
 
 
 # -- baselines: the runtime host alone ------------------------------------------------------------
-def host_direct(seq_dir: Path, runtime: str, args: list) -> tuple[float, float, int]:
-    """Run a sequence with its runtime host, output drained to /dev/null: (total s, first byte s, bytes)."""
+def host_direct(seq_dir: Path, runtime: str, args: list, box: sandbox.Box | None = None) -> tuple[float, float, int]:
+    """Run a sequence with its runtime host (in ``box`` when given), output drained to /dev/null:
+    (total s, first byte s, bytes)."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         seq = work / "sequence"
@@ -62,7 +63,7 @@ def host_direct(seq_dir: Path, runtime: str, args: list) -> tuple[float, float, 
         manifest = json.loads((seq / "package.json").read_text())
         t0 = time.perf_counter()
         proc = child.spawn(runtime, seq, {"main": manifest["main"], "args": args, "config": {},
-                                          "instanceId": "bench"}, work)
+                                          "instanceId": "bench"}, work, box, 0)
         first = [0.0]
         total = [0]
 
@@ -333,6 +334,36 @@ def machine() -> str:
 PRICE = {"request": 3.50e-6, "GetItem": 0.125e-6, "GetObject": 0.4e-6, "GB-s": 16.6667e-6}
 
 
+def sandbox_rows(row, starts: int, items: int) -> None:
+    """What the embedded hub's sandbox costs: the same host started in bwrap and without it."""
+    reason = sandbox.unavailable_reason()
+    if reason:
+        row("sandbox", "not measured", reason, "", "")
+        return
+    limits = config.Limits(max_procs=256, memory_mb=1024, disk_mb=512)
+    for runtime, name in (("python", "py-one"), ("node", "js-one")):
+        plain, boxed = [], []
+        for i in range(starts):
+            plain.append(host_direct(SEQS / name, runtime, [])[1])
+            box = sandbox.Box.create(f"bench-{i}", limits)
+            try:
+                boxed.append(host_direct(SEQS / name, runtime, [], box)[1])
+            finally:
+                box.remove()
+        row(f"sandbox: start → first output byte, {name}, {starts} starts",
+            f"in bwrap p50 {statistics.median(boxed) * 1000:.0f} ms", f"host alone p50 {statistics.median(plain) * 1000:.0f} ms",
+            f"+{(statistics.median(boxed) - statistics.median(plain)) * 1000:.0f} ms", "< +50 ms")
+    box = sandbox.Box.create("bench-throughput", limits)
+    try:
+        boxed_s, _, boxed_bytes = host_direct(SEQS / "py-million", "python", [items], box)
+    finally:
+        box.remove()
+    plain_s, _, plain_bytes = host_direct(SEQS / "py-million", "python", [items])
+    assert boxed_bytes == plain_bytes == expected_bytes("python", items), (boxed_bytes, plain_bytes)
+    row(f"sandbox: throughput py-million ({items:,} items)", f"in bwrap {boxed_s:.2f} s", f"host alone {plain_s:.2f} s",
+        f"{boxed_s / plain_s:.2f}×", "≤ 1.1×")
+
+
 def follow_rows(row) -> dict:
     costs = follower_costs()
     for kind, c in costs.items():
@@ -349,9 +380,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller runs (100,000 items, 10 starts)")
     parser.add_argument("--followers", action="store_true", help="only the followers' costs")
+    parser.add_argument("--sandbox", action="store_true", help="only the sandbox's costs")
     args = parser.parse_args()
     if args.followers:
         follow_rows(lambda *r: print(" | ".join(r)))
+        return
+    if args.sandbox:
+        sandbox_rows(lambda *r: print(" | ".join(r)), 20, 100_000 if args.quick else 1_000_000)
         return
     items = 100_000 if args.quick else 1_000_000
     starts = 10 if args.quick else 30
@@ -374,6 +409,7 @@ def main() -> None:
         f"{big['calls'][('reader', 'GetObject')]} S3 GETs, {big['calls'][('reader', 'GetLogEvents')]} GetLogEvents",
         f"{big['calls'][('runner', 'PutObject')]} segments", "", "no GetLogEvents; ≤ 1 GET per segment")
     follow_rows(row)
+    sandbox_rows(row, starts, items)
     # 3. pack
     ours, base, files = pack_bench(2_000 if args.quick else 20_000)
     row(f"pack {files:,} files + 24 MiB", f"{ours:.2f} s", f"tar czf {base:.2f} s", f"{ours / base:.2f}×", "≤ 1.2×")

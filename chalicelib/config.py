@@ -6,10 +6,20 @@ import os
 from dataclasses import dataclass
 
 INVOKE_MODES = ("lambda", "local", "inline")
+SANDBOXES = ("none", "bwrap")
 
 
 class ConfigError(RuntimeError):
     """The hub is deployed or started without a setting it needs."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """One sandboxed instance's limits (the embedded hub; see ``runner.sandbox``)."""
+
+    max_procs: int
+    memory_mb: int
+    disk_mb: int
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,9 @@ class Settings:
     max_running_per_sequence: int
     local_token: str
     stage: str
+    sandbox: str
+    sandbox_limits: Limits
+    wipe_tmp: bool
 
 
 def _int(env: dict, name: str, default: int) -> int:
@@ -57,6 +70,9 @@ def load(env: dict | None = None) -> Settings:
         raise ConfigError(f"RUNNER_INVOKE_MODE must be one of {', '.join(INVOKE_MODES)}, got {mode!r}")
     if mode == "lambda" and not env.get("RUNNER_FUNCTION"):
         raise ConfigError("RUNNER_FUNCTION must name the runner Lambda when RUNNER_INVOKE_MODE=lambda")
+    sandbox = env.get("SEQHUB_SANDBOX", "none")
+    if sandbox not in SANDBOXES:
+        raise ConfigError(f"SEQHUB_SANDBOX must be one of {', '.join(SANDBOXES)}, got {sandbox!r}")
     return Settings(
         table=env["SEQHUB_TABLE"],
         bucket=env["SEQHUB_BUCKET"],
@@ -88,4 +104,12 @@ def load(env: dict | None = None) -> Settings:
         # Set by the embedded hub when it listens beyond loopback; never on AWS (IAM there).
         local_token=env.get("SEQHUB_LOCAL_TOKEN", ""),
         stage=env.get("SEQHUB_STAGE", "dev"),
+        # The embedded hub's per-instance sandbox (set by the hub after it checked bwrap works).
+        sandbox=sandbox,
+        sandbox_limits=Limits(max_procs=_int(env, "SEQHUB_SANDBOX_MAX_PROCS", 256),
+                              memory_mb=_int(env, "SEQHUB_SANDBOX_MEMORY_MB", 1024),
+                              # Lambda's default /tmp, for /tmp and again for the working directory.
+                              disk_mb=_int(env, "SEQHUB_SANDBOX_DISK_MB", 512)),
+        # On Lambda the runner empties /tmp after each instance: the next may be another user's.
+        wipe_tmp=bool(env.get("AWS_LAMBDA_FUNCTION_NAME")),
     )

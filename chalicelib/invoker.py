@@ -49,8 +49,10 @@ class _ForkServer:
 
     def _ensure(self) -> subprocess.Popen:
         if self._proc is None or self._proc.poll() is not None:
+            # Runners need the storage settings, never the token clients use to reach the hub.
+            env = {k: v for k, v in os.environ.items() if k != "SEQHUB_LOCAL_TOKEN"}
             self._proc = subprocess.Popen([sys.executable, "-m", "chalicelib.runner", "--fork-server"],
-                                          env=dict(os.environ), stdin=subprocess.PIPE, start_new_session=True)
+                                          env=env, stdin=subprocess.PIPE, start_new_session=True)
             with _children_lock:
                 _children.add(self._proc)
             threading.Thread(target=_reap, args=(self._proc,), daemon=True).start()

@@ -91,17 +91,29 @@ class _QuietHandler(_quiet_handler_base()):
             self.wfile.write(body)
 
 
+class NotIsolated(RuntimeError):
+    """A hub others can reach must isolate their instances, and this machine cannot."""
+
+
 @dataclass
 class LocalHub:
     host: str = "127.0.0.1"
     port: int = 8000
     retention: int = 3600
     token: str = ""  # required from clients when set (a hub listening beyond loopback)
+    sandbox: bool = True  # isolate each instance (bubblewrap); off only on request, on loopback
+    not_isolated: str = ""  # why instances are not isolated, once start() has looked
 
     def start(self) -> str:
         """Start moto and the API in background threads; return the API URL."""
+        from chalicelib.runner import sandbox
         from chalicelib.runner.child import harden
 
+        reason = sandbox.unavailable_reason() if self.sandbox else "--no-sandbox was given"
+        if reason and self.token:
+            raise NotIsolated(f"refusing to listen beyond this machine without isolating instances: {reason}"
+                              " (install bubblewrap: apt install bubblewrap)")
+        self.not_isolated = reason or ""
         harden()  # the hub holds the (fake) AWS settings its runners get: keep sequences out
         from chalice.config import Config
         from chalice.local import create_local_server
@@ -120,6 +132,7 @@ class LocalHub:
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
             os.environ.pop(name, None)
         os.environ.update(hub_environment(provision(), self.retention))
+        os.environ["SEQHUB_SANDBOX"] = "none" if reason else "bwrap"
         if self.token:
             os.environ["SEQHUB_LOCAL_TOKEN"] = self.token
         # Chalice warns, per request, that it does not check IAM locally: the token is our check here.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import time
 import uuid
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -70,17 +72,17 @@ def api(hub_env):
     return api_client(hub_env)
 
 
-@pytest.fixture(scope="session")
-def hub(tmp_path_factory):
-    """The embedded hub as a user runs it: `si hub start` in its own process."""
+@contextlib.contextmanager
+def running_hub(home: Path, *options: str):
+    """`si hub start` in its own process, as a user runs it; stopped (and checked clean) at the end."""
     port = free_port()
-    home = tmp_path_factory.mktemp("si-home")
     env = {**os.environ, "SI_CONFIG_PATH": str(home)}
     env.pop("AWS_ENDPOINT_URL", None)
     log = (home / "hub.log").open("wb")  # a file, not a pipe: nobody reads it while tests run
-    proc = subprocess.Popen([*SI, "hub", "start", "--port", str(port), "--retention", "600"], env=env,
+    proc = subprocess.Popen([*SI, "hub", "start", "--port", str(port), "--retention", "600", *options], env=env,
                             stdout=log, stderr=log, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/api/v1"
+    host = "127.0.0.1"
+    url = f"http://{host}:{port}/api/v1"
     for _ in range(240):
         try:
             requests.get(f"{url}/version", timeout=1)
@@ -88,14 +90,21 @@ def hub(tmp_path_factory):
         except requests.ConnectionError:
             assert proc.poll() is None, (home / "hub.log").read_text()
             time.sleep(0.25)
-    yield {"url": url, "home": home, "proc": proc, "log": home / "hub.log"}
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 0
-    # Ctrl-C/SIGTERM leaves nothing behind: no runner or host of this hub is still alive.
-    leftovers = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout
-    assert leftovers.strip() == ""
+    try:
+        yield {"url": url, "home": home, "proc": proc, "log": home / "hub.log"}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        # Ctrl-C/SIGTERM leaves nothing behind: no runner or host of this hub is still alive.
+        leftovers = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout
+        assert leftovers.strip() == ""
 
 
+@pytest.fixture(scope="session")
+def hub(tmp_path_factory):
+    """The embedded hub as a user runs it: `si hub start` in its own process."""
+    with running_hub(tmp_path_factory.mktemp("si-home")) as running:
+        yield running
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import sys
 import time
 
 from .. import aws, config
+from . import leftovers
 from .child import harden
 from .service import run_instance
 
@@ -27,6 +28,7 @@ def run_one(instance_id: str) -> None:
         deadline[0] = time.monotonic()
 
     signal.signal(signal.SIGTERM, cut_short)
+    leftovers.adopt_orphans()  # this process runs this one instance: what it starts is its to end
     run_instance(settings, instance_id, lambda: int((deadline[0] - time.monotonic()) * 1000))
 
 

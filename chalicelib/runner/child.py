@@ -13,8 +13,10 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .hosts import NODE_HOST, PYTHON_HOST
+from .sandbox import HOSTS_INSIDE, PACKAGE_DIR, START_INSIDE, Box
 
 # Only what a program needs to run; never AWS credentials or the hub's configuration.
 _PASS_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
@@ -28,20 +30,43 @@ class HostUnavailable(RuntimeError):
 
 
 def harden() -> None:
-    """Keep the sequence out of the runner's secrets before it is started.
-
-    Non-dumpable: same-user processes cannot read our /proc/<pid>/environ or memory. And no
-    capabilities at all for children started from this thread (the bounding set is per thread and
-    inherited), which matters where the runner runs as root (a laptop, CI): a privileged root child
-    would read a non-dumpable process anyway. Sequences need no capabilities; on Lambda they have none.
-    """
+    """Non-dumpable: same-user processes (a sequence without a sandbox) cannot read this process's
+    /proc/<pid>/environ or memory, which hold the hub's settings and credentials."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
     except OSError:  # not Linux: nothing to do
         return
     libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
-    for cap in range(_CAP_LAST + 1):
-        libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)  # EPERM/EINVAL when not root or past the last cap
+
+
+def _popen_without_capabilities(*args: Any, **kwargs: Any) -> subprocess.Popen:
+    """Popen from a short-lived thread that first empties its capability bounding set.
+
+    Where the runner runs as root with no sandbox (a laptop, CI), a child with root's capabilities
+    would read a non-dumpable process anyway. The bounding set is per thread and inherited by the
+    child; a thread of its own keeps the caller's (a sandbox needs root's to set itself up).
+    Sequences need no capabilities; on Lambda they have none.
+    """
+    result: dict[str, Any] = {}
+
+    def spawn() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            for cap in range(_CAP_LAST + 1):
+                libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)  # EPERM/EINVAL when not root or past the last
+        except OSError:  # not Linux
+            pass
+        try:
+            result["proc"] = subprocess.Popen(*args, **kwargs)
+        except BaseException as exc:  # re-raised in the caller's thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=spawn, name="spawn-host")
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["proc"]
 
 
 def node_binary() -> str:
@@ -84,36 +109,51 @@ class Child:
             pass
 
 
-def spawn(runtime: str, seq_dir: Path, start: dict, work_dir: Path) -> Child:
-    """Start the host for ``runtime`` in ``seq_dir``; ``start`` is {"main","args","config","instanceId"}."""
+def spawn(runtime: str, seq_dir: Path, start: dict, work_dir: Path, box: Box | None = None,
+          package_bytes: int = 0) -> Child:
+    """Start the host for ``runtime`` in ``seq_dir`` (inside ``box`` when given);
+    ``start`` is {"main","args","config","instanceId"}."""
     start_file = work_dir / "start.json"
-    start_file.write_text(json.dumps(start))
+    fd = os.open(start_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(start))
+    if box is not None and box.uid is not None:
+        os.chown(start_file, box.uid, box.uid)  # the instance's own uid reads it, nobody else
+    # Paths as the host sees them: the sandbox's fixed places, or the runner's own.
+    package = PACKAGE_DIR if box else str(seq_dir)
+    hosts = Path(HOSTS_INSIDE) if box else PYTHON_HOST.parent
     if runtime == "python":
         # The host needs the runner's own libraries (scramjet-framework-py), not its environment.
         paths = [p for p in sys.path if p and Path(p).is_dir()]
-        argv = [sys.executable, "-u", str(PYTHON_HOST)]
-        extra = {"PYTHONPATH": os.pathsep.join([str(seq_dir / "__pypackages__"), *paths]),
+        argv = [sys.executable, "-u", str(hosts / PYTHON_HOST.name)]
+        extra = {"PYTHONPATH": os.pathsep.join([f"{package}/__pypackages__", *paths]),
                  "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     else:
-        argv = [node_binary(), str(NODE_HOST)]
-        extra = {"NODE_PATH": str(seq_dir / "node_modules")}
+        argv = [node_binary(), str(hosts / NODE_HOST.name)]
+        extra = {"NODE_PATH": f"{package}/node_modules"}
 
     pipes = {name: os.pipe() for name in ("output", "log", "events", "control", "input")}
     child_ends = {name: (r if name in ("control", "input") else w) for name, (r, w) in pipes.items()}
     env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
     env.update(extra)
-    env.update({"HOME": str(work_dir), "TMPDIR": str(work_dir / "tmp"), "SEQHUB_START": str(start_file),
+    home = "/tmp" if box else str(work_dir / "tmp")
+    env.update({"HOME": home, "TMPDIR": home, "SEQHUB_START": START_INSIDE if box else str(start_file),
                 # SDKs in the sequence must not go looking for the host's instance role.
                 "AWS_EC2_METADATA_DISABLED": "true"})
     env.update({f"SEQHUB_FD_{name.upper()}": str(fd) for name, fd in child_ends.items()})
     (work_dir / "tmp").mkdir(exist_ok=True)
+    cwd: Path | str = seq_dir
+    if box is not None:
+        argv = box.command(argv, env, seq_dir, start_file, package_bytes)
+        cwd = work_dir
 
     stdout_r, stdout_w = os.pipe()
     stderr_r, stderr_w = os.pipe()
     stdin_r, stdin_w = os.pipe()
     try:
-        proc = subprocess.Popen(
-            argv, cwd=seq_dir, env=env, stdin=stdin_r, stdout=stdout_w, stderr=stderr_w,
+        popen = subprocess.Popen if box is not None else _popen_without_capabilities
+        proc = popen(
+            argv, cwd=cwd, env=env, stdin=stdin_r, stdout=stdout_w, stderr=stderr_w,
             pass_fds=tuple(child_ends.values()), start_new_session=True, close_fds=True)
     finally:
         for fd in (*child_ends.values(), stdout_w, stderr_w, stdin_r):

@@ -25,6 +25,7 @@ from ..models import CHANNELS, INPUT_STREAMS, Instance
 from ..observability import logger
 from ..repository import Repository
 from . import child as child_mod
+from . import leftovers, sandbox
 from .feed import Feeder, InOrder
 from .pump import Channel, pump_fd
 
@@ -41,6 +42,10 @@ _MISSING = ("NoSuchKey", "404", "AccessDenied", "403")  # S3 answers 403 for a m
 RemainingMs = Callable[[], int]
 
 
+def _tree_bytes(root: Path) -> int:
+    return sum(entry.stat(follow_symlinks=False).st_size for entry in root.rglob("*"))
+
+
 class PackageChanged(Exception):
     """The package in S3 is not the one validated at upload: it is never run."""
 
@@ -55,10 +60,16 @@ def run_instance(settings: Settings, instance_id: str, remaining_ms: RemainingMs
         return "skipped"
     logger.append_keys(instance_id=instance_id, sequence_id=inst.sequence_id)
     work = Path(tempfile.mkdtemp(prefix="seqhub-"))
+    run = _Run(settings, repo, inst, work, remaining_ms)
     try:
-        return _Run(settings, repo, inst, work, remaining_ms).run()
+        return run.run()
     finally:
+        leftovers.kill_all()  # whatever the instance started, however it detached
+        if run.box is not None:
+            run.box.remove()
         shutil.rmtree(work, ignore_errors=True)
+        if settings.wipe_tmp:  # Lambda: the next invocation may be another user's instance
+            leftovers.empty_dir(Path(tempfile.gettempdir()))
 
 
 class _Run:
@@ -83,6 +94,7 @@ class _Run:
         self.stopped = False
         self.timed_out = False
         self.events_in = InOrder("events")
+        self.box: sandbox.Box | None = None
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> str:
@@ -109,9 +121,11 @@ class _Run:
                  "config": app_config, "instanceId": self.id}
         if runtime == "python" and start["config"] is None:
             start["config"] = {}
+        if self.settings.sandbox == "bwrap":
+            self.box = sandbox.Box.create(self.id, self.settings.sandbox_limits)
         child_mod.harden()
         try:
-            child = child_mod.spawn(runtime, seq_dir, start, self.work)
+            child = child_mod.spawn(runtime, seq_dir, start, self.work, self.box, _tree_bytes(seq_dir))
         except child_mod.HostUnavailable as exc:
             return self.record_end(models.ERRORED, 20, str(exc))
         except OSError as exc:  # e.g. a Node layer built for another architecture (exec format error)
@@ -168,6 +182,7 @@ class _Run:
         # still holds a pipe open must not keep the runner past Lambda's deadline.
         drain_until = time.monotonic() + min(DRAIN_SECONDS, max(0.0, self.remaining_ms() / 1000 - 1))
         child.signal_group(9)  # anything the host left in its group goes with it; piped bytes stay
+        leftovers.kill_all()  # and anything it detached from the group (none survive a sandbox)
         for pump in pumps:
             pump.join(timeout=max(0.0, drain_until - time.monotonic()))
         for feeder in feeders.values():
@@ -181,6 +196,9 @@ class _Run:
             invalid_main_message=packages.invalid_main_message(manifest))
         if self.timed_out:
             status, reason = models.ERRORED, models.REASON_TIMED_OUT
+        elif self.box is not None and not self.killed and self.box.out_of_memory():
+            status, code = models.ERRORED, 137
+            reason = f"Out of memory: the instance's limit is {self.box.limits.memory_mb} MiB"
         return self.record_end(status, code, reason)
 
     # -- pieces --------------------------------------------------------------------------------

@@ -31,10 +31,12 @@ def sdk_credentials():
 
 
 def run(context, input, marker_file="secret.txt"):
+    before = sorted(os.listdir("."))  # a previous instance's marker must not be here
     with open(marker_file, "w") as fh:
         fh.write("mine")
     report = {
         "cwd": os.getcwd(),
+        "cwd_before": before,
         "env": dict(os.environ),
         "parent_environ": {pid: try_read(f"/proc/{pid}/environ") for pid in ancestors()},
         "parent_mem": try_read(f"/proc/{os.getppid()}/mem"),
