@@ -90,21 +90,22 @@ class Box:
                 bwrap += ["--symlink", os.readlink(path), path]
             elif os.path.isdir(path):
                 bwrap += ["--ro-bind", path, path]
+        # The private filesystems first: a bind below /tmp (a checkout there) must land on top of them.
+        bwrap += ["--proc", "/proc", "--dev", "/dev",
+                  "--perms", "1777", "--size", str(disk), "--tmpfs", "/tmp",
+                  "--perms", "1777", "--size", str(disk), "--tmpfs", "/dev/shm",
+                  "--perms", "0755", "--size", str(disk + package_bytes), "--tmpfs", PACKAGE_DIR]
         binds = [(path, path) for path in _runtime_dirs()]
         binds += [(str(HOSTS_DIR), HOSTS_INSIDE), (str(seq_dir), _PACKAGE_SOURCE), (str(start_file), START_INSIDE)]
         made: set[str] = set()
         for source, dest in binds:
             # bwrap would make the parents root-only; the instance's uid must pass through them.
             for parent in reversed(Path(dest).parents[:-1]):
-                if str(parent) not in made:
+                if str(parent) not in made and str(parent) not in ("/tmp", "/dev"):
                     made.add(str(parent))
                     bwrap += ["--perms", "0755", "--dir", str(parent)]
             bwrap += ["--ro-bind", source, dest]
-        bwrap += ["--proc", "/proc", "--dev", "/dev",
-                  "--perms", "1777", "--size", str(disk), "--tmpfs", "/tmp",
-                  "--perms", "1777", "--size", str(disk), "--tmpfs", "/dev/shm",
-                  "--perms", "0755", "--size", str(disk + package_bytes), "--tmpfs", PACKAGE_DIR,
-                  "--chdir", PACKAGE_DIR, "--clearenv"]
+        bwrap += ["--chdir", PACKAGE_DIR, "--clearenv"]
         for key, value in env.items():
             bwrap += ["--setenv", key, value]
         drop: list[str] = []
