@@ -19,6 +19,7 @@ from botocore.credentials import Credentials
 from chalice import IAMAuthorizer
 
 from chalicelib import aws, invoker
+from chalicelib.runner import sandbox
 from si.client import Client
 from si.localhub import free_port
 
@@ -185,7 +186,9 @@ def test_a_hostile_sequence_finds_no_credentials(hub, session):
         assert "AWS_SECRET_ACCESS_KEY=local" not in text and "SEQHUB_TABLE=" not in text, pid
     assert report["sdk_credentials"] is None  # no env, no ~/.aws, no container endpoint, IMDS not asked
     # Each instance runs in a fresh copy of its package: the next one does not see what this one wrote.
-    assert report["cwd"] == "/package" and "secret.txt" not in report["cwd_before"]
+    assert "secret.txt" not in report["cwd_before"]
+    if sandbox.unavailable_reason() is None:  # else a directory of its own under the runner's /tmp
+        assert report["cwd"] == "/package"
     si(hub, "seq", "start", "-", session=session)
     second = json.loads(si(hub, "inst", "output", "-", session=session).stdout)
     assert "secret.txt" not in second["cwd_before"]
