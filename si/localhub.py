@@ -6,15 +6,14 @@ process, as Lambda would give it its own invocation.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
 import signal
 import socket
 import threading
+import time
 import warnings
-from http import HTTPStatus
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,40 +56,6 @@ def hub_environment(outputs: dict[str, str], retention: int, stage: str = "local
             "POWERTOOLS_LOG_LEVEL": "WARNING"}
 
 
-def _quiet_handler_base():
-    from chalice.local import ChaliceRequestHandler
-
-    return ChaliceRequestHandler
-
-
-class _QuietHandler(_quiet_handler_base()):
-    # The stdlib handler writes headers and body in separate small sends; with Nagle's algorithm
-    # and delayed ACKs that costs ~40 ms per response. Buffer the response and send it at once.
-    wbufsize = 64 * 1024
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the stdlib's name)
-        """Per-request lines are noise for a local hub."""
-
-    def __getattr__(self, name: str) -> object:
-        # Methods the app has no route for at all (TRACE, CONNECT, made-up ones): 405, not the
-        # standard library's 501 HTML page.
-        if name.startswith("do_"):
-            return lambda: self.send_error(405, f"method {self.command} is not allowed")
-        raise AttributeError(name)
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """The standard library's own errors (bad request lines, unknown methods) as JSON too."""
-        body = json.dumps({"error": message or HTTPStatus(code).phrase}).encode()
-        self.send_response(code, message)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Connection", "close")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
-            self.wfile.write(body)
-
-
 class NotIsolated(RuntimeError):
     """A hub others can reach must isolate their instances, and this machine cannot."""
 
@@ -115,9 +80,13 @@ class LocalHub:
                               " (install bubblewrap: apt install bubblewrap)")
         self.not_isolated = reason or ""
         harden()  # the hub holds the (fake) AWS settings its runners get: keep sequences out
+        import uvicorn
         from chalice.config import Config
-        from chalice.local import create_local_server
         from moto.server import ThreadedMotoServer
+
+        from chalicelib import config as config_mod
+
+        from .localhttp import Bridge
 
         # The hub announces itself; per-request lines from werkzeug and Chalice are noise here.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -139,21 +108,41 @@ class LocalHub:
         warnings.filterwarnings("ignore", message=".*IAMAuthorizer.*")
 
         import app as hub_app
+        from chalicelib import hubinfo
+        from chalicelib.observability import logger as hub_logger
+
+        # The hub's own log (`si hub logs`, GET /log) keeps what it does; its console only problems.
+        hubinfo.keep_hub_log((hub_logger.name,))
+        hub_logger.registered_handler.setLevel(logging.WARNING)
+        hub_logger.setLevel(logging.INFO)
 
         config = Config.create(chalice_stage="local", app_name="sequence-hub", chalice_app=hub_app.app,
                                config_from_disk=json.loads((ROOT / ".chalice" / "config.json").read_text()),
                                project_dir=str(ROOT))
-        self._server = create_local_server(hub_app.app, config, self.host, self.port)
-        self._server.server.RequestHandlerClass = functools.partial(
-            _QuietHandler, app_object=hub_app.app, config=config)
-        self._thread = threading.Thread(target=self._server.server.serve_forever, daemon=True)
+        if "SEQHUB_MAX_PACKAGE_BYTES" not in os.environ:
+            # No API Gateway in front of this hub: Scramjet-sized packages may be posted directly.
+            os.environ["SEQHUB_MAX_PACKAGE_BYTES"] = str(config_mod.load().max_upload_bytes)
+        settings = config_mod.load()
+        bridge = Bridge(hub_app.app, config, max_body=max(settings.max_package_bytes, settings.max_request_bytes),
+                        max_input_chunk=settings.max_input_chunk_bytes)
+        family = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.create_server((self.host, self.port), family=family)  # OSError here: the CLI says why
+        self._server = uvicorn.Server(uvicorn.Config(bridge, log_level="warning", access_log=False, lifespan="off",
+                                                     timeout_keep_alive=30))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
         self._thread.start()
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise OSError(f"the HTTP server did not start on {self.host}:{self.port}")
+            time.sleep(0.01)
+        port = sock.getsockname()[1]
+        hub_logger.info(f"hub started on {self.host}:{port}")
         from chalicelib import invoker
 
         invoker.warm_up()
         self._stop_sweeper = threading.Event()
         threading.Thread(target=self._sweep, daemon=True).start()
-        return f"http://{self.host}:{self._server.server.server_address[1]}/api/v1"
+        return f"http://{self.host}:{port}/api/v1"
 
     def _sweep(self) -> None:
         """The housekeeping AWS runs on a schedule (and moto has no TTL): settle, expire, clean up."""
@@ -171,8 +160,8 @@ class LocalHub:
         from chalicelib import invoker
 
         self._stop_sweeper.set()
-        self._server.server.shutdown()
-        self._server.server.server_close()
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
         invoker.stop_local_runners()
         self._moto.stop()
 
