@@ -12,8 +12,8 @@ from typing import Any, Callable
 from chalice import Chalice, IAMAuthorizer, Rate, Response
 from chalice.app import CaseInsensitiveMapping
 
-from chalicelib import __version__, clock, config, console, instances, openapi, sequences, strictjson
-from chalicelib.errors import BadRequest, HubError, TooLarge
+from chalicelib import __version__, clock, config, console, hubinfo, instances, openapi, sequences, strictjson
+from chalicelib.errors import BadRequest, HubError, NotFound, TooLarge
 from chalicelib.observability import logger
 
 app = Chalice(app_name="sequence-hub")
@@ -153,6 +153,41 @@ def openapi_document():
     return openapi.build(app.routes)
 
 
+# -- the hub itself, in Scramjet's shapes ---------------------------------------------------------
+@route("/load-check", methods=["GET"])
+def load_check():
+    return hubinfo.load_check()
+
+
+@route("/config", methods=["GET"])
+def hub_config():
+    return hubinfo.public_config(_settings())
+
+
+@route("/status", methods=["GET"])
+def hub_status():
+    return {"cpm": {}}  # as a Scramjet hub not connected to a platform
+
+
+@route("/entities", methods=["GET"])
+def entities():
+    settings = _settings()
+    return {"sequences": _sequence_views(settings), "instances": instances.list_info(settings)}
+
+
+@route("/log", methods=["GET"])
+def hub_log():
+    log = hubinfo.hub_log()
+    if log is None:
+        raise NotFound("this hub's own log is in CloudWatch Logs, in its API function's log group")
+    cursor = _query("cursor")
+    if cursor and not cursor.isdigit():
+        raise BadRequest("cursor must be a line number")
+    data, next_cursor = log.after(int(cursor or 0), _wait() if cursor is not None else 0)
+    return Response(body=data, status_code=200, headers={
+        "Content-Type": "application/octet-stream", "X-Next-Cursor": str(next_cursor), "X-Channel-Ended": "false"})
+
+
 # -- sequences ----------------------------------------------------------------------------------
 @route("/sequence", methods=["POST"], content_types=PACKAGE_TYPES)
 def send_sequence():
@@ -171,11 +206,14 @@ def commit_upload(seq_id):
 
 @route("/sequences", methods=["GET"])
 def list_sequences():
-    settings = _settings()
+    return _json(_sequence_views(_settings()))
+
+
+def _sequence_views(settings: config.Settings) -> list[dict]:
     by_seq: dict[str, list[str]] = {}
     for inst in instances.listed(settings):
         by_seq.setdefault(inst.sequence_id, []).append(inst.id)
-    return _json([sequences.view(s, by_seq.get(s["id"], [])) for s in sequences.list_items(settings)])
+    return [sequences.view(s, by_seq.get(s["id"], [])) for s in sequences.list_items(settings)]
 
 
 @route("/sequence/{seq_id}", methods=["GET"])
@@ -267,12 +305,14 @@ def instance_stdin(inst_id):
 
 @route("/instance/{inst_id}/_kill", methods=["POST"])
 def kill_instance(inst_id):
-    return _json(instances.request_kill(_settings(), inst_id), 202)
+    body = instances.control_payload(_body_json(default={}))
+    remove = isinstance(body, dict) and body.get("removeImmediately") is True
+    return _json(instances.request_kill(_settings(), inst_id, remove=remove), 202)
 
 
 @route("/instance/{inst_id}/_stop", methods=["POST"])
 def stop_instance(inst_id):
-    body = _body_json(default={}) or {}
+    body = instances.control_payload(_body_json(default={})) or {}
     if not isinstance(body, dict):
         raise BadRequest("stop body must be a JSON object")
     return _json(instances.request_stop(_settings(), inst_id, body.get("timeout", 7000),
@@ -286,18 +326,50 @@ def emit_event(inst_id):
 
 @route("/instance/{inst_id}/event/{name}", methods=["GET"])
 def get_event(inst_id, name):
-    found, message = instances.last_event(_settings(), inst_id, name, _wait())
-    if not found:
-        return _error(404, f"no event {name} from instance {inst_id} yet")
-    return _json(message)
+    event = instances.wait_for_event(_settings(), inst_id, name, _wait())
+    if not event.found:
+        return _no_event_yet(f"no event {name} from instance {inst_id} yet", event.ended)
+    return _json(event.message)
 
 
 @route("/instance/{inst_id}/once/{name}", methods=["GET"])
 def get_next_event(inst_id, name):
-    found, message = instances.last_event(_settings(), inst_id, name, _wait(), after=clock.now())
-    if not found:
-        return _error(404, f"no new event {name} from instance {inst_id} yet")
-    return _json(message)
+    after = _number("after", clock.now())  # the embedded hub's bridge keeps one reference across waits
+    event = instances.wait_for_event(_settings(), inst_id, name, _wait(), after=after)
+    if not event.found:
+        return _no_event_yet(f"no new event {name} from instance {inst_id} yet", event.ended)
+    return _json(event.message)
+
+
+def _no_event_yet(message: str, ended: bool) -> Response:
+    # X-Instance-Ended: a client may ask again while it is "false" (Scramjet's hub waits for the event).
+    return Response(body=json.dumps({"error": message}), status_code=404,
+                    headers={"Content-Type": "application/json", "X-Instance-Ended": "true" if ended else "false"})
+
+
+@route("/instance/{inst_id}/events/{name}", methods=["GET"])
+def stream_events(inst_id, name):
+    """Events named ``name`` emitted after the cursor (a time; none: now), as JSON lines, paged
+    like a channel: X-Next-Cursor, and X-Channel-Ended once the instance has ended."""
+    after = _number("cursor", clock.now())
+    event = instances.wait_for_event(_settings(), inst_id, name, _wait(), after=after)
+    data = (json.dumps(event.message) + "\n").encode() if event.found else b""
+    return Response(body=data, status_code=200, headers={
+        "Content-Type": "application/x-ndjson", "X-Next-Cursor": repr(event.at if event.found else after),
+        "X-Channel-Ended": "true" if event.ended and not event.found else "false"})
+
+
+def _number(name: str, default: float) -> float:
+    raw = _query(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise BadRequest(f"{name} must be a time in seconds since the epoch")
+    return value
 
 
 @route("/instance/{inst_id}/health", methods=["GET"])

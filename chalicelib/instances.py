@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from . import aws, channels, clock, invoker, models, sequences
 from .config import Settings
 from .errors import BadRequest, Conflict, NotFound, TooLarge, TooMany
 from .models import Instance
+from .observability import logger
 from .repository import INLINE_START_DATA_BYTES, Repository
 
 INPUT_TYPES = ("text/plain", "application/octet-stream", "application/x-ndjson", "text/x-ndjson")
@@ -129,6 +131,7 @@ def start(settings: Settings, seq_id: str, body: Any) -> dict:
         repo.end(inst_id, models.ERRORED, -1, f"could not start the runner: {exc}", clock.now(),
                  settings.retention_seconds)
         raise
+    logger.info(f"instance {inst_id} of sequence {seq_id} starting")
     return {"id": inst_id, "message": f"Sequence {inst_id} starting"}
 
 
@@ -183,14 +186,22 @@ def read_channel(settings: Settings, inst_id: str, channel: str, cursor: str | N
 
 
 # -- control ------------------------------------------------------------------------------------
-def request_kill(settings: Settings, inst_id: str, require_running: bool = True) -> dict:
+def request_kill(settings: Settings, inst_id: str, require_running: bool = True, remove: bool = False) -> dict:
+    """Kill the instance. With ``remove`` (Scramjet's removeImmediately) it leaves no retention
+    after its end, and one that has already ended is removed from view at once."""
     inst = get(settings, inst_id)
+    repo = _repo(settings)
+    if remove and inst.final:
+        removed = repo.expire_now(inst_id, clock.now())
+        if removed is not None:
+            logger.info(f"instance {inst_id}: removed")
+            return view(removed, *repo.start_data(removed))
     if require_running and not inst.active:
         raise BadRequest("Instance not running")
-    repo = _repo(settings)
-    updated = repo.kill(inst_id, clock.now(), settings.retention_seconds, inst.status)
+    updated = repo.kill(inst_id, clock.now(), settings.retention_seconds, inst.status, remove)
     if updated is None:
         raise BadRequest("Instance not running")
+    logger.info(f"instance {inst_id}: kill requested")
     return view(updated, *repo.start_data(updated))
 
 
@@ -213,9 +224,15 @@ def request_stop(settings: Settings, inst_id: str, timeout_ms: Any, can_keep_ali
     return view(updated, *repo.start_data(updated))
 
 
+def control_payload(body: Any) -> Any:
+    """The object of STH's encoded control messages (``[code, {...}]``), or ``body`` itself."""
+    return body[1] if isinstance(body, list) and len(body) == 2 and isinstance(body[0], int) else body
+
+
 def send_event(settings: Settings, inst_id: str, body: Any) -> dict:
-    """STH's encoded control message: ``[5001, {"eventName": ..., "message": ...}]``."""
-    payload = body[1] if isinstance(body, list) and len(body) == 2 else body
+    """An event for the instance: ``{"eventName", "message"}``, or as STH encodes it,
+    ``[5001, {"eventName": ..., "message": ...}]``."""
+    payload = control_payload(body)
     if not isinstance(payload, dict) or not isinstance(payload.get("eventName"), str) \
             or not payload["eventName"]:
         raise BadRequest("Invalid format, eventName missing.")
@@ -232,10 +249,18 @@ def send_event(settings: Settings, inst_id: str, body: Any) -> dict:
     return {"accepted": "OK"}
 
 
-def last_event(settings: Settings, inst_id: str, name: str, wait_seconds: float,
-               after: float | None = None) -> tuple[bool, Any]:
-    """(found, message) of the last ``name`` event the instance emitted (only one emitted after
-    ``after`` counts, when given), waiting up to ``wait_seconds`` for it."""
+@dataclass(frozen=True)
+class EventWait:
+    found: bool
+    message: Any
+    at: float | None      # when the instance emitted it
+    ended: bool           # the instance has ended: no event will come any more
+
+
+def wait_for_event(settings: Settings, inst_id: str, name: str, wait_seconds: float,
+                   after: float | None = None) -> EventWait:
+    """The last ``name`` event the instance emitted (only one emitted after ``after`` counts, when
+    given), waiting up to ``wait_seconds`` for it."""
     if len(name) > MAX_EVENT_NAME_CHARS:
         raise BadRequest(f"event names are at most {MAX_EVENT_NAME_CHARS} characters")
     repo = _repo(settings)
@@ -245,11 +270,18 @@ def last_event(settings: Settings, inst_id: str, name: str, wait_seconds: float,
         inst = get(settings, inst_id)
         event = repo.get_event_out(inst_id, name)
         if event is not None and (after is None or event["at"] > after):
-            return True, json.loads(event["message"])
+            return EventWait(True, json.loads(event["message"]), float(event["at"]), inst.final)
         if inst.final or time.monotonic() >= deadline:
-            return False, None
+            return EventWait(False, None, None, inst.final)
         time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
         pause = min(pause * 2, POLL_MAX)
+
+
+def last_event(settings: Settings, inst_id: str, name: str, wait_seconds: float,
+               after: float | None = None) -> tuple[bool, Any]:
+    """(found, message): see ``wait_for_event``."""
+    event = wait_for_event(settings, inst_id, name, wait_seconds, after)
+    return event.found, event.message
 
 
 def health(settings: Settings, inst_id: str) -> dict:

@@ -95,6 +95,7 @@ class Instance:
     chunks_end: dict[str, int] = field(default_factory=dict)
     events_in: int = 0  # events sent to the instance so far
     kill_requested: float | None = None
+    remove_on_end: bool = False  # killed with Scramjet's removeImmediately: no retention after the end
     stop_requested: dict | None = None
     health: dict | None = None
 

@@ -125,7 +125,8 @@ OPERATIONS: dict[str, dict] = {
     "GET /instance/{inst_id}/log": _CHANNEL,
     "POST /instance/{inst_id}/input": _APPEND,
     "POST /instance/{inst_id}/stdin": _APPEND,
-    "POST /instance/{inst_id}/_kill": {"summary": "Kill", "requestBody": _JSON_BODY, "responses": {
+    "POST /instance/{inst_id}/_kill": {"summary": "Kill; {removeImmediately: true} (or STH's [code, {...}]) "
+                                                  "leaves no retention", "requestBody": _JSON_BODY, "responses": {
         "202": _json(_ref("Instance")), "400": _error("Not running"), "404": _error("No such instance")}},
     "POST /instance/{inst_id}/_stop": {
         "summary": "Stop: stop handlers, then a kill after the timeout unless kept alive",
@@ -147,6 +148,32 @@ OPERATIONS: dict[str, dict] = {
         "responses": {"200": _json({}), "404": _error("No such instance, or no event in time")}},
     "GET /instance/{inst_id}/health": {"summary": "Health as the sequence reports it", "responses": {
         "200": _json({"type": "object"}), "404": _error("No such instance, or ended")}},
+    "GET /instance/{inst_id}/events/{name}": {
+        "summary": "Messages of an event emitted after the cursor (a time; none: now), as JSON lines, paged",
+        "parameters": [{"name": "cursor", "in": "query", "schema": {"type": "string", "maxLength": 32}},
+                       *_EVENT_WAIT],
+        "responses": {"200": {"description": "JSON lines", "headers": {
+            "X-Next-Cursor": {"schema": {"type": "string"}}, "X-Channel-Ended": {"schema": {"enum": ["true", "false"]}}},
+            "content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
+            "400": _error("Bad cursor or wait"), "404": _error("No such instance")}},
+    "GET /load-check": {"summary": "Load, memory and scratch disk, in Scramjet's shape",
+                        "responses": {"200": _json({"type": "object", "required": [
+                            "avgLoad", "currentLoad", "memFree", "memUsed", "fsSize"]})}},
+    "GET /config": {"summary": "The hub's public settings (limits, retention)",
+                    "responses": {"200": _json({"type": "object"})}},
+    "GET /status": {"summary": "Platform connection, in Scramjet's shape (never connected)",
+                    "responses": {"200": _json({"type": "object"})}},
+    "GET /entities": {"summary": "Every sequence and instance", "responses": {"200": _json({
+        "type": "object", "required": ["sequences", "instances"], "properties": {
+            "sequences": {"type": "array", "items": _ref("Sequence")},
+            "instances": {"type": "array", "items": _ref("Instance")}}})}},
+    "GET /log": {
+        "summary": "The hub's own log as JSON lines, from a line number (the embedded hub; on AWS: CloudWatch)",
+        "parameters": [{"name": "cursor", "in": "query", "schema": {"type": "string", "pattern": "^[0-9]*$",
+                                                                     "maxLength": 20}}, *_EVENT_WAIT],
+        "responses": {"200": {"description": "JSON lines", "headers": {"X-Next-Cursor": {"schema": {"type": "string"}}},
+                              "content": {"application/octet-stream": {"schema": {"type": "string"}}}},
+                      "400": _error("Bad cursor"), "404": _error("Not kept by this hub (AWS)")}},
 }
 
 

@@ -142,6 +142,7 @@ def _instance(item: dict) -> Instance:
         chunks={s: int(item.get(f"{s}_seq", 0)) for s in INPUT_STREAMS},
         chunks_end={s: int(item[f"{s}_end"]) for s in INPUT_STREAMS if f"{s}_end" in item},
         events_in=int(item.get("evin_seq", 0)), kill_requested=item.get("kill_requested"),
+        remove_on_end=bool(item.get("remove_on_end")),
         stop_requested=item.get("stop_requested"), health=item.get("health"))
 
 
@@ -354,20 +355,30 @@ class Repository:
                             values={":s": models.STARTING}, remove=("apk", "ask"), returns="ALL_NEW")
         return _instance(item) if item is not None else None
 
-    def kill(self, inst_id: str, now: float, retention: int, status: str | None = None) -> Instance | None:
+    def kill(self, inst_id: str, now: float, retention: int, status: str | None = None,
+             remove: bool = False) -> Instance | None:
         """Kill an active instance: one no runner has claimed ends at once (none will claim it once it
         is not "starting"); a claimed one is marked, and its runner kills it on its next heartbeat.
-        ``status``, when known, spares the first write for one that is not starting. None when the
-        instance is not active."""
+        ``status``, when known, spares the first write for one that is not starting; ``remove``
+        leaves no retention after the end. None when the instance is not active."""
         if status in (None, models.STARTING):
-            ended = self.kill_unclaimed(inst_id, now, retention)
+            ended = self.kill_unclaimed(inst_id, now, 0 if remove else retention)
             if ended is not None:
                 return ended
-        return self.request_kill(inst_id, now)
+        return self.request_kill(inst_id, now, remove)
 
-    def request_kill(self, inst_id: str, now: float) -> Instance | None:
-        item = self._update(_inst_key(inst_id), {"kill_requested": now, "status": models.KILLING},
+    def request_kill(self, inst_id: str, now: float, remove: bool = False) -> Instance | None:
+        sets: dict[str, Any] = {"kill_requested": now, "status": models.KILLING}
+        if remove:
+            sets["remove_on_end"] = True
+        item = self._update(_inst_key(inst_id), sets,
                             condition=_IS_ACTIVE, names={"#st": "status"}, values=_ACTIVE_VALUES, returns="ALL_NEW")
+        return _instance(item) if item is not None else None
+
+    def expire_now(self, inst_id: str, now: float) -> Instance | None:
+        """Remove an ended instance from view now (its records go when the TTL sweeps them)."""
+        item = self._update(_inst_key(inst_id), {"expires_at": int(now)}, condition=f"attribute_exists(pk) AND NOT ({_IS_ACTIVE})",
+                            names={"#st": "status"}, values=_ACTIVE_VALUES, returns="ALL_NEW")
         return _instance(item) if item is not None else None
 
     def request_stop(self, inst_id: str, request: dict) -> Instance | None:

@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 from . import aws, clock, models, packages
 from .config import Settings
 from .errors import Conflict, NotFound, TooLarge
+from .observability import logger
 from .repository import Repository
 
 
@@ -46,6 +47,7 @@ def _record(settings: Settings, seq_id: str, info: packages.PackageInfo, size: i
     except Exception:
         aws.client("s3").delete_object(Bucket=settings.bucket, Key=package_key(seq_id))
         raise
+    logger.info(f"sequence {seq_id} stored ({info.manifest.get('name')}, {size} bytes)")
     return {"id": seq_id}
 
 
@@ -163,4 +165,5 @@ def delete(settings: Settings, seq_id: str, force: bool) -> dict:
         repo.kill(inst_id, clock.now(), settings.retention_seconds)
     aws.client("s3").delete_object(Bucket=settings.bucket, Key=package_key(seq_id))
     repo.delete_sequence(seq_id)
+    logger.info(f"sequence {seq_id} deleted")
     return {"id": seq_id}

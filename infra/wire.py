@@ -126,13 +126,18 @@ def deployed_rest_api(stage: str, deployed_dir: Path) -> str:
 
 # API Gateway answers auth failures, throttling and timeouts itself; make those JSON {"error"} too.
 GATEWAY_ERROR_TEMPLATE = '{"error": $context.error.messageString}'
+# Bodies over API Gateway's 10 MB never reach the app: say where large packages go.
+TOO_LARGE_TEMPLATE = ('{"error": "request body over API Gateway\'s 10 MB limit; large packages go through '
+                      'POST /sequence/upload, which `si seq send` uses by itself"}')
 
 
 def json_gateway_errors(rest_api_id: str, stage_name: str = "api") -> None:
     apigw: Any = aws.client("apigateway")
-    for response_type in ("DEFAULT_4XX", "DEFAULT_5XX"):
+    templates = {"DEFAULT_4XX": GATEWAY_ERROR_TEMPLATE, "DEFAULT_5XX": GATEWAY_ERROR_TEMPLATE,
+                 "REQUEST_TOO_LARGE": TOO_LARGE_TEMPLATE}
+    for response_type, template in templates.items():
         apigw.put_gateway_response(restApiId=rest_api_id, responseType=response_type,
-                                   responseTemplates={"application/json": GATEWAY_ERROR_TEMPLATE},
+                                   responseTemplates={"application/json": template},
                                    responseParameters={"gatewayresponse.header.Access-Control-Allow-Origin": "'*'"})
     apigw.create_deployment(restApiId=rest_api_id, stageName=stage_name)
 

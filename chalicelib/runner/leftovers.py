@@ -98,7 +98,7 @@ def _reap(pids: set[int]) -> None:
 
 def empty_dir(path: Path) -> None:
     """Remove everything inside ``path``, whatever modes the sequence left on it."""
-    def make_writable(func, target, _exc) -> None:  # noqa: ANN001 (shutil's callback signature)
+    def make_writable(func, target, _exc) -> None:
         parent = os.path.dirname(target)
         for each in (parent, target):
             try:

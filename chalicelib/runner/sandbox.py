@@ -71,7 +71,7 @@ class Box:
     cgroups: list[Path] = field(default_factory=list)
 
     @classmethod
-    def create(cls, name: str, limits: Limits) -> "Box":
+    def create(cls, name: str, limits: Limits) -> Box:
         box = cls(name=name, limits=limits)
         if os.geteuid() == 0:
             box.uid = _UID_BASE + os.getpid()  # unique among live runners on this machine
