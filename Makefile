@@ -7,6 +7,8 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test lint bench clean deploy destroy deploy-check
 STAGE ?= dev
+# Scramjet's own CLI, which the tests drive against the embedded hub (installed once, then cached).
+SCRAMJET_CLI := .cache/scramjet-cli/node_modules/.bin/si
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +22,11 @@ demo: $(BIN)/.installed
 lint: $(BIN)/.installed
 	$(BIN)/cfn-lint infra/template.yaml
 
-test: $(BIN)/.installed lint
+$(SCRAMJET_CLI):
+	mkdir -p .cache/scramjet-cli
+	npm install --prefix .cache/scramjet-cli --no-audit --no-fund --silent @scramjet/cli@0.26.1
+
+test: $(BIN)/.installed $(SCRAMJET_CLI) lint
 	$(BIN)/pytest
 	$(MAKE) deploy-check
 
@@ -39,4 +45,4 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) examples/*.tar.gz .pytest_cache
+	rm -rf $(VENV) examples/*.tar.gz .pytest_cache .cache

@@ -83,13 +83,14 @@ def running_hub(home: Path, *options: str):
                             stdout=log, stderr=log, start_new_session=True)
     host = "127.0.0.1"
     url = f"http://{host}:{port}/api/v1"
-    for _ in range(240):
+    for _ in range(240):  # up, and announced (what it says at start is in its log)
         try:
             requests.get(f"{url}/version", timeout=1)
-            break
+            if "Sequence Hub is running" in (home / "hub.log").read_text():
+                break
         except requests.ConnectionError:
             assert proc.poll() is None, (home / "hub.log").read_text()
-            time.sleep(0.25)
+        time.sleep(0.25)
     try:
         yield {"url": url, "home": home, "proc": proc, "log": home / "hub.log"}
     finally:

@@ -42,8 +42,14 @@ def test_the_openapi_document_is_served_valid_and_covers_every_route(api):
     assert any(p["name"] == "x-end-stream" for p in document["paths"]["/instance/{inst_id}/input"]["post"]["parameters"])
 
 
+# A plain GET of a channel, the hub's log or an event stream streams until it ends, and one of an
+# event waits for it (as on Scramjet's hub): the fuzzer always pages, with no wait. Cursors and waits
+# have tests of their own (test_forged_cursors_are_400, test_waits_are_finite_numbers).
+_PAGED = '"query.cursor" = ""\n"query.wait" = 0\n'
+
+
 def _fuzz(hub, tmp_path: Path, config: str = "") -> subprocess.CompletedProcess:
-    (tmp_path / "schemathesis.toml").write_text(config)
+    (tmp_path / "schemathesis.toml").write_text("[parameters]\n" + _PAGED + config)
     return subprocess.run(
         [str(Path(sys.executable).parent / "st"), "--config-file", str(tmp_path / "schemathesis.toml"), "run",
          f"{hub['url']}/openapi.json", "--checks", "not_a_server_error", "--max-examples", "15",
@@ -58,7 +64,7 @@ def test_schemathesis_finds_no_server_error(hub, tmp_path, session):
     assert first.returncode == 0, first.stdout[-4000:]
     seq_id = si(hub, "seq", "send", str(SEQUENCES / "py-events"), session=session).stdout.decode().split()[-1]
     inst_id = si(hub, "seq", "start", seq_id, session=session).stdout.decode().split()[-1]
-    second = _fuzz(hub, tmp_path, f'[parameters]\n"path.seq_id" = "{seq_id}"\n"path.inst_id" = "{inst_id}"\n'
+    second = _fuzz(hub, tmp_path, f'"path.seq_id" = "{seq_id}"\n"path.inst_id" = "{inst_id}"\n'
                                   '"path.name" = "test-response"\n')
     assert second.returncode == 0, second.stdout[-4000:]
     assert " passed" in second.stdout

@@ -52,6 +52,8 @@ def test_after_deploy_sets_no_retries_tmp_size_and_the_expiry_stream(hub_env, tm
     for kind in ("DEFAULT_4XX", "DEFAULT_5XX"):
         response = aws.client("apigateway").get_gateway_response(restApiId=rest_api, responseType=kind)
         assert response["responseTemplates"] == {"application/json": wire.GATEWAY_ERROR_TEMPLATE}
+    too_large = aws.client("apigateway").get_gateway_response(restApiId=rest_api, responseType="REQUEST_TOO_LARGE")
+    assert "si seq send" in json.loads(too_large["responseTemplates"]["application/json"])["error"]
     mappings = lam.list_event_source_mappings(FunctionName="sequence-hub-test-cleanup")["EventSourceMappings"]
     assert len(mappings) == 1 and "/stream/" in mappings[0]["EventSourceArn"]
 
