@@ -42,10 +42,6 @@ _MISSING = ("NoSuchKey", "404", "AccessDenied", "403")  # S3 answers 403 for a m
 RemainingMs = Callable[[], int]
 
 
-def _tree_bytes(root: Path) -> int:
-    return sum(entry.stat(follow_symlinks=False).st_size for entry in root.rglob("*"))
-
-
 class PackageChanged(Exception):
     """The package in S3 is not the one validated at upload: it is never run."""
 
@@ -126,7 +122,8 @@ class _Run:
             self.box = sandbox.Box.create(self.id, self.settings.sandbox_limits)
         child_mod.harden()
         try:
-            child = child_mod.spawn(runtime, seq_dir, start, self.work, self.box, _tree_bytes(seq_dir))
+            # The sandbox copies the package into a tmpfs sized for it (its size as scanned at upload).
+            child = child_mod.spawn(runtime, seq_dir, start, self.work, self.box, int(seq.get("unpacked_bytes") or 0))
         except child_mod.HostUnavailable as exc:
             return self.record_end(models.ERRORED, 20, str(exc))
         except OSError as exc:  # e.g. a Node layer built for another architecture (exec format error)
