@@ -213,9 +213,8 @@ def test_prune_kills_and_removes_every_sequence(tmp_path):
 
 def test_the_python_client(hub, tmp_path):
     """scramjet-api-client 1.1.1: send, start with no arguments (it posts `null`), info, entities,
-    load, config, version, the hub's log, events, stop, kill, delete."""
+    load, config, version, sequences, an event, health, kill, and the hub's log as a stream."""
     from client.host_client import HostClient
-    from client.instance_client import InstanceClient  # noqa: F401 (the client's own type, used below)
 
     async def scenario() -> dict:
         host = HostClient(hub["url"])
