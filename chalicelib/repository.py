@@ -330,11 +330,15 @@ class Repository:
 
     def end(self, inst_id: str, status: str, exitcode: int, reason: str, now: float, retention: int,
             segments: dict[str, int] | None = None) -> None:
-        """Record the end: state, expiry, every channel ended; it leaves the active index."""
+        """Record the end: state, expiry, every channel ended; it leaves the active index. One killed
+        with ``remove`` (Scramjet's removeImmediately) is removed from view at once, whenever the
+        kill came."""
         sets = self._end_sets(status, exitcode, reason, now, retention)
         sets["heartbeat"] = now
         sets.update({f"n_{c}": n for c, n in (segments or {}).items()})
-        self._update(_inst_key(inst_id), sets, remove=("apk", "ask"))
+        item = self._update(_inst_key(inst_id), sets, remove=("apk", "ask"), returns="ALL_NEW")
+        if item is not None and item.get("remove_on_end") and retention > 0:
+            self.expire_now(inst_id, now)
 
     def settle(self, inst: Instance, reason: str, now: float, retention: int) -> bool:
         """Record an end the runner could not (lost heartbeat, never started), only if nothing moved
@@ -377,7 +381,8 @@ class Repository:
 
     def expire_now(self, inst_id: str, now: float) -> Instance | None:
         """Remove an ended instance from view now (its records go when the TTL sweeps them)."""
-        item = self._update(_inst_key(inst_id), {"expires_at": int(now)}, condition=f"attribute_exists(pk) AND NOT ({_IS_ACTIVE})",
+        item = self._update(_inst_key(inst_id), {"expires_at": int(now)},
+                            condition=f"NOT ({_IS_ACTIVE})",
                             names={"#st": "status"}, values=_ACTIVE_VALUES, returns="ALL_NEW")
         return _instance(item) if item is not None else None
 

@@ -266,3 +266,21 @@ def test_numbered_items_go_in_order_a_gap_is_waited_for_then_skipped(monkeypatch
     assert order.take(5, read) == []  # 4 may still come
     monkeypatch.setattr(feed, "GAP_SECONDS", 0)
     assert [i["n"] for i in order.take(5, read)] == [5]  # 4's request died: skipped, never reordered
+
+
+def test_a_kill_with_remove_immediately_removes_the_instance_whenever_its_end_is_recorded(settings, not_invoked):
+    """Scramjet's `seq prune --force` kills with removeImmediately and waits for the instance to
+    leave the listing: however the kill and the runner's end interleave, it leaves at the end."""
+    seq_id = sequences.create(settings, py_package(ECHO_INPUT))["id"]
+    repo = Repository(settings.table)
+    inst_id = instances.start(settings, seq_id, {})["id"]
+    repo.claim(inst_id, clock.now())
+    instances.request_kill(settings, inst_id, remove=True)
+    assert inst_id in [i.id for i in instances.listed(settings)]  # still running: its runner ends it
+    # The runner records its end with the usual retention, not having seen the request yet.
+    repo.end(inst_id, models.COMPLETED, 137, models.REASON_KILLED, clock.now(), settings.retention_seconds)
+    assert inst_id not in [i.id for i in instances.listed(settings)]
+    ended = instances.start(settings, seq_id, {})["id"]
+    repo.end(ended, models.COMPLETED, 0, models.REASON_COMPLETED, clock.now(), settings.retention_seconds)
+    instances.request_kill(settings, ended, remove=True)  # already ended: removed at once, not refused
+    assert ended not in [i.id for i in instances.listed(settings)]

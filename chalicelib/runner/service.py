@@ -91,7 +91,6 @@ class _Run:
         self.timed_out = False
         self.events_in = InOrder("events")
         self.box: sandbox.Box | None = None
-        self.remove_on_end = False  # killed with removeImmediately: no retention
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> str:
@@ -279,7 +278,6 @@ class _Run:
         """Act on what the API asked for since the last heartbeat: kill, stop, events, input."""
         if inst is None:
             return
-        self.remove_on_end = inst.remove_on_end
         if inst.kill_requested and self.kill_at is None:
             self.killed = True
             child.send({"type": "kill"})
@@ -313,7 +311,7 @@ class _Run:
         for ch in self.channels.values():
             ch.close()
         self.flush_all()
-        retention = 0 if self.remove_on_end else self.settings.retention_seconds
-        self.repo.end(self.id, status, exit_code, reason, clock.now(), retention, self.counters())
+        self.repo.end(self.id, status, exit_code, reason, clock.now(), self.settings.retention_seconds,
+                      self.counters())
         logger.info("instance ended", extra={"status": status, "exit_code": exit_code, "reason": reason})
         return status
