@@ -129,17 +129,23 @@ def _query(name: str) -> str | None:
     return (app.current_request.query_params or {}).get(name)
 
 
-def _wait() -> float:
-    raw = _query("wait")
+def _finite_query(name: str, message: str) -> float | None:
+    """Query parameter ``name`` as a finite number (None when absent); 400 with ``message`` else."""
+    raw = _query(name)
     if raw is None:
-        return 20.0
+        return None
     try:
-        wait = float(raw)
+        value = float(raw)
     except ValueError:
-        wait = math.nan
-    if not math.isfinite(wait):
-        raise BadRequest(f"wait must be a number of seconds (0 to {MAX_WAIT_SECONDS:.0f})")
-    return max(0.0, min(wait, MAX_WAIT_SECONDS))
+        value = math.nan
+    if not math.isfinite(value):
+        raise BadRequest(message)
+    return value
+
+
+def _wait() -> float:
+    wait = _finite_query("wait", f"wait must be a number of seconds (0 to {MAX_WAIT_SECONDS:.0f})")
+    return 20.0 if wait is None else max(0.0, min(wait, MAX_WAIT_SECONDS))
 
 
 # -- hub ----------------------------------------------------------------------------------------
@@ -334,7 +340,7 @@ def get_event(inst_id, name):
 
 @route("/instance/{inst_id}/once/{name}", methods=["GET"])
 def get_next_event(inst_id, name):
-    after = _number("after", clock.now())  # the embedded hub's bridge keeps one reference across waits
+    after = _time_query("after", clock.now())  # the embedded hub's bridge keeps one reference across waits
     event = instances.wait_for_event(_settings(), inst_id, name, _wait(), after=after)
     if not event.found:
         return _no_event_yet(f"no new event {name} from instance {inst_id} yet", event.ended)
@@ -351,7 +357,7 @@ def _no_event_yet(message: str, ended: bool) -> Response:
 def stream_events(inst_id, name):
     """Events named ``name`` emitted after the cursor (a time; none: now), as JSON lines, paged
     like a channel: X-Next-Cursor, and X-Channel-Ended once the instance has ended."""
-    after = _number("cursor", clock.now())
+    after = _time_query("cursor", clock.now())
     event = instances.wait_for_event(_settings(), inst_id, name, _wait(), after=after)
     data = (json.dumps(event.message) + "\n").encode() if event.found else b""
     return Response(body=data, status_code=200, headers={
@@ -359,17 +365,13 @@ def stream_events(inst_id, name):
         "X-Channel-Ended": "true" if event.ended and not event.found else "false"})
 
 
-def _number(name: str, default: float) -> float:
-    raw = _query(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise BadRequest(f"{name} must be a time in seconds since the epoch")
-    return value
+def _time_query(name: str, default: float) -> float:
+    """A time in seconds since the epoch; ``default`` when absent or empty."""
+    message = f"{name} must be a time in seconds since the epoch"
+    value = _finite_query(name, message) if _query(name) else None
+    if value is not None and value < 0:
+        raise BadRequest(message)
+    return default if value is None else value
 
 
 @route("/instance/{inst_id}/health", methods=["GET"])
