@@ -182,7 +182,8 @@ def _make_cgroups(name: str, limits: Limits) -> list[Path]:
             except OSError:
                 continue
         if written:
-            made.append(path)
+            if path not in made:  # cgroup v2: one directory holds both controllers
+                made.append(path)
         else:
             try:
                 path.rmdir()
