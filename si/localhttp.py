@@ -19,13 +19,16 @@ import base64
 import json
 import re
 import time
-from typing import Any
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 from urllib.parse import parse_qs
 
+import h11
 from chalice.app import Chalice
 from chalice.config import Config
 from chalice.local import LocalGateway, LocalGatewayException, RouteMatcher
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 API = "/api/v1"
 # Paged with X-Next-Cursor / X-Channel-Ended: a plain GET (no cursor) streams them live.
@@ -39,6 +42,7 @@ _CORS = [(b"access-control-allow-origin", b"*"),
 _PREFLIGHT = [(b"access-control-allow-headers", b"*"),
               (b"access-control-allow-methods", b"DELETE, POST, GET, PUT, OPTIONS")]
 _STREAM_WAIT = 20        # seconds one page of a live channel may wait for data
+_MAX_CALLS = 1024         # requests the app handles at once (threads are made as needed)
 _COALESCE_SECONDS = 0.01  # input: how long to wait for more of a body before forwarding what came
 
 Receive = Callable[[], Awaitable[dict]]
@@ -62,6 +66,9 @@ class Bridge:
         self._app = app
         self._max_body = max_body
         self._max_chunk = max_input_chunk
+        # Routes block (long polls wait up to 25 s): each call needs a thread of its own. asyncio's
+        # default pool has min(32, cores + 4) threads, so a few followers would stall everyone else.
+        self._pool = ThreadPoolExecutor(max_workers=_MAX_CALLS, thread_name_prefix="hub-request")
 
     async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -95,10 +102,14 @@ class Bridge:
         if method == "GET" and _WAITS.match(path) and "wait" not in params:
             await self._until_disconnect(receive, self._wait_for_event(path, headers, send))
             return
-        status, out_headers, out_body = await asyncio.to_thread(self._call, method, target, headers, body)
+        status, out_headers, out_body = await self._in_thread(method, target, headers, body)
         await _respond(send, status, out_headers, out_body)
 
     # -- the gateway -----------------------------------------------------------------------------
+    async def _in_thread(self, method: str, target: str, headers: dict[str, str],
+                         body: bytes | None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._call, method, target, headers, body)
+
     def _call(self, method: str, target: str, headers: dict[str, str],
               body: bytes | None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         try:
@@ -159,16 +170,16 @@ class Bridge:
             except _Disconnected as cut:
                 # What arrived is kept; the stream stays open (the client may send the rest).
                 if cut.pending:
-                    await asyncio.to_thread(self._call, "POST", target, {**headers, "x-end-stream": "false"},
+                    await self._in_thread("POST", target, {**headers, "x-end-stream": "false"},
                                             cut.pending)
                 return
             while len(pending) > self._max_chunk or (pending and more):
                 piece, pending = pending[:self._max_chunk], pending[self._max_chunk:]
-                last = await asyncio.to_thread(self._call, "POST", target, {**headers, "x-end-stream": "false"}, piece)
+                last = await self._in_thread("POST", target, {**headers, "x-end-stream": "false"}, piece)
                 if last[0] >= 300:
                     await _respond(send, *last)
                     return
-        last = await asyncio.to_thread(self._call, "POST", target, {**headers, "x-end-stream": end_stream}, pending)
+        last = await self._in_thread("POST", target, {**headers, "x-end-stream": end_stream}, pending)
         await _respond(send, *last)
 
     async def _gather(self, receive: Receive, pending: bytes) -> tuple[bytes, bool]:
@@ -208,8 +219,9 @@ class Bridge:
         cursor = ""
         started = False
         while True:
-            status, out_headers, data = await asyncio.to_thread(
-                self._call, "GET", f"{path}?cursor={cursor}&wait={_STREAM_WAIT}", headers, None)
+            # The first page does not wait: the client has its answer's status and headers at once.
+            wait = _STREAM_WAIT if started else 0
+            status, out_headers, data = await self._in_thread("GET", f"{path}?cursor={cursor}&wait={wait}", headers, None)
             if status != 200:
                 if not started:
                     await _respond(send, status, out_headers, data)
@@ -234,11 +246,25 @@ class Bridge:
         instance ends (``/once`` keeps the time of this request as its reference)."""
         after = f"&after={time.time()!r}" if "/once/" in path else ""
         while True:
-            status, out_headers, data = await asyncio.to_thread(
-                self._call, "GET", f"{path}?wait={_STREAM_WAIT}{after}", headers, None)
+            status, out_headers, data = await self._in_thread(
+                "GET", f"{path}?wait={_STREAM_WAIT}{after}", headers, None)
             if status != 404 or dict(out_headers).get(b"x-instance-ended") != b"false":
                 await _respond(send, status, out_headers, data)
                 return
+
+
+class JsonErrorsH11(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, whose own answer to a request it cannot parse (a bad request
+    line, bad headers) is JSON like every other error of the hub's, not plain text."""
+
+    def send_400_response(self, msg: str) -> None:
+        body = json.dumps({"error": msg}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close")]
+        for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                      h11.Data(data=body), h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
 
 
 def _pairs(headers: dict[str, Any]) -> list[tuple[bytes, bytes]]:

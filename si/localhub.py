@@ -86,7 +86,7 @@ class LocalHub:
 
         from chalicelib import config as config_mod
 
-        from .localhttp import Bridge
+        from .localhttp import Bridge, JsonErrorsH11
 
         # The hub announces itself; per-request lines from werkzeug and Chalice are noise here.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -130,8 +130,8 @@ class LocalHub:
         # Headers and body go out in separate writes; without TCP_NODELAY (inherited by accepted
         # sockets) Nagle's algorithm and the client's delayed ACK add ~40 ms to every answer.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._server = uvicorn.Server(uvicorn.Config(bridge, log_level="warning", access_log=False, lifespan="off",
-                                                     timeout_keep_alive=30))
+        self._server = uvicorn.Server(uvicorn.Config(bridge, http=JsonErrorsH11, log_level="warning",
+                                                     access_log=False, lifespan="off", timeout_keep_alive=30))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
         self._thread.start()
         while not self._server.started:

@@ -293,11 +293,31 @@ def test_chunked_upload_with_100_continue_and_a_cut_body_never_ends_the_input(hu
     assert output.decode() == hashlib.md5(b"hello\nworld\n").hexdigest()
 
 
+def test_many_live_readers_do_not_stall_other_requests(hub, tmp_path):
+    """A plain GET of a running instance's output holds its request open; many at once must not
+    keep the hub from answering anyone else."""
+    package = js_package("module.exports = () => new Promise(r => setTimeout(r, 60000));\n")
+    seq_id = requests.post(f"{hub['url']}/sequence", data=package, timeout=30,
+                           headers={"Content-Type": "application/octet-stream"}).json()["id"]
+    inst_id = requests.post(f"{hub['url']}/sequence/{seq_id}/start", json={}, timeout=30).json()["id"]
+    readers = [requests.get(f"{hub['url']}/instance/{inst_id}/output", stream=True, timeout=60) for _ in range(12)]
+    try:
+        assert all(r.status_code == 200 for r in readers)  # each is streaming, waiting for output
+        assert requests.get(f"{hub['url']}/version", timeout=10).status_code == 200
+        assert requests.get(f"{hub['url']}/instance/{inst_id}", timeout=10).json()["status"] == "running"
+    finally:
+        for reader in readers:
+            reader.close()
+        requests.post(f"{hub['url']}/instance/{inst_id}/_kill", timeout=30)
+
+
 def test_cors_json_404_and_405_and_large_direct_packages(hub, tmp_path):
     pre = requests.options(f"{hub['url']}/sequences", timeout=10)
     assert pre.status_code == 200 and pre.headers["Access-Control-Allow-Origin"] == "*"
     assert "POST" in pre.headers["Access-Control-Allow-Methods"]
     assert requests.get(f"{hub['url']}/version", timeout=10).headers["Access-Control-Allow-Origin"] == "*"
+    garbled = _raw(hub, b"NOT A REQUEST LINE\r\n\r\n")  # what the server itself refuses is JSON too
+    assert garbled.startswith(b"HTTP/1.1 400 ") and "error" in json.loads(garbled.split(b"\r\n\r\n", 1)[1])
     missing = requests.get(f"{hub['url']}/no-such-thing", timeout=10)
     assert missing.status_code == 404 and missing.json() == {"error": "no such endpoint: GET /api/v1/no-such-thing"}
     wrong = requests.put(f"{hub['url']}/sequences", timeout=10)
