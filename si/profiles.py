@@ -16,6 +16,10 @@ DEFAULT_API_URL = "http://127.0.0.1:8000/api/v1"
 # auth: "" = SigV4 for API Gateway URLs, the token (if any) elsewhere; "iam" or "token" to force one.
 DEFAULTS = {"apiUrl": DEFAULT_API_URL, "token": "", "format": "pretty", "auth": "", "awsProfile": "",
             "awsRegion": ""}
+# Scramjet's CLI reads and writes the same files, with keys of its own; without these it does not
+# work at all (it spins, never sending a request), so a profile we write carries them too.
+SCRAMJET_DEFAULTS = {"configVersion": 1, "middlewareApiUrl": "", "env": "development", "scope": "",
+                     "log": {"debug": False, "format": "pretty"}}
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -56,7 +60,13 @@ def load(name: str | None = None) -> dict:
 def save(data: dict, name: str | None = None) -> None:
     path = _file(name or current_name())
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({k: data[k] for k in DEFAULTS if k in data}, indent=2) + "\n")
+    try:  # keys other tools keep here (Scramjet's CLI) stay as they are
+        kept = json.loads(path.read_text()) if path.exists() else {}
+    except ValueError:
+        kept = {}
+    kept = kept if isinstance(kept, dict) else {}
+    path.write_text(json.dumps({**SCRAMJET_DEFAULTS, **kept, **{k: data[k] for k in DEFAULTS if k in data}},
+                               indent=2) + "\n")
 
 
 def api_url() -> str:
