@@ -12,7 +12,8 @@ from typing import Any, Callable
 from chalice import Chalice, IAMAuthorizer, Rate, Response
 from chalice.app import CaseInsensitiveMapping
 
-from chalicelib import __version__, clock, config, console, hubinfo, instances, openapi, sequences, strictjson
+from chalicelib import (__version__, clock, config, console, hubinfo, instances, openapi, sequences, strictjson,
+                        topics)
 from chalicelib.errors import BadRequest, HubError, NotFound, TooLarge
 from chalicelib.observability import logger
 
@@ -377,6 +378,46 @@ def _time_query(name: str, default: float) -> float:
 @route("/instance/{inst_id}/health", methods=["GET"])
 def instance_health(inst_id):
     return instances.health(_settings(), inst_id)
+
+
+# -- topics (Scramjet's service discovery) ---------------------------------------------------------
+@route("/topics", methods=["GET"])
+def list_topics():
+    return _json([t.view() for t in topics.listed(_settings())])
+
+
+@route("/topics", methods=["POST"])
+def create_topic():
+    body = _body_json(default={})
+    if not isinstance(body, dict) or not body.get("id"):
+        raise BadRequest("Missing body param: id")
+    if not body.get("content-type"):
+        raise BadRequest("Missing body param: content-type")
+    topic = topics.create(_settings(), body["id"], body["content-type"])
+    return {"id": topic.name, "origin": {"id": "sequence-hub", "type": "hub"}, "state": "active",
+            "contentType": topic.content_type}
+
+
+@route("/topics/{name}", methods=["DELETE"])
+def delete_topic(name):
+    topics.delete(_settings(), name)
+    return {"message": f"Topic {name} removed"}
+
+
+@route("/topic/{name}", methods=["POST"], content_types=INPUT_TYPES)
+def write_topic(name):
+    request = app.current_request
+    topics.publish(_settings(), name, request.raw_body or b"", request.headers.get("content-type"))
+    return Response(body="", status_code=200)
+
+
+@route("/topic/{name}", methods=["GET"])
+def read_topic(name):
+    """Chunks after the cursor (none: where the retained data begins), paged like a channel. A
+    topic never ends: X-Channel-Ended is always false."""
+    page = topics.read(_settings(), name, _query("cursor"), _wait())
+    return Response(body=page["data"], status_code=200, headers={
+        "Content-Type": page["content_type"], "X-Next-Cursor": page["cursor"], "X-Channel-Ended": "false"})
 
 
 # -- console (static files; the page calls the API above with the user's own credentials) ----------

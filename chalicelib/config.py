@@ -42,6 +42,7 @@ class Settings:
     max_event_bytes: int
     max_running: int
     max_running_per_sequence: int
+    max_topics: int
     local_token: str
     stage: str
     sandbox: str
@@ -101,6 +102,8 @@ def load(env: dict | None = None) -> Settings:
         # Soft caps checked at start; Lambda reserved concurrency is the hard backstop on AWS.
         max_running=_int(env, "SEQHUB_MAX_RUNNING", 200),
         max_running_per_sequence=_int(env, "SEQHUB_MAX_RUNNING_PER_SEQUENCE", 50),
+        # Topics are cheap to make: a cap keeps GET /topics within one response and the sweep short.
+        max_topics=_int(env, "SEQHUB_MAX_TOPICS", 1000),
         # Set by the embedded hub when it listens beyond loopback; never on AWS (IAM there).
         local_token=env.get("SEQHUB_LOCAL_TOKEN", ""),
         stage=env.get("SEQHUB_STAGE", "dev"),

@@ -17,6 +17,10 @@ class NotFound(HubError):
     status = 404
 
 
+class NotAllowed(HubError):
+    status = 405
+
+
 class Conflict(HubError):
     status = 409
 
@@ -35,3 +39,11 @@ class Forbidden(HubError):
 
 class TooMany(HubError):
     status = 429
+
+
+class UnsupportedType(HubError):
+    status = 415
+
+
+class Busy(HubError):
+    status = 503

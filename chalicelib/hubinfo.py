@@ -50,7 +50,8 @@ def public_config(settings: Settings) -> dict[str, Any]:
                        "requestBytes": settings.max_request_bytes, "inputChunkBytes": settings.max_input_chunk_bytes,
                        "startDataBytes": settings.max_start_data_bytes, "eventBytes": settings.max_event_bytes,
                        "runningInstances": settings.max_running,
-                       "runningInstancesPerSequence": settings.max_running_per_sequence}}
+                       "runningInstancesPerSequence": settings.max_running_per_sequence,
+                       "topics": settings.max_topics}}
 
 
 class HubLog(logging.Handler):

@@ -9,9 +9,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from . import aws, channels, clock, invoker, models, sequences
+from . import aws, channels, clock, invoker, models, packages, sequences
 from .config import Settings
-from .errors import BadRequest, Conflict, NotFound, TooLarge, TooMany
+from .errors import BadRequest, Conflict, NotAllowed, NotFound, TooLarge, TooMany
 from .models import Instance
 from .observability import logger
 from .repository import INLINE_START_DATA_BYTES, Repository
@@ -57,6 +57,10 @@ def view(inst: Instance, args: Any = None, app_config: Any = None) -> dict:
         "created": clock.iso(inst.created), "started": clock.iso(inst.started),
         "ended": clock.iso(inst.ended), "status": inst.status,
     }
+    if inst.provides:
+        out["provides"] = inst.provides
+    if inst.requires:
+        out["requires"] = inst.requires
     if inst.final:
         out["terminated"] = {"exitcode": inst.exitcode, "reason": inst.reason}
         out["expires"] = clock.iso(inst.expires_at)
@@ -115,6 +119,7 @@ def start(settings: Settings, seq_id: str, body: Any) -> dict:
     if not isinstance(inst_id, str) or not models.valid_id(inst_id):
         raise BadRequest("instanceId must be 1-64 letters, digits, '-' or '_'")
     seq = sequences.get_item(settings, seq_id)
+    topics = _start_topics(body, json.loads(seq["manifest"]) if seq.get("manifest") else {})
     repo = _repo(settings)
     _check_caps(settings, repo, seq_id)
     args_stored = sizes["args"] > INLINE_START_DATA_BYTES
@@ -122,7 +127,7 @@ def start(settings: Settings, seq_id: str, body: Any) -> dict:
     inst = Instance(id=inst_id, sequence_id=seq_id, sequence_name=seq.get("name"), status=models.STARTING,
                     created=clock.now(), runtime=seq["runtime"], args=args, app_config=app_config,
                     args_stored=args_stored, config_stored=config_stored,
-                    stored_bytes=sizes["args"] * args_stored + sizes["appConfig"] * config_stored)
+                    stored_bytes=sizes["args"] * args_stored + sizes["appConfig"] * config_stored, **topics)
     if not repo.create_instance(inst):
         raise Conflict("Instance with a given ID already exists")
     try:
@@ -133,6 +138,23 @@ def start(settings: Settings, seq_id: str, body: Any) -> dict:
         raise
     logger.info(f"instance {inst_id} of sequence {seq_id} starting")
     return {"id": inst_id, "message": f"Sequence {inst_id} starting"}
+
+
+def _start_topics(body: dict, manifest: dict) -> dict[str, str | None]:
+    """provides/requires (and their types) from the start's outputTopic/inputTopic, else from the
+    package's own declaration (checked at upload); the sequence may still declare them as it runs."""
+    out: dict[str, str | None] = {}
+    for option, key in (("outputTopic", "provides"), ("inputTopic", "requires")):
+        name = body.get(option)
+        if name in (None, ""):
+            declared = packages.topic_declaration(manifest, key)
+            out[key], out[f"{key}_type"] = declared if declared else (None, None)
+            continue
+        if not models.valid_topic(name):
+            raise BadRequest(f"{option} must be a topic name: 1-200 letters, digits, '_', '+', '-'")
+        declared = packages.topic_declaration(manifest, key)
+        out[key], out[f"{key}_type"] = name, declared[1] if declared and declared[0] == name else None
+    return out
 
 
 def _check_caps(settings: Settings, repo: Repository, seq_id: str) -> None:
@@ -313,6 +335,8 @@ def append_input(settings: Settings, inst_id: str, stream: str, body: bytes,
     number = repo.reserve_chunk(inst_id, stream, ctype if stream == "input" else None, bool(body), end)
     if number is None:  # refused: read the record to say why (404 when it is gone or expired)
         inst = get(settings, inst_id)
+        if stream == "input" and inst.requires:
+            raise NotAllowed(f"Input provided in other way: instance {inst_id} reads topic {inst.requires}")
         if inst.final:
             raise Conflict(f"Instance {inst_id} has ended; it takes no more {stream}")
         if stream in inst.chunks_end:

@@ -25,6 +25,15 @@ ACTIVE = (STARTING, RUNNING, STOPPING, KILLING)
 FINAL = (COMPLETED, ERRORED)
 
 CHANNELS = ("output", "stdout", "stderr", "log")
+# Data types of input and of topics (Scramjet's four).
+CONTENT_TYPES = ("text/x-ndjson", "application/x-ndjson", "text/plain", "application/octet-stream")
+# Scramjet's topic names (topicId.ts, its CLI's validateTopicName), at a length DynamoDB keys allow.
+_TOPIC = re.compile(r"^[\\a-zA-Z0-9_+-]{1,200}$")
+
+
+def valid_topic(name: Any) -> bool:
+    return isinstance(name, str) and bool(_TOPIC.match(name))
+
 INPUT_STREAMS = ("input", "stdin")
 
 REASON_COMPLETED = "Instance completed"
@@ -98,6 +107,12 @@ class Instance:
     remove_on_end: bool = False  # killed with Scramjet's removeImmediately: no retention after the end
     stop_requested: dict | None = None
     health: dict | None = None
+    # Topics: where output also goes (Scramjet's provides / outputTopic) and where input comes from
+    # (requires / inputTopic), with the type the start or the package gave (else the sequence's own).
+    provides: str | None = None
+    provides_type: str | None = None
+    requires: str | None = None
+    requires_type: str | None = None
 
     @property
     def active(self) -> bool:

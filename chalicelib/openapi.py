@@ -39,6 +39,7 @@ SCHEMAS: dict[str, dict] = {
         "id": {"type": "string"}, "args": {"type": "array"}, "appConfig": {"type": "object"},
         "sequence": {"type": "object"}, "created": {"type": "string"}, "started": {"type": "string"},
         "ended": {"type": "string"}, "expires": {"type": "string"},
+        "provides": {"type": "string"}, "requires": {"type": "string"},
         "status": {"enum": ["starting", "running", "stopping", "killing", "completed", "errored"]},
         "terminated": {"type": "object", "properties": {"exitcode": {"type": ["integer", "null"]},
                                                         "reason": {"type": ["string", "null"]}}},
@@ -46,7 +47,12 @@ SCHEMAS: dict[str, dict] = {
     "StartRequest": {"type": ["object", "null"], "properties": {
         "args": {"type": ["array", "null"], "description": "passed positionally to the sequence, types kept"},
         "appConfig": {"type": ["object", "null"]},
-        "instanceId": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"}}},
+        "instanceId": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"},
+        "outputTopic": {"type": "string", "description": "the instance's output also goes to this topic"},
+        "inputTopic": {"type": "string", "description": "the instance's input comes from this topic"}}},
+    "Topic": {"type": "object", "required": ["contentType", "topic", "topicName"], "properties": {
+        "contentType": {"type": "string"}, "localProvider": {"type": "string"}, "topic": {"type": "string"},
+        "topicName": {"type": "string"}}},
     "Started": {"type": "object", "required": ["id", "message"],
                 "properties": {"id": {"type": "string"}, "message": {"type": "string"}}},
     "Upload": {"type": "object", "required": ["id", "url", "method"], "properties": {
@@ -55,6 +61,7 @@ SCHEMAS: dict[str, dict] = {
 }
 
 _ID = {"type": "string", "maxLength": 64}
+_TYPES = ("text/plain", "application/octet-stream", "application/x-ndjson", "text/x-ndjson")
 _JSON_BODY = {"content": {"application/json": {"schema": {}}}}
 _CHANNEL = {
     "summary": "Read a channel from a cursor (long-polls while the instance runs)",
@@ -76,7 +83,7 @@ _APPEND = {
     "parameters": [{"name": "x-end-stream", "in": "header", "schema": {"enum": ["true", "false"]},
                     "description": "end the stream with this request (default true, as in STH)"}],
     "requestBody": {"content": {t: {"schema": {"type": "string", "format": "binary"}} for t in
-                                ("text/plain", "application/octet-stream", "application/x-ndjson", "text/x-ndjson")}},
+                                _TYPES}},
     "responses": {"200": {"description": "Stored; the stream is ended"},
                   "202": {"description": "Stored; the stream stays open"},
                   "400": _error("No content type yet, or an unsupported one"), "404": _error("No such instance"),
@@ -156,6 +163,27 @@ OPERATIONS: dict[str, dict] = {
             "X-Next-Cursor": {"schema": {"type": "string"}}, "X-Channel-Ended": {"schema": {"enum": ["true", "false"]}}},
             "content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
             "400": _error("Bad cursor or wait"), "404": _error("No such instance")}},
+    "GET /topics": {"summary": "Every topic", "responses": {"200": _json({"type": "array", "items": _ref("Topic")})}},
+    "POST /topics": {
+        "summary": "Create an empty topic: {\"id\": name, \"content-type\": type}",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object", "properties": {
+            "id": {"type": "string"}, "content-type": {"enum": list(_TYPES)}}}}}},
+        "responses": {"200": _json({"type": "object"}), "400": _error("Bad name or type, or the topic exists")}},
+    "DELETE /topics/{name}": {"summary": "Remove a topic and its data", "responses": {
+        "200": _json({"type": "object"}), "400": _error("Bad name"), "404": _error("No such topic")}},
+    "POST /topic/{name}": {
+        "summary": "Append to a topic (made on the first write; its content type is the first writer's)",
+        "requestBody": {"content": {t: {"schema": {"type": "string", "format": "binary"}} for t in _TYPES}},
+        "responses": {"200": {"description": "Stored"}, "400": _error("Bad name or content type"),
+                      "413": _error("Over 1 MiB"), "415": _error("The topic has another content type")}},
+    "GET /topic/{name}": {
+        "summary": "Read a topic from a cursor (none: where its retained data begins); long-polls for news",
+        "parameters": [{"name": "cursor", "in": "query", "schema": {"type": "string", "pattern": "^[0-9]*$",
+                                                                     "maxLength": 12}}, *_EVENT_WAIT],
+        "responses": {"200": {"description": "The topic's bytes (at most 4 MiB)", "headers": {
+            "X-Next-Cursor": {"schema": {"type": "string"}}, "X-Channel-Ended": {"schema": {"const": "false"}}},
+            "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in _TYPES}},
+            "400": _error("Bad name, cursor or wait")}},
     "GET /load-check": {"summary": "Load, memory and scratch disk, in Scramjet's shape",
                         "responses": {"200": _json({"type": "object", "required": [
                             "avgLoad", "currentLoad", "memFree", "memUsed", "fsSize"]})}},

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import strictjson
+from . import models, strictjson
 from .errors import InvalidPackage, TooLarge
 
 MANIFEST = "package.json"
@@ -105,7 +105,31 @@ def check_manifest(manifest: Any) -> dict[str, Any]:
     for key in ("name", "version"):
         if key in manifest and not isinstance(manifest[key], str):
             raise InvalidPackage(f'package.json "{key}" must be a string')
+    for key in ("provides", "requires"):
+        if key in manifest:
+            try:
+                topic_declaration(manifest, key)
+            except ValueError as exc:
+                raise InvalidPackage(f"package.json {exc}") from None
     return manifest
+
+
+def topic_declaration(manifest: dict[str, Any], key: str) -> tuple[str, str | None] | None:
+    """(topic, content type or None) of ``"provides"``/``"requires"``: a topic name, or
+    ``{"topic": name, "contentType": type}``; None when absent. ValueError says what is wrong."""
+    value = manifest.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        value = {"topic": value}
+    if not isinstance(value, dict):
+        raise ValueError(f'"{key}" must be a topic name or {{"topic": name, "contentType": type}}')
+    name, ctype = value.get("topic"), value.get("contentType")
+    if not models.valid_topic(name):
+        raise ValueError(f'"{key}" topic must be 1-200 letters, digits, "_", "+", "-"')
+    if ctype is not None and ctype not in models.CONTENT_TYPES:
+        raise ValueError(f'"{key}" contentType must be one of {", ".join(models.CONTENT_TYPES)}')
+    return name, ctype
 
 
 def parse_manifest(raw: bytes) -> dict[str, Any]:

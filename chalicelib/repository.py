@@ -10,6 +10,8 @@ One table, key ``pk`` + ``sk``:
     inst#<id>       in#<stream>#<n>     the n-th input or stdin chunk (bytes, or an S3 key when large)
     inst#<id>       evin#<n>            the n-th event sent to the instance
     inst#<id>       evout#<name>        the last message the instance emitted as event <name>
+    topic#<name>    #                   a topic: type, chunk count, version  (listing index: lpk "topics")
+    topic#<name>    d#<n>               the n-th chunk written to the topic (bytes, or an S3 key when large)
 
 Two sparse, keys-only indexes: ``listing`` holds every sequence and every unexpired instance,
 ``active`` only instances that are starting or running. Instance entries are spread over
@@ -101,6 +103,10 @@ def _inst_key(inst_id: str, sk: str = META) -> dict:
     return {"pk": {"S": f"inst#{inst_id}"}, "sk": {"S": sk}}
 
 
+def _topic_key(name: str, sk: str = META) -> dict:
+    return {"pk": {"S": f"topic#{name}"}, "sk": {"S": sk}}
+
+
 def instance_id_of(keys: dict) -> str | None:
     """The instance a stream record's keys are the record of (None for any other item)."""
     pk, sk = keys.get("pk", {}).get("S", ""), keys.get("sk", {}).get("S", "")
@@ -117,6 +123,9 @@ def _instance_item(inst: Instance) -> dict:
         "apk": f"act#{shard(inst.id)}", "ask": f"{inst.sequence_id}#{inst.id}",
         "args_stored": inst.args_stored, "config_stored": inst.config_stored, "stored_bytes": inst.stored_bytes,
     }
+    for name in ("provides", "provides_type", "requires", "requires_type"):
+        if getattr(inst, name) is not None:
+            item[name] = getattr(inst, name)
     if not inst.args_stored:
         item["args"] = json.dumps(inst.args)
     if not inst.config_stored:
@@ -143,7 +152,9 @@ def _instance(item: dict) -> Instance:
         chunks_end={s: int(item[f"{s}_end"]) for s in INPUT_STREAMS if f"{s}_end" in item},
         events_in=int(item.get("evin_seq", 0)), kill_requested=item.get("kill_requested"),
         remove_on_end=bool(item.get("remove_on_end")),
-        stop_requested=item.get("stop_requested"), health=item.get("health"))
+        stop_requested=item.get("stop_requested"), health=item.get("health"),
+        provides=item.get("provides"), provides_type=item.get("provides_type"),
+        requires=item.get("requires"), requires_type=item.get("requires_type"))
 
 
 class Repository:
@@ -196,8 +207,8 @@ class Repository:
 
     def _update(self, key: dict, sets: dict[str, Any], *, condition: str | None = None,
                 names: dict | None = None, values: dict | None = None, remove: tuple[str, ...] = (),
-                adds: dict[str, int] | None = None, returns: str = "NONE") -> dict | None:
-        """SET ``sets``, ADD ``adds``, REMOVE ``remove`` on an existing item; None when ``condition``
+                adds: dict[str, int] | None = None, returns: str = "NONE", extra_set: str = "") -> dict | None:
+        """SET ``sets`` (and ``extra_set``), ADD ``adds``, REMOVE ``remove`` on an existing item; None when ``condition``
         fails. ``condition`` names attributes as ``#name`` (``names``) and values as ``:value``."""
         attr_names, attr_values, clauses = dict(names or {}), {}, []
         parts = []
@@ -205,6 +216,8 @@ class Repository:
             attr_names[f"#s{i}"] = k
             attr_values[f":s{i}"] = _av(v)
             parts.append(f"#s{i} = :s{i}")
+        if extra_set:  # SET clauses that compute from the item's own attributes
+            parts.append(extra_set)
         if parts:
             clauses.append("SET " + ", ".join(parts))
         if adds:
@@ -322,6 +335,10 @@ class Repository:
         item = self._update(_inst_key(inst_id), sets, returns="ALL_NEW")
         return _instance(item) if item is not None else None
 
+    def record_topics(self, inst_id: str, sets: dict[str, str]) -> None:
+        """The topics the sequence declared itself (Scramjet's PANG), once the runner knows them."""
+        self._update(_inst_key(inst_id), sets)
+
     def _end_sets(self, status: str, exitcode: int, reason: str, now: float, retention: int) -> dict:
         sets: dict[str, Any] = {"status": status, "exitcode": exitcode, "reason": reason[:models.MAX_REASON_CHARS],
                                 "ended": now, "expires_at": int(now + retention)}
@@ -405,6 +422,7 @@ class Repository:
             sets_expr.append("#end = if_not_exists(#seq, :zero) + :inc")
         condition = f"attribute_exists(pk) AND attribute_not_exists(#end) AND {_IS_ACTIVE}"
         if stream == "input":
+            condition += " AND attribute_not_exists(requires)"  # its input comes from a topic
             names["#ct"] = "input_type"
             if content_type:
                 sets_expr.append("#ct = if_not_exists(#ct, :ct)")
@@ -467,12 +485,85 @@ class Repository:
     def get_event_out(self, inst_id: str, name: str) -> dict | None:
         return self._get(_inst_key(inst_id, f"evout#{name}"))
 
+    # -- topics ----------------------------------------------------------------------------------
+    def get_topic(self, name: str) -> dict | None:
+        return self._get(_topic_key(name))
+
+    def create_topic(self, name: str, meta: dict) -> bool:
+        """A new topic's record; False when it exists (another writer made it first)."""
+        return self._put({"pk": f"topic#{name}", "sk": META, "kind": "topic", "name": name, "lpk": "topics",
+                          "lsk": name, "seq": 0, "floor": 0, "version": 1, **meta})
+
+    def renew_topic(self, name: str, version: int, content_type: str, expires_at: int, now: float) -> bool:
+        """Make a deleted or expired topic anew (any type). Its numbering goes on past one more number
+        than it had: a chunk a writer stored just as the topic went is never read as the new one's."""
+        return self._update(
+            _topic_key(name), {"content_type": content_type, "expires_at": expires_at, "updated": now},
+            condition="#v = :v", names={"#v": "version"}, values={":v": version, ":one": 1},
+            extra_set="#v = #v + :one, seq = seq + :one, floor = seq + :one", remove=("deleted",)) is not None
+
+    def mark_topic_deleted(self, name: str, version: int, now: float) -> bool:
+        """Out of view at once, and none of its chunks read again (the floor); they expire later."""
+        return self._update(_topic_key(name), {"deleted": True, "updated": now}, condition="#v = :v",
+                            names={"#v": "version"}, values={":v": version, ":one": 1},
+                            extra_set="#v = #v + :one, floor = seq") is not None
+
+    def put_topic_chunk(self, name: str, chunk: dict) -> bool:
+        """Chunk ``chunk["n"]``, if that number is free (False: another writer has it)."""
+        return self._put({"pk": f"topic#{name}", "sk": f"d#{chunk['n']:012d}", **chunk})
+
+    def advance_topic(self, name: str, number: int, expires_at: int, now: float) -> bool:
+        """Count chunk ``number`` in (readers read up to the count), if the count is just below it
+        and the topic was not deleted meanwhile."""
+        return self._update(_topic_key(name), {"seq": number, "expires_at": expires_at, "updated": now},
+                            condition="seq = :prev AND attribute_not_exists(deleted)",
+                            values={":prev": number - 1}) is not None
+
+    def topic_chunks(self, name: str, first: int, last: int) -> Iterator[dict]:
+        """Chunks ``first``..``last`` of the topic, in order, read page by page as the caller goes."""
+        for item in self._query(KeyConditionExpression="pk = :p AND sk BETWEEN :a AND :b", ConsistentRead=True,
+                                ExpressionAttributeValues={":p": {"S": f"topic#{name}"},
+                                                           ":a": {"S": f"d#{first:012d}"},
+                                                           ":b": {"S": f"d#{last:012d}"}}):
+            item["n"] = int(item["sk"][2:])
+            yield item
+
+    def listed_topics(self) -> list[dict]:
+        return sorted(self._batch_get(self._topic_keys()), key=lambda t: t["name"])
+
+    def count_topics(self) -> int:
+        """Topic records, unexpired or not yet swept (keys only: cheap)."""
+        return len(self._topic_keys())
+
+    def _topic_keys(self) -> list[dict]:
+        return [{"pk": {"S": i["pk"]}, "sk": {"S": i["sk"]}} for i in self._query(
+            IndexName=LISTING_INDEX, KeyConditionExpression="lpk = :p",
+            ExpressionAttributeValues={":p": {"S": "topics"}})]
+
+    def delete_topic(self, name: str, version: int) -> bool:
+        """Delete the topic's record if it is still at ``version``."""
+        try:
+            self._ddb.delete_item(TableName=self.table, Key=_topic_key(name), ConditionExpression="#v = :v",
+                                  ExpressionAttributeNames={"#v": "version"},
+                                  ExpressionAttributeValues={":v": _av(version)})
+        except ClientError as exc:
+            if _conditional(exc):
+                return False
+            raise
+        return True
+
+    def delete_topic_items(self, name: str, sks: list[str]) -> None:
+        self._delete_keys([_topic_key(name, sk) for sk in sks])
+
     # -- removal ---------------------------------------------------------------------------------
     def delete_instance(self, inst_id: str) -> None:
         """Delete the instance's record and everything kept beside it (chunks, events, start data)."""
         keys = [{"pk": {"S": i["pk"]}, "sk": {"S": i["sk"]}} for i in self._query(
             KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": f"inst#{inst_id}"}},
             ProjectionExpression="pk, sk")]
+        self._delete_keys(keys)
+
+    def _delete_keys(self, keys: list[dict]) -> None:
         for start in range(0, len(keys), 25):
             pending: dict[str, Any] = {self.table: [{"DeleteRequest": {"Key": k}} for k in keys[start:start + 25]]}
             while pending:

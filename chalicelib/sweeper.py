@@ -1,6 +1,6 @@
 """The hub's housekeeping, on a path of its own (a schedule on AWS, a thread in the embedded hub):
 record the ends runners could not (a lost heartbeat, a runner that never started), expire ended
-instances, and drop uploads never committed. Reads elsewhere never write; this does, and a record
+instances and old topic data, and drop uploads never committed. Reads elsewhere never write; this does, and a record
 it cannot update is logged and skipped, never a reason for anything else to fail.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from . import aws, cleanup, clock, models
+from . import aws, cleanup, clock, models, topics
 from .config import Settings
 from .observability import logger
 from .repository import Repository
@@ -72,4 +72,5 @@ def sweep_stale_uploads(settings: Settings, max_age: float = UPLOAD_MAX_AGE_SECO
 
 
 def sweep(settings: Settings) -> dict[str, list[str]]:
-    return {"settled": settle(settings), "expired": expire(settings)}
+    return {"settled": settle(settings), "expired": expire(settings),
+            "topics": topics.expire(settings, BUDGET_SECONDS / 4)}

@@ -43,6 +43,11 @@ def _own_logs(n: dict) -> dict:
                  [arn for group in n["own_logs"] for arn in (group, group + ":log-stream:*")])
 
 
+def _topic_chunks(n: dict) -> dict:
+    # Large topic chunks; the records themselves are written in transactions of PutItems.
+    return _stmt("TopicChunks", ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"], [n["bucket"] + "/topics/*"])
+
+
 def policies(stage: str, **known: str) -> dict[str, dict]:
     """{file name: policy document} for the API, runner, cleanup and sweeper functions."""
     n = names(stage, **known)
@@ -54,6 +59,7 @@ def policies(stage: str, **known: str) -> dict[str, dict]:
         _stmt("Uploads", ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"], [n["bucket"] + "/uploads/*"]),
         _stmt("Inputs", ["s3:PutObject"], [n["bucket"] + "/inputs/*"]),
         _stmt("ReadChannels", ["s3:GetObject"], [n["bucket"] + "/channels/*"]),
+        _topic_chunks(n),
         _stmt("StartRunner", ["lambda:InvokeFunction"], [n["runner"]]),
         _own_logs(n),
     )
@@ -61,7 +67,9 @@ def policies(stage: str, **known: str) -> dict[str, dict]:
         _stmt("Instance", ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:Query",
                            "dynamodb:BatchGetItem"], [table]),
         _stmt("PackagesAndInputs", ["s3:GetObject"], [n["bucket"] + "/packages/*", n["bucket"] + "/inputs/*"]),
-        _stmt("WriteSegments", ["s3:PutObject"], [n["bucket"] + "/channels/*"]),
+        # Read back too: output written before the sequence named its topic goes to the topic first.
+        _stmt("WriteSegments", ["s3:PutObject", "s3:GetObject"], [n["bucket"] + "/channels/*"]),
+        _topic_chunks(n),  # an instance's output topic and input topic
         _stmt("WriteChannels", ["logs:CreateLogStream", "logs:PutLogEvents"],
               [n["log_group"], n["log_group"] + ":log-stream:*"]),
         _stmt("Failures", ["sqs:SendMessage"], [n["queue"]]),  # async invocations that failed
@@ -82,9 +90,11 @@ def policies(stage: str, **known: str) -> dict[str, dict]:
     )
     sweeper = _doc(
         _stmt("Settle", ["dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"], [table, *indexes]),
+        _stmt("ExpireTopics", ["dynamodb:DeleteItem"], [table]),
         *purge,
         _stmt("DeleteObjects", ["s3:DeleteObject"],
-              [n["bucket"] + "/inputs/*", n["bucket"] + "/channels/*", n["bucket"] + "/uploads/*"]),
+              [n["bucket"] + "/inputs/*", n["bucket"] + "/channels/*", n["bucket"] + "/uploads/*",
+               n["bucket"] + "/topics/*"]),
         _own_logs(n),
     )
     return {f"policy-{stage}.json": api, f"policy-{stage}-runner.json": runner,

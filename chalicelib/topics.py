@@ -1,0 +1,256 @@
+"""Topics: named, typed streams that sequences and clients write to and read from (Scramjet's
+service discovery), kept in the table and the bucket, never in a process.
+
+A topic is a record (content type, chunk count, version) and numbered chunks beside it. A write
+stores chunk count+1 only if that number is free, then counts it in (any writer counts in a chunk it
+finds stored, so a writer that died between the two steps never stalls the topic). Readers read up
+to the count: chunks are numbered without gaps, in the order writes landed, and a producer that
+writes one chunk after another keeps its order. No transactions: one request never depends on the
+size of the table, in DynamoDB or in the embedded hub's moto. Readers hold a cursor (the next chunk number) and
+each read every chunk: a topic is a retained log, not a queue. Chunks expire ``retention`` after they
+were written (DynamoDB TTL on AWS, the sweeper sooner); the record outlives its chunks, so numbers
+never restart while a chunk is readable.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from . import aws, clock, models
+from .config import Settings
+from .errors import BadRequest, Busy, NotFound, TooLarge, TooMany, UnsupportedType
+from .models import CONTENT_TYPES
+from .repository import Repository
+
+DEFAULT_TYPE = "application/x-ndjson"  # what Scramjet's CLI sends when no type is given
+INLINE_CHUNK_BYTES = 256 * 1024  # larger chunks go to S3 (a DynamoDB item holds 400 KB)
+MAX_PAGE_BYTES = 4 * 1024 * 1024  # as a channel page: fits a Lambda response after base64
+WRITE_ATTEMPTS = 30  # a write lost to a concurrent one is retried this often, then answers 503
+POLL_MIN, POLL_MAX = 0.1, 1.0
+
+
+def s3_prefix() -> str:
+    return "topics/"
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    content_type: str
+    seq: int  # chunks numbered so far (the last chunk's number)
+    floor: int  # chunks up to this number are not part of the topic (written before a delete)
+    version: int
+    expires_at: int
+    deleted: bool
+
+    def live(self, now: float) -> bool:
+        return not self.deleted and self.expires_at > now
+
+    def view(self) -> dict:
+        """Scramjet's shape of a topic in ``GET /topics``."""
+        return {"contentType": self.content_type, "localProvider": "", "topic": self.name, "topicName": self.name}
+
+
+def _topic(item: dict | None) -> Topic | None:
+    if item is None:
+        return None
+    return Topic(name=item["name"], content_type=item["content_type"], seq=int(item["seq"]),
+                 floor=int(item["floor"]), version=int(item["version"]), expires_at=int(item["expires_at"]),
+                 deleted=bool(item.get("deleted")))
+
+
+def check_name(name: Any) -> str:
+    if not models.valid_topic(name):
+        raise BadRequest("Topic id incorrect format: 1-200 letters, digits, '_', '+', '-'")
+    return name
+
+
+def check_type(content_type: Any) -> str:
+    value = (content_type or "").split(";", 1)[0].strip().lower() if isinstance(content_type, str) else ""
+    if value not in CONTENT_TYPES:
+        raise BadRequest(f"Unsupported content-type {content_type!r}: one of {', '.join(CONTENT_TYPES)}")
+    return value
+
+
+def _repo(settings: Settings) -> Repository:
+    return Repository(settings.table)
+
+
+def get(settings: Settings, name: str) -> Topic | None:
+    """The topic, if it exists now (unexpired, not deleted)."""
+    topic = _topic(_repo(settings).get_topic(check_name(name)))
+    return topic if topic is not None and topic.live(clock.now()) else None
+
+
+def listed(settings: Settings) -> list[Topic]:
+    now = clock.now()
+    return [t for t in map(_topic, _repo(settings).listed_topics()) if t is not None and t.live(now)]
+
+
+# -- writing ------------------------------------------------------------------------------------
+def create(settings: Settings, name: str, content_type: str) -> Topic:
+    """``POST /topics``: a new, empty topic; 400 when it exists (as Scramjet's hub answers)."""
+    topic = _write(settings, check_name(name), check_type(content_type), b"", must_be_new=True)
+    return topic
+
+
+def publish(settings: Settings, name: str, data: bytes, content_type: str | None) -> Topic:
+    """Append ``data`` to the topic, creating it (typed ``content_type``) on the first write.
+
+    415 when the topic has another type; nothing is stored for a refused write."""
+    check_name(name)
+    ctype = check_type(content_type)
+    if len(data) > settings.max_input_chunk_bytes:
+        raise TooLarge(f"one topic write may carry at most {settings.max_input_chunk_bytes} bytes; "
+                       "send more in several requests (si topic send does)")
+    return _write(settings, name, ctype, data)
+
+
+def _write(settings: Settings, name: str, ctype: str, data: bytes, must_be_new: bool = False) -> Topic:
+    repo = _repo(settings)
+    s3_key = None
+    if len(data) > INLINE_CHUNK_BYTES:
+        s3_key = f"{s3_prefix()}{uuid.uuid4()}"
+        aws.client("s3").put_object(Bucket=settings.bucket, Key=s3_key, Body=data)
+    try:
+        for attempt in range(WRITE_ATTEMPTS):
+            now = clock.now()
+            expires_at = int(now) + settings.retention_seconds
+            topic = _topic(repo.get_topic(name))
+            if topic is None and repo.count_topics() >= settings.max_topics:
+                raise TooMany(f"this hub holds {settings.max_topics} topics, its most (SEQHUB_MAX_TOPICS); "
+                              "remove some (si topic rm) or let them expire")
+            if topic is None or not topic.live(now):
+                made = (repo.create_topic(name, {"content_type": ctype, "expires_at": expires_at, "updated": now})
+                        if topic is None else repo.renew_topic(name, topic.version, ctype, expires_at, now))
+                if not made:
+                    continue  # another writer made or changed it first: look again
+                topic = _topic(repo.get_topic(name))
+                assert topic is not None
+            elif must_be_new:
+                raise BadRequest("Topic with given id already exist")
+            elif topic.content_type != ctype:
+                raise UnsupportedType(f"Acceptable Content-Type for {name} is {topic.content_type}")
+            if not data:
+                return topic
+            number = topic.seq + 1
+            chunk = {"n": number, "size": len(data), "expires_at": expires_at, "at": now,
+                     **({"s3_key": s3_key} if s3_key else {"data": data})}
+            stored = repo.put_topic_chunk(name, chunk)
+            # Count the chunk in, ours or the one that took the number (its writer may be slow, or
+            # gone): so the count only ever covers stored chunks, and never stalls.
+            repo.advance_topic(name, number, expires_at, now)
+            if stored:
+                return topic
+            time.sleep(random.uniform(0, min(0.05, 0.002 * 2 ** attempt)))
+        raise Busy(f"topic {name} is too busy right now; try again")
+    except BaseException:
+        if s3_key:  # refused or failed: nothing of it stays
+            aws.client("s3").delete_object(Bucket=settings.bucket, Key=s3_key)
+        raise
+
+
+def delete(settings: Settings, name: str) -> None:
+    """Remove the topic from view at once; its chunks go with the sweeper (or their TTL)."""
+    repo = _repo(settings)
+    for _ in range(WRITE_ATTEMPTS):
+        now = clock.now()
+        topic = _topic(repo.get_topic(check_name(name)))
+        if topic is None or not topic.live(now):
+            raise NotFound(f"Topic {name} not found")
+        if repo.mark_topic_deleted(name, topic.version, now):
+            return
+    raise Busy(f"topic {name} is too busy right now; try again")
+
+
+# -- reading ------------------------------------------------------------------------------------
+def decode_cursor(cursor: str | None) -> int | None:
+    """The next chunk number to read; None (no cursor) is where the retained data begins."""
+    if not cursor:
+        return None
+    if not cursor.isdigit() or len(cursor) > 12:
+        raise BadRequest("invalid cursor: pass back the X-Next-Cursor of the previous page")
+    return int(cursor)
+
+
+def read(settings: Settings, name: str, cursor: str | None, wait_seconds: float,
+         max_bytes: int = MAX_PAGE_BYTES) -> dict:
+    """Chunks after ``cursor``, long-polling up to ``wait_seconds`` for some. Returns {"data",
+    "cursor", "content_type"}; an unknown topic is waited on like an empty one (a consumer may
+    start before its producer). Each look is one read of the topic's record."""
+    check_name(name)
+    wanted = decode_cursor(cursor)
+    repo = _repo(settings)
+    deadline = time.monotonic() + wait_seconds
+    pause = POLL_MIN
+    while True:
+        topic = _topic(repo.get_topic(name))
+        now = clock.now()
+        if topic is not None and topic.live(now):
+            first = topic.floor + 1 if wanted is None or wanted <= topic.floor or wanted > topic.seq + 1 else wanted
+            if topic.seq >= first:
+                data, after = _page(settings, repo, topic, first, now, max_bytes)
+                if data or time.monotonic() >= deadline:
+                    return {"data": data, "cursor": str(after), "content_type": topic.content_type}
+                wanted = after  # only expired chunks: look again from past them
+        if time.monotonic() >= deadline:
+            next_cursor = "" if wanted is None else str(wanted)
+            return {"data": b"", "cursor": next_cursor,
+                    "content_type": topic.content_type if topic is not None else DEFAULT_TYPE}
+        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 2, POLL_MAX)
+
+
+def _page(settings: Settings, repo: Repository, topic: Topic, first: int, now: float,
+          max_bytes: int) -> tuple[bytes, int]:
+    """Bytes of the unexpired chunks from ``first`` on, up to ``max_bytes`` (at least one chunk),
+    and the number of the first chunk not included."""
+    out = bytearray()
+    after = first
+    for chunk in repo.topic_chunks(topic.name, first, topic.seq):
+        if out and len(out) + int(chunk["size"]) > max_bytes:
+            break
+        after = chunk["n"] + 1
+        if int(chunk["expires_at"]) <= now:
+            continue
+        out += _chunk_bytes(settings, chunk)
+    else:
+        after = topic.seq + 1  # chunks missing at the end had expired and were deleted
+    return bytes(out), after
+
+
+def _chunk_bytes(settings: Settings, chunk: dict) -> bytes:
+    if "s3_key" in chunk:
+        return aws.client("s3").get_object(Bucket=settings.bucket, Key=chunk["s3_key"])["Body"].read()
+    return bytes(chunk["data"])
+
+
+# -- expiry ---------------------------------------------------------------------------------------
+def expire(settings: Settings, budget_seconds: float) -> list[str]:
+    """What DynamoDB's TTL and the bucket's lifecycle rule do on AWS, sooner: delete chunks past
+    their time or below a delete's floor, and the records of topics with nothing left. Returns the
+    names of topics whose record went."""
+    repo = _repo(settings)
+    s3: Any = aws.client("s3")
+    stop_at = time.monotonic() + budget_seconds
+    gone = []
+    for topic in filter(None, map(_topic, repo.listed_topics())):
+        if time.monotonic() > stop_at:
+            break
+        now = clock.now()
+        dead = [c for c in repo.topic_chunks(topic.name, 1, topic.seq)
+                if c["n"] <= topic.floor or int(c["expires_at"]) <= now]
+        keys = [c["s3_key"] for c in dead if "s3_key" in c]
+        for start in range(0, len(keys), 1000):
+            s3.delete_objects(Bucket=settings.bucket,
+                              Delete={"Objects": [{"Key": k} for k in keys[start:start + 1000]], "Quiet": True})
+        repo.delete_topic_items(topic.name, [c["sk"] for c in dead])
+        left = next(iter(repo.topic_chunks(topic.name, 1, topic.seq)), None)
+        # Only if no writer brought it back meanwhile (the record's version is unchanged).
+        if not topic.live(now) and left is None and repo.delete_topic(topic.name, topic.version):
+            gone.append(topic.name)
+    return gone
