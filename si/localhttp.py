@@ -5,9 +5,10 @@ uvicorn speaks HTTP/1.1 as clients expect of a real server (keep-alive, chunked 
 into the event API Gateway would send, so the Chalice app stays the one source of routes. What this
 bridge adds is what a self-hosted Scramjet hub does and API Gateway cannot:
 
-- a plain GET of a channel, of the hub's log or of an event stream (no ``cursor``) streams live
-  until it ends, page after page; a plain GET of an event waits until the event comes;
-- an input or stdin body is forwarded as it arrives (Scramjet's CLI pipes a file or a terminal as one
+- a plain GET of a channel, of the hub's log, of an event stream or of a topic (no ``cursor``)
+  streams live until it ends (a topic never does), page after page; a plain GET of an event waits
+  until the event comes;
+- an input, stdin or topic body is forwarded as it arrives (Scramjet's CLI pipes a file or a terminal as one
   chunked request), in pieces the route takes; the stream ends only when the whole body was read;
 - CORS on every answer, and JSON 404/405 for routes and methods the app does not have.
 """
@@ -32,10 +33,10 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 API = "/api/v1"
 # Paged with X-Next-Cursor / X-Channel-Ended: a plain GET (no cursor) streams them live.
-_STREAMS = re.compile(rf"^{API}/(instance/[^/]+/(output|stdout|stderr|log|events/[^/]+)|log)$")
+_STREAMS = re.compile(rf"^{API}/(instance/[^/]+/(output|stdout|stderr|log|events/[^/]+)|log|topic/[^/]+)$")
 # 404 with X-Instance-Ended: false means "not yet": a plain GET (no wait) waits, as Scramjet's hub does.
 _WAITS = re.compile(rf"^{API}/instance/[^/]+/(event|once)/[^/]+$")
-_INPUT = re.compile(rf"^{API}/instance/([^/]+)/(input|stdin)$")
+_INPUT = re.compile(rf"^{API}/(instance/[^/]+/(input|stdin)|topic/[^/]+)$")
 _CORS = [(b"access-control-allow-origin", b"*"),
          (b"access-control-expose-headers", b"X-Next-Cursor, X-Channel-Ended")]
 # Scramjet's hub answers preflights so (middlewares/options.ts).

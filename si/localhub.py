@@ -16,6 +16,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from chalicelib import aws
 
@@ -60,6 +61,33 @@ class NotIsolated(RuntimeError):
     """A hub others can reach must isolate their instances, and this machine cannot."""
 
 
+def _moto_server(port: int) -> Any:
+    """moto's threaded server, with one DynamoDB request at a time: moto's DynamoDB is not thread
+    safe (two conditional writes at once may both pass their condition, and a read may see a write
+    half done), where DynamoDB makes each request atomic, which the hub relies on."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from moto.server import ThreadedMotoServer
+    from werkzeug.serving import make_server
+
+    lock = threading.Lock()
+
+    def app(environ: dict, start_response: Any) -> Any:
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            with lock:
+                return list(moto_app(environ, start_response))
+        return moto_app(environ, start_response)
+
+    moto_app = DomainDispatcherApplication(create_backend_app)
+
+    class Server(ThreadedMotoServer):
+        def _server_entry(self) -> None:  # ThreadedMotoServer's, with the lock in front of the app
+            self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    return Server(ip_address="127.0.0.1", port=port, verbose=False)
+
+
 @dataclass
 class LocalHub:
     host: str = "127.0.0.1"
@@ -82,8 +110,6 @@ class LocalHub:
         harden()  # the hub holds the (fake) AWS settings its runners get: keep sequences out
         import uvicorn
         from chalice.config import Config
-        from moto.server import ThreadedMotoServer
-
         from chalicelib import config as config_mod
 
         from .localhttp import Bridge, JsonErrorsH11
@@ -91,7 +117,7 @@ class LocalHub:
         # The hub announces itself; per-request lines from werkzeug and Chalice are noise here.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         logging.getLogger("chalice").setLevel(logging.WARNING)
-        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+        self._moto = _moto_server(free_port())
         self._moto.start()
         moto_url = f"http://127.0.0.1:{self._moto._port}"
         # Fake credentials, the moto endpoint: botocore in this process and in every runner it starts.

@@ -58,6 +58,8 @@ class Feeder:
         self.order = InOrder(name)
         self._queue: queue.Queue = queue.Queue()
         self._closed = False
+        self._fed = False
+        self._keep_fd = False
         self._thread = threading.Thread(target=self._run, name=f"feed-{name}", daemon=True)
         self._thread.start()
 
@@ -66,11 +68,20 @@ class Feeder:
         if self._closed:
             return
         for chunk in self.order.take(numbered, self.read_chunks):
+            self._fed = True
             if chunk["n"] == 1 and self.preamble:
                 self._queue.put(("bytes", f"Content-Type: {content_type or 'text/plain'}\r\n\r\n".encode()))
             self._queue.put(("key", chunk["s3_key"]) if "s3_key" in chunk else ("bytes", chunk["data"]))
         if end_at is not None and self.order.next > end_at:
             self.close()
+
+    def hand_over(self) -> bool:
+        """Stop feeding and leave the pipe open for another source (a topic), if nothing was fed yet."""
+        if self._fed or self._closed:
+            return False
+        self._keep_fd = True
+        self.close()
+        return True
 
     def close(self) -> None:
         if not self._closed:
@@ -93,7 +104,8 @@ class Feeder:
             pass
         finally:
             try:
-                os.close(self.fd)
+                if not self._keep_fd:
+                    os.close(self.fd)
             except OSError:
                 pass
 

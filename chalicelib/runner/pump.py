@@ -10,9 +10,14 @@ from __future__ import annotations
 import os
 import threading
 import time
+from typing import Protocol
 
 from .. import channels, logstore
 from ..observability import logger
+
+
+class Tee(Protocol):
+    def write(self, data: bytes) -> None: ...
 
 
 class Channel:
@@ -37,6 +42,21 @@ class Channel:
         # One flush at a time: the runner's last flush waits for one the flusher has in flight, so
         # the segment count it records is final.
         self._flushing = threading.Lock()
+        self._tee: Tee | None = None  # a topic the output also goes to
+
+    def tee(self, target: Tee) -> None:
+        """From now on also hand every written byte to ``target`` (a topic), starting with those
+        already written: whatever the order the host's announcement and its first bytes came in,
+        the topic gets the whole output, in order."""
+        with self._flushing:
+            segment, offset = 0, 0
+            while segment < self.segments_written:
+                data, segment, offset = channels.read(self.bucket, self.instance_id, self.name, segment, offset,
+                                                      self.segments_written)
+                if not data:
+                    break
+                target.write(data)
+            self._tee = target
 
     def append(self, data: bytes) -> None:
         with self._cond:
@@ -107,6 +127,8 @@ class Channel:
             with self._cond:
                 self._buf[:0] = b"".join(segments[done:])
             raise
+        if self._tee is not None:
+            self._tee.write(b"".join(segments))
         try:
             if not self._created:
                 logstore.create_stream(self.group, self.stream)

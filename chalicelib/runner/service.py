@@ -25,9 +25,10 @@ from ..models import CHANNELS, INPUT_STREAMS, Instance
 from ..observability import logger
 from ..repository import Repository
 from . import child as child_mod
-from . import leftovers, sandbox
+from . import leftovers, sandbox, topicio
 from .feed import Feeder, InOrder
 from .pump import Channel, pump_fd
+from .topicio import TopicInput, TopicOutput
 
 FLUSH_INTERVAL = 0.2        # CloudWatch writes while output flows
 HEARTBEAT_INTERVAL = 1.0    # item writes while nothing changes (and the control read)
@@ -91,6 +92,11 @@ class _Run:
         self.timed_out = False
         self.events_in = InOrder("events")
         self.box: sandbox.Box | None = None
+        # Topics: what the host announced (read_events) is acted on by the supervising loop.
+        self.announced_output: dict | None = None
+        self.announced_requires: dict | None = None
+        self.topic_output: TopicOutput | None = None
+        self.topic_input: TopicInput | None = None
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> str:
@@ -155,6 +161,9 @@ class _Run:
         feeders = {name: Feeder(self.settings.bucket, fd, name, preamble=name == "input",
                                 read_chunks=functools.partial(self.repo.chunks, self.id, name))
                    for name, fd in (("input", child.input_w), ("stdin", fds["stdin"]))}
+        if self.inst.requires:  # from the start (inputTopic) or the package: never the API's input
+            feeders["input"].hand_over()
+            self.topic_input = TopicInput(self.settings, self.inst.requires, self.inst.requires_type, child.input_w)
         stop_flusher = threading.Event()
         flusher = threading.Thread(target=self.flush_loop, args=(stop_flusher,), daemon=True)
         flusher.start()
@@ -170,6 +179,7 @@ class _Run:
             if news or due:
                 self.control(child, feeders, self.heartbeat())
                 written, ended, last_write = counters, now_ended, now
+            self.route_topics(child, feeders)
             self.enforce(child)
             self.flushed.wait(0.05)
             self.flushed.clear()
@@ -184,6 +194,10 @@ class _Run:
             pump.join(timeout=max(0.0, drain_until - time.monotonic()))
         for feeder in feeders.values():
             feeder.close()
+        if self.topic_input is not None:
+            self.topic_input.close()
+        if self.inst.provides and self.topic_output is None:  # the host never said what its output is
+            self.tee_output(self.inst.provides, None)
         stop_flusher.set()
         self.data_ready.set()  # wake the flusher now rather than at its next interval
         # The flusher only writes what is buffered to AWS: it gets the time left before the deadline.
@@ -241,6 +255,10 @@ class _Run:
                 elif kind == "keepalive":
                     self.keepalive = True
                     self.stop_deadline = None
+                elif kind == "output" and self.announced_output is None:
+                    self.announced_output = msg
+                elif kind == "requires" and self.announced_requires is None:
+                    self.announced_requires = msg
                 elif kind == "event":
                     with self.events_lock:
                         self.events[str(msg.get("name"))] = msg.get("message")
@@ -262,6 +280,43 @@ class _Run:
                                        f"characters and messages at most {self.settings.max_event_bytes} bytes of JSON")
                 continue
             self.repo.put_event_out(self.id, name, encoded, clock.now())
+
+    def route_topics(self, child: child_mod.Child, feeders: dict[str, Feeder]) -> None:
+        """Act on the host's announcements: the topic its output goes to (unless the start named
+        one: Scramjet's outputTopic wins) and the topic its input comes from."""
+        announced, self.announced_output = self.announced_output, None
+        if announced is not None and self.topic_output is None:
+            name = self.inst.provides or announced.get("topic")
+            if name and not models.valid_topic(name):
+                self.log_line("ERROR", f"output not sent to topic {str(name)[:64]!r}: not a valid topic name")
+            elif name:
+                if not self.inst.provides:
+                    self.inst.provides = name
+                    self.repo.record_topics(self.id, {"provides": name})
+                self.tee_output(name, announced)
+        wanted, self.announced_requires = self.announced_requires, None
+        if wanted is not None and not self.inst.requires:
+            name, ctype = wanted.get("topic"), wanted.get("contentType")
+            if not models.valid_topic(name) or (ctype is not None and ctype not in models.CONTENT_TYPES):
+                self.log_line("ERROR", f"input not read from topic {str(name)[:64]!r}: not a valid topic name "
+                                       "or content type")
+            elif not feeders["input"].hand_over():
+                self.log_line("ERROR", f"input not read from topic {name}: input had already been sent to the "
+                                       "instance through the API")
+            else:
+                self.inst.requires = name
+                self.repo.record_topics(self.id, {"requires": name})
+                self.topic_input = TopicInput(self.settings, name, ctype, child.input_w)
+
+    def tee_output(self, name: str, announced: dict | None) -> None:
+        declared = self.inst.provides_type or (announced or {}).get("contentType")
+        if declared is not None and declared not in models.CONTENT_TYPES:
+            self.log_line("ERROR", f"output not sent to topic {name}: content type {str(declared)[:64]!r} "
+                                   f"is not one of {', '.join(models.CONTENT_TYPES)}")
+            return
+        ctype = topicio.output_type(self.settings, name, declared, (announced or {}).get("format"))
+        self.topic_output = TopicOutput(self.settings, name, ctype, self.log_line)
+        self.channels["output"].tee(self.topic_output)
 
     def log_line(self, level: str, message: str, last: bool = False) -> None:
         line = {"ts": int(clock.now() * 1000), "level": level, "from": "Runner", "msg": message}

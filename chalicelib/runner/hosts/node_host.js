@@ -200,14 +200,26 @@ function isReadable(v) {
   return v && typeof v.pipe === "function" && typeof v.on === "function" && v.readable !== undefined;
 }
 
+// Before any output, the runner learns where it goes (a topic the sequence names) and what it is.
+function announceOutput(result, ndjson) {
+  const named = result !== null && typeof result === "object";
+  sendEvent({ type: "output", topic: (named && result.topic) || null, contentType: (named && result.contentType) || null,
+    format: ndjson ? "ndjson" : "text" });
+}
+
 async function forward(result) {
   result = await result;
+  const iterable = result !== null && result !== undefined && !isReadable(result) && typeof result !== "string" && !Buffer.isBuffer(result) &&
+    (typeof result[Symbol.asyncIterator] === "function" || typeof result[Symbol.iterator] === "function");
+  announceOutput(result, iterable || (isReadable(result) && (result.readableObjectMode || /x-ndjson/.test(result.contentType || ""))));
   if (result === undefined || result === null) {
     await writeOutput(String(result));
   } else if (Buffer.isBuffer(result) || ["string", "number", "boolean", "bigint"].includes(typeof result)) {
     await writeOutput(Buffer.isBuffer(result) ? result : String(result));
   } else if (isReadable(result)) {
-    const ndjson = result.readableObjectMode || /x-ndjson/.test(result.contentType || "");
+    // Objects become JSON lines; a byte stream's bytes pass as they are (even one that says it is
+    // x-ndjson: its bytes are JSON lines already).
+    const ndjson = result.readableObjectMode;
     for await (const item of result) {
       await writeOutput(ndjson ? JSON.stringify(item) + "\n" : (typeof item === "string" || Buffer.isBuffer(item) ? item : Buffer.from(item)));
     }
@@ -239,6 +251,11 @@ async function main() {
   controlLoop();
   health();
   setInterval(health, 1000);
+  // Scramjet's topic input: a first element {requires, contentType} instead of a function.
+  const head = Array.isArray(exported) ? exported[0] : null;
+  if (head && typeof head === "object" && head.requires) {
+    sendEvent({ type: "requires", topic: String(head.requires), contentType: head.contentType || null });
+  }
   const chain = (Array.isArray(exported) ? exported : [exported]).filter((f) => typeof f === "function");
   try {
     let stream = inputStream();

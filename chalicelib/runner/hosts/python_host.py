@@ -277,15 +277,31 @@ class Host:
             input_stream = Stream.read_from(_input_items(input_reader))
         except ImportError:  # scramjet is optional for sequences that ignore input
             input_stream = _input_items(input_reader)
-        provides = getattr(module, "provides", None) or {}
+        provides = _declared(module, "provides")
+        requires = _declared(module, "requires")
+        if requires.get("requires"):  # Scramjet's PANG: the input comes from this topic
+            self.events.send({"type": "requires", "topic": requires["requires"],
+                              "contentType": requires.get("contentType")})
         try:
             result = module.run(self.context, input_stream, *self.start.get("args", []))
             content_type = getattr(result, "content_type", None) or provides.get("contentType")
-            await self.forward(result, ndjson=content_type in ("application/x-ndjson", "text/x-ndjson"))
+            ndjson = content_type in ("application/x-ndjson", "text/x-ndjson")
+            if getattr(result, "requires", None) and not requires.get("requires"):
+                self.events.send({"type": "requires", "topic": result.requires, "contentType": content_type})
+            # Before any output: where it goes (a topic the sequence names) and what it is.
+            self.events.send({"type": "output", "topic": getattr(result, "provides", None) or provides.get("provides"),
+                              "contentType": content_type, "format": "ndjson" if ndjson else "text"})
+            await self.forward(result, ndjson=ndjson)
         except Exception:
             traceback.print_exc()
             self.finish(EXIT_FAILED_DURING_RUN)
         self.finish(0)
+
+
+def _declared(module, key):
+    """A module's Scramjet topic declaration: {"provides"|"requires": name, "contentType": type}."""
+    value = getattr(module, key, None)
+    return value if isinstance(value, dict) else {}
 
 
 def main():
