@@ -236,6 +236,8 @@ def _start_options(func):
         click.option("-f", "--config-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
                      help="appConfig from a JSON file."),
         click.option("--inst-id", help="Choose the instance id."),
+        click.option("--output-topic", help="Also send the output to this topic."),
+        click.option("--input-topic", help="Read the input from this topic (not from si inst input)."),
         click.option("--wait", is_flag=True, help="Stream output and stderr, exit with the instance's exit code."),
     ]
     for option in reversed(options):
@@ -244,7 +246,8 @@ def _start_options(func):
 
 
 def _start(ctx: Ctx, seq_id: str, args: tuple[str, ...], args_json: str | None, config_string: str | None,
-           config_file: Path | None, inst_id: str | None, wait: bool) -> None:
+           config_file: Path | None, inst_id: str | None, output_topic: str | None, input_topic: str | None,
+           wait: bool) -> None:
     if args_json is not None:
         if args:
             raise SiError("give arguments either positionally or with --args, not both")
@@ -260,7 +263,8 @@ def _start(ctx: Ctx, seq_id: str, args: tuple[str, ...], args_json: str | None, 
         app_config = _json_option(config_string, "--config-string")
     if app_config is not None and not isinstance(app_config, dict):
         raise SiError("appConfig must be a JSON object")
-    result = ctx.client.start(session.resolve("sequence", seq_id), start_args, app_config, inst_id)
+    result = ctx.client.start(session.resolve("sequence", seq_id), start_args, app_config, inst_id,
+                              output_topic, input_topic)
     session.remember("instance", result["id"])
     if wait:
         sys.exit(_attach_until_end(ctx, result["id"]))
@@ -423,12 +427,13 @@ def inst_attach(ctx: Ctx, inst_id: str) -> None:
 @click.argument("inst_id")
 @pass_ctx
 def inst_restart(ctx: Ctx, inst_id: str) -> None:
-    """Kill an instance and start its sequence again with the same arguments and appConfig.  Example: si inst restart -"""
+    """Kill an instance and start its sequence again with the same arguments, appConfig and topics.  Example: si inst restart -"""
     old = ctx.client.instance(session.resolve("instance", inst_id))
     if old["status"] not in FINAL:
         ctx.client.kill(old["id"])
         _wait_for_end(ctx, old["id"])
-    result = ctx.client.start(old["sequence"]["id"], old.get("args", []), old.get("appConfig") or None)
+    result = ctx.client.start(old["sequence"]["id"], old.get("args", []), old.get("appConfig") or None,
+                              output_topic=old.get("provides"), input_topic=old.get("requires"))
     session.remember("instance", result["id"])
     output.data({"killed": old["id"], "_id": result["id"], "id": result["id"]}, pretty=result["id"])
 
@@ -512,6 +517,84 @@ def event_emit(ctx: Ctx, inst_id: str, name: str, payload: str) -> None:
 def event_on(ctx: Ctx, inst_id: str, name: str, next_only: bool) -> None:
     """Print the last NAME event the instance emitted (waiting for one).  Example: si inst event on - test-response"""
     output.data(ctx.client.event(session.resolve("instance", inst_id), name, next_only=next_only))
+
+
+# -- topics -----------------------------------------------------------------------------------------
+# text/plain first: the default of Scramjet's CLI (0.26) for `topic send`, and right for any text.
+TOPIC_TYPES = ["text/plain", "application/x-ndjson", "text/x-ndjson", "application/octet-stream"]
+TOPIC_PIECE_BYTES = 1024 * 1024  # one write to a topic: the hub takes up to 1 MiB per request
+
+
+@cli.group("topic")
+def topic() -> None:
+    """Write to, read from and manage topics.  Example: si topic get names"""
+
+
+def _content_type_option(func):
+    return click.option("-t", "--content-type", default=TOPIC_TYPES[0], show_default=True,
+                        type=click.Choice(TOPIC_TYPES), help="The topic's type (fixed by its first writer).")(func)
+
+
+@topic.command("send")
+@click.argument("name")
+@click.argument("file", required=False, type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@_content_type_option
+@pass_ctx
+def topic_send(ctx: Ctx, name: str, file: Path | None, content_type: str) -> None:
+    """Send a file, or stdin as it comes, to a topic.  Example: si topic send names names.txt -t text/plain"""
+    source = file.open("rb") if file is not None else sys.stdin.buffer
+    sent = False
+    with source:
+        # read1: what is there now, so a pipe (tail -f) reaches the topic as it flows.
+        while piece := source.read1(TOPIC_PIECE_BYTES):
+            ctx.client.send_topic(name, piece, content_type)
+            sent = True
+    if not sent:  # nothing to send still makes the topic, with its type
+        ctx.client.send_topic(name, b"", content_type)
+
+
+@topic.command("get")
+@click.argument("name")
+@click.option("--follow/--no-follow", default=True, help="Keep reading new data (default) or stop at the end.")
+@click.option("-t", "--content-type", type=click.Choice(TOPIC_TYPES), hidden=True)  # as Scramjet's CLI takes it
+@pass_ctx
+def topic_get(ctx: Ctx, name: str, follow: bool, content_type: str | None) -> None:
+    """Print a topic from where its retained data begins, following new data.  Example: si topic get names"""
+    for chunk in ctx.client.follow_topic(name, follow=follow):
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+
+
+@topic.command("ls")
+@pass_ctx
+def topic_ls(ctx: Ctx) -> None:
+    """List the topics.  Example: si topic ls"""
+    found = ctx.client.topics()
+    output.table([{"name": t["topicName"], "type": t["contentType"]} for t in found],
+                 [("NAME", "name"), ("CONTENT TYPE", "type")], found)
+
+
+topic.add_command(topic_ls, "list")
+
+
+@topic.command("create")
+@click.argument("name")
+@_content_type_option
+@pass_ctx
+def topic_create(ctx: Ctx, name: str, content_type: str) -> None:
+    """Create an empty topic of a type.  Example: si topic create names -t text/plain"""
+    output.data(ctx.client.create_topic(name, content_type), pretty=f"topic {name} created")
+
+
+@topic.command("rm")
+@click.argument("name")
+@pass_ctx
+def topic_rm(ctx: Ctx, name: str) -> None:
+    """Remove a topic and its data.  Example: si topic rm names"""
+    output.data(ctx.client.delete_topic(name), pretty=f"topic {name} removed")
+
+
+topic.add_command(topic_rm, "delete")
 
 
 # -- hub --------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from typing import IO, Any, Iterator
+from urllib.parse import quote
 
 import requests
 import requests.auth
@@ -136,12 +137,17 @@ class Client:
         return self.json("DELETE", f"sequence/{seq_id}", headers=headers)
 
     def start(self, seq_id: str, args: list, app_config: dict | None = None,
-              instance_id: str | None = None) -> dict:
+              instance_id: str | None = None, output_topic: str | None = None,
+              input_topic: str | None = None) -> dict:
         body: dict[str, Any] = {"args": args}
         if app_config is not None:
             body["appConfig"] = app_config
         if instance_id:
             body["instanceId"] = instance_id
+        if output_topic:
+            body["outputTopic"] = output_topic
+        if input_topic:
+            body["inputTopic"] = input_topic
         return self.json("POST", f"sequence/{seq_id}/start", json=body)
 
     def instances(self) -> list[dict]:
@@ -184,6 +190,33 @@ class Client:
                 yield resp.content
             cursor = resp.headers.get("X-Next-Cursor", cursor)
             if resp.headers.get("X-Channel-Ended") == "true" or (not follow and not resp.content):
+                return
+
+
+    # -- topics ----------------------------------------------------------------------------------
+    def topics(self) -> list[dict]:
+        return self.json("GET", "topics")
+
+    def create_topic(self, name: str, content_type: str) -> dict:
+        return self.json("POST", "topics", json={"id": name, "content-type": content_type})
+
+    def delete_topic(self, name: str) -> dict:
+        return self.json("DELETE", f"topics/{quote(name, safe='')}")
+
+    def send_topic(self, name: str, data: bytes, content_type: str) -> None:
+        self.request("POST", f"topic/{quote(name, safe='')}", data=data, headers={"Content-Type": content_type})
+
+    def follow_topic(self, name: str, follow: bool = True, wait: float = 20.0) -> Iterator[bytes]:
+        """Yield the topic's bytes from where its retained data begins; with ``follow``, forever."""
+        cursor = ""
+        while True:
+            resp = self.request("GET", f"topic/{quote(name, safe='')}",
+                                params={"cursor": cursor, "wait": wait if follow else 0},
+                                headers={"Accept": "*/*"}, timeout=wait + 30)
+            if resp.content:
+                yield resp.content
+            cursor = resp.headers.get("X-Next-Cursor", cursor)
+            if not follow and not resp.content:
                 return
 
 
