@@ -364,6 +364,70 @@ def sandbox_rows(row, starts: int, items: int) -> None:
         f"{boxed_s / plain_s:.2f}×", "≤ 1.1×")
 
 
+COUNT_LINES = ("async def run(context, input, count):\n    seen = 0\n    async for _ in input:\n"
+               "        seen += 1\n        if seen == count:\n            return f'{seen}\\n'\n")
+ECHO_LINES = "async def run(context, input):\n    async for line in input:\n        yield line\n"
+
+
+def _package_bytes(source: str) -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, text in (("package.json", json.dumps({"name": "b", "main": "main.py", "engines": {"python3": "3.12"}})),
+                           ("main.py", source)):
+            info = tarfile.TarInfo(name)
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+    return buf.getvalue()
+
+
+def topic_rows(row, client: Client, items: int, hops: int) -> None:
+    """A producer feeding a consumer through a topic, against the producer alone; and one line's hop
+    through a topic to a consumer's output, against the same hop through an instance's input."""
+    import io
+    import uuid
+
+    producer = send(client, SEQS / "py-million")
+    counter = client.send_sequence(io.BytesIO(_package_bytes(COUNT_LINES)))["id"]
+    alone, _ = run_to_end(client, producer, [items])
+    topic = f"bench-{uuid.uuid4().hex[:8]}"
+    t0 = time.perf_counter()
+    consumer = client.start(counter, [items], input_topic=topic)["id"]
+    client.start(producer, [items], output_topic=topic)
+    counted = b"".join(client.follow(consumer, "output"))
+    through = time.perf_counter() - t0
+    assert counted == f"{items}\n".encode(), counted
+    row(f"producer → topic → consumer ({items:,} lines)", f"{through:.2f} s", f"producer alone {alone:.2f} s",
+        f"{through / alone:.2f}×", "≤ 3×")
+    echo = client.send_sequence(io.BytesIO(_package_bytes(ECHO_LINES)))["id"]
+
+    def hop(send_line, inst: str) -> list[float]:
+        times, got = [], b""
+        reader = client.follow(inst, "output")
+        for i in range(hops):
+            line = f"{i}\n".encode()
+            t = time.perf_counter()
+            send_line(line)
+            while line not in got:
+                got += next(reader)
+            times.append(time.perf_counter() - t)
+        return times
+
+    via_input = client.start(echo, [])["id"]
+    direct = hop(lambda line: client.send_input(via_input, "input", line, "text/plain", False), via_input)
+    topic = f"bench-{uuid.uuid4().hex[:8]}"
+    client.send_topic(topic, b"", "text/plain")
+    via_topic = client.start(echo, [], input_topic=topic)["id"]
+    topical = hop(lambda line: client.send_topic(topic, line, "text/plain"), via_topic)
+    for inst in (via_input, via_topic):
+        client.kill(inst)
+    row(f"one line → consumer's output, {hops} lines", f"via a topic p50 {statistics.median(topical) * 1000:.0f} ms",
+        f"via input p50 {statistics.median(direct) * 1000:.0f} ms",
+        f"{statistics.median(topical) / statistics.median(direct):.2f}×", "≤ 2×")
+
+
 def follow_rows(row) -> dict:
     costs = follower_costs()
     for kind, c in costs.items():
@@ -381,7 +445,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller runs (100,000 items, 10 starts)")
     parser.add_argument("--followers", action="store_true", help="only the followers' costs")
     parser.add_argument("--sandbox", action="store_true", help="only the sandbox's costs")
+    parser.add_argument("--topics", action="store_true", help="only the topics' costs")
     args = parser.parse_args()
+    if args.topics:
+        hub = LocalHub(port=free_port(), retention=600)
+        try:
+            topic_rows(lambda *r: print(" | ".join(r)), Client(hub.start(), timeout=120),
+                       100_000 if args.quick else 1_000_000, 20)
+        finally:
+            hub.stop()
+        return
     if args.followers:
         follow_rows(lambda *r: print(" | ".join(r)))
         return
@@ -439,6 +512,8 @@ def main() -> None:
                 f"p50 {statistics.median(ours) * 1000:.0f} ms, p95 {pct(ours, 95) * 1000:.0f} ms",
                 f"host alone p50 {statistics.median(base) * 1000:.0f} ms",
                 f"{statistics.median(ours) / statistics.median(base):.2f}×", "p50 < 300 ms")
+        # 8. topics
+        topic_rows(row, client, items, 10 if args.quick else 20)
         # 4. runner memory
         idle_seq = send(client, SEQS / "py-one")
         idle = peak_rss_of_runner(client, idle_seq, [])

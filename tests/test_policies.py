@@ -16,11 +16,12 @@ import pytest
 import requests
 
 from chalicelib import aws, cleanup, sweeper
+from chalicelib.runner import topicio
 from chalicelib.runner.service import run_instance
 from infra import policies
 
 from .conftest import api_client
-from .helpers import EXAMPLES, ROOT, package_dir, py_package
+from .helpers import EXAMPLES, ROOT, make_package, package_dir, py_package
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
 _SPECIAL = {("lambda", "Invoke"): "lambda:InvokeFunction", ("s3", "HeadObject"): "s3:GetObject",
@@ -53,6 +54,10 @@ def _grants(service: str, op: str, params: dict) -> list[tuple[str, str]]:
         src = params["CopySource"]
         return [("s3:PutObject", f"arn:aws:s3:::{params['Bucket']}/{params['Key']}"),
                 ("s3:GetObject", f"arn:aws:s3:::{src['Bucket']}/{src['Key']}")]
+    if (service, op) == ("dynamodb", "TransactWriteItems"):  # IAM checks each action it holds
+        return [(f"dynamodb:{kind}Item" if kind != "ConditionCheck" else "dynamodb:ConditionCheckItem",
+                 f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{body['TableName']}")
+                for item in params["TransactItems"] for kind, body in item.items()]
     action = _SPECIAL.get((service, op), f"{service}:{op}")
     return [(action, r) for r in _resources(service, op, params)]
 
@@ -139,6 +144,7 @@ def exercise_everything(settings, hub_env, recorder) -> None:
     third = json.loads(api.http.post(f"/api/v1/sequence/{emitter}/start", headers=js,  # never runs: settled
                                      body=json.dumps({"args": ["x" * 5000]})).body)["id"]
     api.http.get("/api/v1/instances")
+    exercise_topics(settings, api)
     api.http.delete(f"/api/v1/sequence/{seq}", headers={"x-seq-kill-inst": "true"})
     cleanup.handle_stream(settings, [{"eventName": "REMOVE", "dynamodb": {"Keys": {
         "pk": {"S": f"inst#{inst}"}, "sk": {"S": "#"}}}}])
@@ -154,6 +160,37 @@ def exercise_everything(settings, hub_env, recorder) -> None:
     finally:
         clock.now = real_now
     assert third
+
+
+def exercise_topics(settings, api) -> None:
+    """Topics through the API (a large chunk, a refused one) and through runners: a producer with a
+    large output, one whose declared type the topic refuses, and a consumer."""
+    octet, js = {"Content-Type": "application/octet-stream"}, {"Content-Type": "application/json"}
+    text = {"Content-Type": "text/plain"}
+    api.http.post("/api/v1/topic/names", headers=text, body=b"Ada\n")
+    api.http.post("/api/v1/topic/names", headers=text, body=b"x" * (300 * 1024) + b"\n")  # to S3
+    api.http.post("/api/v1/topic/names", headers=octet, body=b"y" * (300 * 1024))  # 415: its S3 copy goes
+    api.http.get("/api/v1/topic/names?cursor=&wait=0", headers={"Accept": "*/*"})
+    api.http.get("/api/v1/topics")
+    api.http.post("/api/v1/topics", headers=js, body=json.dumps({"id": "empty", "content-type": "text/plain"}))
+    api.http.delete("/api/v1/topics/empty")
+    producer = py_package("def run(context, input):\n    return 'z' * 300000\n")
+    typed = make_package({"package.json": {"name": "typed", "main": "main.py", "engines": {"python3": "3.12"},
+                                           "provides": {"topic": "names", "contentType": "application/octet-stream"}},
+                          "main.py": "def run(context, input):\n    return 'z' * 300000\n"})
+    consumer = py_package("async def run(context, input):\n    async for line in input:\n        return line\n")
+    started = []
+    for package, options in ((producer, {"outputTopic": "names"}), (typed, {}), (consumer, {"inputTopic": "names"})):
+        seq_id = json.loads(api.http.post("/api/v1/sequence", headers=octet, body=package).body)["id"]
+        started.append(json.loads(api.http.post(f"/api/v1/sequence/{seq_id}/start", headers=js,
+                                                body=json.dumps(options)).body)["id"])
+    for inst_id in started:
+        run_instance(settings, inst_id, lambda: 600_000)
+    # A runner's large write the topic refuses (its flushes above may all have been small).
+    refused: list[str] = []
+    topicio.TopicOutput(settings, "names", "application/octet-stream", lambda *line: refused.append(line[1])).write(
+        b"z" * (300 * 1024))
+    assert "Acceptable Content-Type for names is text/plain" in refused[0]
 
 
 def test_every_call_is_allowed_and_every_grant_is_used(settings, hub_env, recorded):

@@ -7,10 +7,14 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import socket
 import subprocess
+import sys
 import tarfile
+import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -39,6 +43,7 @@ def scramjet(hub, tmp_path):
         return out
 
     run("config", "set", "apiUrl", hub["url"])
+    run.env = env  # type: ignore[attr-defined]  # for commands that never end (Popen)
     return run
 
 
@@ -330,3 +335,65 @@ def test_cors_json_404_and_405_and_large_direct_packages(hub, tmp_path):
     sent = requests.post(f"{hub['url']}/sequence", data=pack(src, tmp_path / "b.tar.gz").read_bytes(),
                          headers={"Content-Type": "application/octet-stream"}, timeout=60)
     assert sent.status_code == 200, sent.text
+
+
+def read_until(args: list[str], env: dict, expected: bytes, timeout: float = 60.0) -> bytes:
+    """What a never-ending command of Scramjet's CLI (topic get, output of a consumer) printed by
+    the time ``expected`` is in it; then it is stopped."""
+    proc = subprocess.Popen([str(SCRAMJET_SI), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    got = bytearray()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        while chunk := proc.stdout.read1(65536):
+            got.extend(chunk)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + timeout
+    while expected not in got and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    reader.join(5)
+    return bytes(got)
+
+
+def test_topics_through_scramjets_cli(scramjet, tmp_path):
+    cities = f"cities-{uuid.uuid4().hex[:6]}"
+    data = tmp_path / "cities.json"
+    data.write_text('{"city": "New York"}\n{"city": "Paris"}\n')
+    scramjet("topic", "send", cities, str(data), "-t", "application/x-ndjson")
+    got = read_until(["topic", "get", cities], scramjet.env, b"Paris")
+    assert body(got.decode()).strip() == '{"city": "New York"}\n{"city": "Paris"}'
+    listed = body(scramjet("topic", "ls"))
+    assert f"contentType: 'application/x-ndjson'" in listed and f"topic: '{cities}'" in listed
+    refused = scramjet("topic", "send", cities, stdin=b'{"city": "Rome"}\n', check=False)  # text/plain
+    assert "Acceptable Content-Type for" in refused
+
+    # seq start --output-topic and --input-topic: a Python producer feeding a JavaScript consumer.
+    names = f"names-{uuid.uuid4().hex[:6]}"
+    scramjet("seq", "send", str(pack(EXAMPLES / "greeter-js", tmp_path / "g.tar.gz")))
+    consumer = re.search(r"[0-9a-f-]{36}", scramjet("seq", "start", "-", "--input-topic", names)).group(0)
+    scramjet("seq", "send", str(pack(EXAMPLES / "names-py", tmp_path / "n.tar.gz")))
+    scramjet("seq", "start", "-", "--output-topic", names, "--args", "[3, 0.01]")
+    assert body(scramjet("inst", "output", "-")) == "Ada\nGrace\nAlan"
+    got = read_until(["topic", "get", names], scramjet.env, b"Alan")
+    assert body(got.decode()).strip() == "Ada\nGrace\nAlan"
+    greeted = read_until(["inst", "output", consumer], scramjet.env, b"Hello, Alan!")
+    assert body(greeted.decode()).strip() == "Hello, Ada!\nHello, Grace!\nHello, Alan!"
+    scramjet("inst", "kill", consumer)
+
+
+def test_both_clis_share_the_profile_files(hub, tmp_path):
+    """Scramjet's CLI and ours keep profiles in ~/.si/profiles: one set by ours works for theirs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SI_")}
+    env.update({"HOME": str(tmp_path), "NO_COLOR": "1"})
+    ours = subprocess.run([sys.executable, "-m", "si", "config", "set", "apiUrl", hub["url"]], env=env,
+                          capture_output=True, timeout=60)
+    assert ours.returncode == 0, ours.stderr
+    theirs = subprocess.run([str(SCRAMJET_SI), "hub", "version"], env=env, capture_output=True, timeout=60)
+    assert theirs.returncode == 0 and b"sequence-hub" in theirs.stdout, theirs.stderr
+    subprocess.run([str(SCRAMJET_SI), "config", "set", "apiUrl", hub["url"]], env=env, timeout=60, check=True)
+    again = subprocess.run([sys.executable, "-m", "si", "hub", "version"], env=env, capture_output=True, timeout=60)
+    assert again.returncode == 0 and b"sequence-hub" in again.stdout, again.stderr
