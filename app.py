@@ -188,7 +188,7 @@ def hub_log():
     if log is None:
         raise NotFound("this hub's own log is in CloudWatch Logs, in its API function's log group")
     cursor = _query("cursor")
-    if cursor and not cursor.isdigit():
+    if cursor and not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 20):
         raise BadRequest("cursor must be a line number")
     data, next_cursor = log.after(int(cursor or 0), _wait() if cursor is not None else 0)
     return Response(body=data, status_code=200, headers={

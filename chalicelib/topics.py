@@ -94,8 +94,7 @@ def listed(settings: Settings) -> list[Topic]:
 # -- writing ------------------------------------------------------------------------------------
 def create(settings: Settings, name: str, content_type: str) -> Topic:
     """``POST /topics``: a new, empty topic; 400 when it exists (as Scramjet's hub answers)."""
-    topic = _write(settings, check_name(name), check_type(content_type), b"", must_be_new=True)
-    return topic
+    return _write(settings, check_name(name), check_type(content_type), b"", must_be_new=True)
 
 
 def publish(settings: Settings, name: str, data: bytes, content_type: str | None) -> Topic:
@@ -130,7 +129,8 @@ def _write(settings: Settings, name: str, ctype: str, data: bytes, must_be_new: 
                 if not made:
                     continue  # another writer made or changed it first: look again
                 topic = _topic(repo.get_topic(name))
-                assert topic is not None
+                if topic is None:  # swept away just now: start over
+                    continue
             elif must_be_new:
                 raise BadRequest("Topic with given id already exist")
             elif topic.content_type != ctype:
@@ -172,7 +172,7 @@ def decode_cursor(cursor: str | None) -> int | None:
     """The next chunk number to read; None (no cursor) is where the retained data begins."""
     if not cursor:
         return None
-    if not cursor.isdigit() or len(cursor) > 12:
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 12:
         raise BadRequest("invalid cursor: pass back the X-Next-Cursor of the previous page")
     return int(cursor)
 

@@ -226,3 +226,10 @@ def test_an_event_a_sequence_emits_with_nan_is_refused_in_its_log(settings, monk
     assert instances.last_event(settings, inst, "bad", 0) == (False, None)
     log = instances.read_channel(settings, inst, "log", None, 0, until_end=True)["data"].decode()
     assert "holds NaN or Infinity" in log
+
+
+@pytest.mark.parametrize("cursor", ["%C2%B2", "%D9%A1", "1" * 21, "-1"])
+def test_the_hub_log_cursor_is_an_ascii_line_number(hub, cursor):
+    """"²" and "١" are digits to str.isdigit, but not to int(): refused (400), never a 500."""
+    resp = requests.get(f"{hub['url']}/log?cursor={cursor}&wait=0", timeout=30)
+    assert resp.status_code == 400 and resp.json() == {"error": "cursor must be a line number"}

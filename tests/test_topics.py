@@ -84,7 +84,7 @@ def test_bad_names_types_and_cursors_are_clear_errors(api, settings):
                  {"id": "a b", "content-type": "text/plain"}, [1]):
         resp = api.http.post("/api/v1/topics", headers=JSON, body=json.dumps(body))
         assert resp.status_code == 400 and json.loads(resp.body)["error"], body
-    for cursor in ("x", "-1", "1" * 13):
+    for cursor in ("x", "-1", "1" * 13, "%C2%B2", "%D9%A1"):  # "²" and "١" are digits to str.isdigit
         resp = api.http.get(f"/api/v1/topic/t?cursor={cursor}&wait=0", headers=ANY)
         assert resp.status_code == 400 and "cursor" in json.loads(resp.body)["error"]
     assert stored(settings, "t") == [] and topic_objects(settings) == []  # nothing stored by any of them
