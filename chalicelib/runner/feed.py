@@ -70,7 +70,7 @@ class Feeder:
         for chunk in self.order.take(numbered, self.read_chunks):
             self._fed = True
             if chunk["n"] == 1 and self.preamble:
-                self._queue.put(("bytes", f"Content-Type: {content_type or 'text/plain'}\r\n\r\n".encode()))
+                self._queue.put(("bytes", preamble(content_type or "text/plain")))
             self._queue.put(("key", chunk["s3_key"]) if "s3_key" in chunk else ("bytes", chunk["data"]))
         if end_at is not None and self.order.next > end_at:
             self.close()
@@ -103,13 +103,26 @@ class Feeder:
         except OSError:  # the child has gone or closed its end: nothing more to deliver
             pass
         finally:
-            try:
-                if not self._keep_fd:
-                    os.close(self.fd)
-            except OSError:
-                pass
+            if not self._keep_fd:
+                close_quietly(self.fd)
 
     def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view):]
+        write_all(self.fd, data)
+
+
+def preamble(content_type: str) -> bytes:
+    """What STH's input channel starts with: its content type, as a header block."""
+    return f"Content-Type: {content_type}\r\n\r\n".encode()
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass

@@ -8,7 +8,6 @@ the same time.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 
@@ -16,6 +15,7 @@ from .. import topics
 from ..config import Settings
 from ..errors import HubError
 from ..observability import logger
+from .feed import close_quietly, preamble, write_all
 
 LogLine = Callable[[str, str], None]  # (level, message) into the instance's log
 # A consumer looks at its topic's record this often while idle: what a line waits for at most. The
@@ -79,7 +79,7 @@ class TopicInput:
 
     def _run(self) -> None:
         cursor: str | None = None
-        preamble = False
+        started = False
         try:
             pause = FIRST_LOOK_SECONDS
             while not self._stop.is_set():
@@ -90,22 +90,14 @@ class TopicInput:
                     pause = min(pause * 2, IDLE_LOOK_SECONDS)
                     continue
                 pause = FIRST_LOOK_SECONDS
-                if not preamble:
+                if not started:
                     ctype = self.content_type or page["content_type"]
-                    self._write(f"Content-Type: {ctype}\r\n\r\n".encode())
-                    preamble = True
-                self._write(page["data"])
+                    write_all(self.fd, preamble(ctype))
+                    started = True
+                write_all(self.fd, page["data"])
         except OSError:  # the sequence closed its input or ended
             pass
         except Exception:
             logger.exception("topic read failed", extra={"topic": self.name})
         finally:
-            try:
-                os.close(self.fd)
-            except OSError:
-                pass
-
-    def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view):]
+            close_quietly(self.fd)
