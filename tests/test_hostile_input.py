@@ -228,6 +228,23 @@ def test_an_event_a_sequence_emits_with_nan_is_refused_in_its_log(settings, monk
     assert "holds NaN or Infinity" in log
 
 
+def test_junk_a_sequence_writes_to_the_runners_event_pipe_is_ignored(settings, monkeypatch):
+    """The pipe's descriptor can be found from inside the host: lines that are JSON but not objects
+    (and announcements with a bad topic) are ignored or logged, and the run goes on."""
+    monkeypatch.setattr(invoker, "invoke", lambda _s, _i: None)
+    source = ("import __main__, os\n"
+              "def run(context, input):\n"
+              "    fd = __main__._FDS['events']\n"
+              "    os.write(fd, b'[1, 2]\\n\"x\"\\n7\\nnull\\n')\n"
+              "    os.write(fd, b'{\"type\": \"output\", \"topic\": {\"no\": 1}}\\n')\n"
+              "    context.emit('after', 'still here')\n"
+              "    return 'done'\n")
+    inst = instances.start(settings, sequences.create(settings, py_package(source))["id"], {})["id"]
+    assert run_instance(settings, inst, lambda: 600_000) == models.COMPLETED
+    assert instances.last_event(settings, inst, "after", 0) == (True, "still here")
+    assert instances.read_channel(settings, inst, "output", None, 0, until_end=True)["data"] == b"done"
+
+
 @pytest.mark.parametrize("cursor", ["%C2%B2", "%D9%A1", "1" * 21, "-1"])
 def test_the_hub_log_cursor_is_an_ascii_line_number(hub, cursor):
     """"²" and "١" are digits to str.isdigit, but not to int(): refused (400), never a 500."""

@@ -95,7 +95,7 @@ class _Run:
         # Topics: what the host announced (read_events) is acted on by the supervising loop.
         self.announced_output: dict | None = None
         self.announced_requires: dict | None = None
-        self.topic_output: TopicOutput | None = None
+        self.output_routed = False  # the output's topic has been decided (once)
         self.topic_input: TopicInput | None = None
 
     # -- the run -------------------------------------------------------------------------------
@@ -196,7 +196,7 @@ class _Run:
             feeder.close()
         if self.topic_input is not None:
             self.topic_input.close()
-        if self.inst.provides and self.topic_output is None:  # the host never said what its output is
+        if self.inst.provides and not self.output_routed:  # the host never said what its output is
             self.tee_output(self.inst.provides, None)
         stop_flusher.set()
         self.data_ready.set()  # wake the flusher now rather than at its next interval
@@ -249,6 +249,8 @@ class _Run:
                     msg = json.loads(line)
                 except ValueError:
                     continue
+                if not isinstance(msg, dict):  # the sequence can find this pipe: anything may come
+                    continue
                 kind = msg.get("type")
                 if kind == "health":
                     self.health = {"healthy": bool(msg.get("healthy", True))}
@@ -285,7 +287,7 @@ class _Run:
         """Act on the host's announcements: the topic its output goes to (unless the start named
         one: Scramjet's outputTopic wins) and the topic its input comes from."""
         announced, self.announced_output = self.announced_output, None
-        if announced is not None and self.topic_output is None:
+        if announced is not None and not self.output_routed:
             name = self.inst.provides or announced.get("topic")
             if name and not models.valid_topic(name):
                 self.log_line("ERROR", f"output not sent to topic {str(name)[:64]!r}: not a valid topic name")
@@ -309,14 +311,14 @@ class _Run:
                 self.topic_input = TopicInput(self.settings, name, ctype, child.input_w)
 
     def tee_output(self, name: str, announced: dict | None) -> None:
+        self.output_routed = True
         declared = self.inst.provides_type or (announced or {}).get("contentType")
         if declared is not None and declared not in models.CONTENT_TYPES:
             self.log_line("ERROR", f"output not sent to topic {name}: content type {str(declared)[:64]!r} "
                                    f"is not one of {', '.join(models.CONTENT_TYPES)}")
             return
         ctype = topicio.output_type(self.settings, name, declared, (announced or {}).get("format"))
-        self.topic_output = TopicOutput(self.settings, name, ctype, self.log_line)
-        self.channels["output"].tee(self.topic_output)
+        self.channels["output"].tee(TopicOutput(self.settings, name, ctype, self.log_line))
 
     def log_line(self, level: str, message: str, last: bool = False) -> None:
         line = {"ts": int(clock.now() * 1000), "level": level, "from": "Runner", "msg": message}
