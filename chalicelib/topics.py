@@ -14,6 +14,7 @@ never restart while a chunk is readable.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 import uuid
@@ -118,7 +119,7 @@ def _write(settings: Settings, name: str, ctype: str, data: bytes, must_be_new: 
     try:
         for attempt in range(WRITE_ATTEMPTS):
             now = clock.now()
-            expires_at = int(now) + settings.retention_seconds
+            expires_at = math.ceil(now) + settings.retention_seconds  # TTL takes whole seconds: never sooner
             topic = _topic(repo.get_topic(name))
             if topic is None and repo.count_topics() >= settings.max_topics:
                 raise TooMany(f"this hub holds {settings.max_topics} topics, its most (SEQHUB_MAX_TOPICS); "

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -23,9 +24,30 @@ from si.localhub import free_port
 from .helpers import ROOT, SI
 
 
+_DYNAMODB = threading.Lock()
+
+
+def atomic_dynamodb(monkeypatch) -> None:
+    """DynamoDB makes each request atomic; moto in this process does not (two threads updating one
+    item may lose an update). Runners run in threads beside the API here: one request at a time."""
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    original = BotocoreStubber.process_request
+
+    def process_request(self, request):
+        target = request.headers.get("X-Amz-Target", b"")
+        if (target.decode() if isinstance(target, bytes) else str(target)).startswith("DynamoDB_"):
+            with _DYNAMODB:
+                return original(self, request)
+        return original(self, request)
+
+    monkeypatch.setattr(BotocoreStubber, "process_request", process_request)
+
+
 @pytest.fixture
 def hub_env(monkeypatch):
     """moto in this process, the template's resources, and the hub's settings (inline runner)."""
+    atomic_dynamodb(monkeypatch)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # mock_aws ignores custom endpoints
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",

@@ -152,7 +152,7 @@ def test_large_chunks_live_in_s3_and_a_refused_one_leaves_nothing(api, settings)
 def test_topics_expire_like_instances(api, settings, monkeypatch):
     write(api, "old", b"x" * (topics.INLINE_CHUNK_BYTES + 1))
     write(api, "old", b"y\n")
-    later = clock.now() + settings.retention_seconds + 1
+    later = clock.now() + settings.retention_seconds + 2  # TTL is in whole seconds
     monkeypatch.setattr(clock, "now", lambda: later)
     assert json.loads(api.http.get("/api/v1/topics").body) == []
     assert read(api, "old") == (b"", "")
@@ -164,11 +164,11 @@ def test_topics_expire_like_instances(api, settings, monkeypatch):
 
 
 def test_retained_data_begins_after_expired_chunks(api, settings, monkeypatch):
-    write(api, "t", b"early\n")
     now = clock.now()
+    write(api, "t", b"early\n")
     monkeypatch.setattr(clock, "now", lambda: now + settings.retention_seconds - 1)
     write(api, "t", b"recent\n")
-    monkeypatch.setattr(clock, "now", lambda: now + settings.retention_seconds + 1)
+    monkeypatch.setattr(clock, "now", lambda: now + settings.retention_seconds + 2)  # TTL is in whole seconds
     assert read_all(api, "t") == b"recent\n"  # a late consumer starts where the retained data begins
     sweeper.sweep(settings)
     assert read_all(api, "t") == b"recent\n"
