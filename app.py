@@ -7,17 +7,17 @@ import functools
 import hmac
 import json
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from chalice import Chalice, IAMAuthorizer, Rate, Response
 from chalice.app import CaseInsensitiveMapping
 
-from chalicelib import (__version__, clock, config, console, hubinfo, instances, openapi, sequences, strictjson,
-                        topics)
+from chalicelib import clock, config, console, hubinfo, instances, openapi, protocol, sequences, strictjson, topics
 from chalicelib.errors import BadRequest, HubError, NotFound, TooLarge
 from chalicelib.observability import logger
 
-app = Chalice(app_name="sequence-hub")
+app = Chalice(app_name=protocol.SERVICE)
 # Every body is binary to API Gateway: it passes request bodies byte for byte (input of any content
 # type), and decodes our base64 responses whatever the client's Accept says. With only some types
 # binary it decodes a response only when the request's *first* Accept value is one of them, so
@@ -25,12 +25,12 @@ app = Chalice(app_name="sequence-hub")
 # content types mix binary and text ones.
 app.api.binary_types = ["*/*"]
 
-API = "/api/v1"
+API = protocol.API_BASE
 # On AWS every route is SigV4-signed and checked by API Gateway (si signs with the user's AWS
 # credentials). Locally Chalice lets such requests through; the embedded hub's token covers that.
 IAM = IAMAuthorizer()
-PACKAGE_TYPES = ["application/octet-stream", "application/gzip", "application/x-gzip"]
-INPUT_TYPES = ["text/plain", "application/octet-stream", "application/x-ndjson", "text/x-ndjson"]
+PACKAGE_TYPES = list(protocol.PACKAGE_TYPES)
+INPUT_TYPES = list(protocol.CONTENT_TYPES)
 MAX_WAIT_SECONDS = 25.0  # API Gateway cuts requests at 29 s
 
 
@@ -152,7 +152,7 @@ def _wait() -> float:
 # -- hub ----------------------------------------------------------------------------------------
 @route("/version", methods=["GET"])
 def version():
-    return {"service": "sequence-hub", "apiVersion": "v1", "version": __version__}
+    return {"service": protocol.SERVICE, "apiVersion": "v1", "version": protocol.VERSION}
 
 
 @route("/openapi.json", methods=["GET"])
@@ -394,7 +394,7 @@ def create_topic():
     if not body.get("content-type"):
         raise BadRequest("Missing body param: content-type")
     topic = topics.create(_settings(), body["id"], body["content-type"])
-    return {"id": topic.name, "origin": {"id": "sequence-hub", "type": "hub"}, "state": "active",
+    return {"id": topic.name, "origin": {"id": protocol.SERVICE, "type": "hub"}, "state": "active",
             "contentType": topic.content_type}
 
 

@@ -1,3 +1,3 @@
 """Sequence Hub: the domain services, AWS adapters, invoker and runner deployed with every Lambda."""
 
-__version__ = "0.1.0"
+from .protocol import VERSION as __version__  # noqa: F401

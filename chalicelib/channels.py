@@ -15,12 +15,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from . import aws
+from . import aws, protocol
 
 SEGMENT_BYTES = 1024 * 1024
 # Lambda's response limit is 6 MB *after* base64 (API Gateway's binary bodies are base64 in the
 # response): 4 MiB of bytes is 5.6 MB of base64, which leaves room for headers.
-MAX_PAGE_BYTES = 4 * 1024 * 1024
+MAX_PAGE_BYTES = protocol.MAX_PAGE_BYTES
 _MAX_CURSOR_CHARS = 64
 _MAX_SEGMENTS = 10**9
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from . import protocol
+
 INVOKE_MODES = ("lambda", "local", "inline")
 SANDBOXES = ("none", "bwrap")
 
@@ -85,8 +87,7 @@ def load(env: dict | None = None) -> Settings:
         retention_seconds=_int(env, "SEQHUB_RETENTION_SECONDS", 3600),
         runner_timeout_seconds=_int(env, "SEQHUB_RUNNER_TIMEOUT_SECONDS", 900),
         lost_after_seconds=_int(env, "SEQHUB_LOST_AFTER_SECONDS", 30),
-        # API Gateway + Lambda accept ~6 MB of base64 body, so about 4.5 MB raw.
-        max_package_bytes=_int(env, "SEQHUB_MAX_PACKAGE_BYTES", 4_500_000),
+        max_package_bytes=_int(env, "SEQHUB_MAX_PACKAGE_BYTES", protocol.DIRECT_UPLOAD_BYTES),
         # Through the presigned S3 upload: checked before anything is downloaded.
         max_upload_bytes=_int(env, "SEQHUB_MAX_UPLOAD_BYTES", 400 * 1024 * 1024),
         # Lambda's default /tmp is 512 MB; leave room for the runner's own files.
@@ -94,7 +95,7 @@ def load(env: dict | None = None) -> Settings:
         max_package_files=_int(env, "SEQHUB_MAX_PACKAGE_FILES", 50_000),
         # JSON bodies (start: args + appConfig; events) and one input/stdin request.
         max_request_bytes=_int(env, "SEQHUB_MAX_REQUEST_BYTES", 640 * 1024),
-        max_input_chunk_bytes=_int(env, "SEQHUB_MAX_INPUT_CHUNK_BYTES", 1024 * 1024),
+        max_input_chunk_bytes=_int(env, "SEQHUB_MAX_INPUT_CHUNK_BYTES", protocol.MAX_WRITE_BYTES),
         # Each of args and appConfig, as JSON, and one event's message (each a DynamoDB item of its
         # own when large: an item holds at most 400 KB).
         max_start_data_bytes=_int(env, "SEQHUB_MAX_START_DATA_BYTES", 256 * 1024),

@@ -13,7 +13,7 @@ import time
 from collections import deque
 from typing import Any
 
-from . import clock
+from . import clock, protocol
 from .config import Settings
 
 LOG_LINES = 100_000  # as Scramjet's re-readable hub log buffer
@@ -42,7 +42,7 @@ def load_check() -> dict[str, Any]:
 
 def public_config(settings: Settings) -> dict[str, Any]:
     """The settings a client may know: limits and retention (never resource names or the token)."""
-    return {"service": "sequence-hub", "stage": settings.stage,
+    return {"service": protocol.SERVICE, "stage": settings.stage,
             "instanceRetentionSeconds": settings.retention_seconds,
             "runnerTimeoutSeconds": settings.runner_timeout_seconds,
             "sandbox": settings.sandbox,

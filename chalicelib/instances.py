@@ -9,14 +9,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from . import aws, channels, clock, invoker, models, packages, sequences
+from . import aws, channels, clock, invoker, models, packages, protocol, sequences
 from .config import Settings
 from .errors import BadRequest, Conflict, NotAllowed, NotFound, TooLarge, TooMany
 from .models import Instance
 from .observability import logger
 from .repository import INLINE_START_DATA_BYTES, Repository
 
-INPUT_TYPES = ("text/plain", "application/octet-stream", "application/x-ndjson", "text/x-ndjson")
+INPUT_TYPES = protocol.CONTENT_TYPES
 INLINE_CHUNK_BYTES = 256 * 1024  # larger input chunks go to S3 (a DynamoDB item holds 400 KB)
 MAX_EVENT_NAME_CHARS = 256
 LISTING_START_DATA_BUDGET = 2 * 1024 * 1024  # large args/appConfig a listing carries, in all

@@ -6,6 +6,23 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+# The protocol's facts, where the rest of the hub has always found them.
+from .protocol import (  # noqa: F401
+    ACTIVE,
+    CHANNELS,
+    COMPLETED,
+    CONTENT_TYPES,
+    ERRORED,
+    FINAL,
+    INPUT_STREAMS,
+    KILLING,
+    RUNNING,
+    STARTING,
+    STOPPING,
+    ExitCode,
+    valid_topic,
+)
+
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
@@ -13,28 +30,6 @@ def valid_id(ident: str) -> bool:
     """Sequence and instance ids: checked before any AWS call, so a bad one never reaches a query."""
     return bool(_ID.match(ident or ""))
 
-
-STARTING = "starting"
-RUNNING = "running"
-STOPPING = "stopping"
-KILLING = "killing"
-COMPLETED = "completed"
-ERRORED = "errored"
-
-ACTIVE = (STARTING, RUNNING, STOPPING, KILLING)
-FINAL = (COMPLETED, ERRORED)
-
-CHANNELS = ("output", "stdout", "stderr", "log")
-# Data types of input and of topics (Scramjet's four).
-CONTENT_TYPES = ("text/x-ndjson", "application/x-ndjson", "text/plain", "application/octet-stream")
-# Scramjet's topic names (topicId.ts, its CLI's validateTopicName), at a length DynamoDB keys allow.
-_TOPIC = re.compile(r"^[\\a-zA-Z0-9_+-]{1,200}$")
-
-
-def valid_topic(name: Any) -> bool:
-    return isinstance(name, str) and bool(_TOPIC.match(name))
-
-INPUT_STREAMS = ("input", "stdin")
 
 REASON_COMPLETED = "Instance completed"
 REASON_KILLED = "Instance killed"
@@ -45,10 +40,10 @@ REASON_NEVER_STARTED = "never started"
 MAX_REASON_CHARS = 1000  # reasons may quote an exception: keep the record's size fixed
 
 _EXIT_REASONS = {
-    10: "Sequence unpack failed",
-    20: "Runtime host could not start",
-    22: "Sequence failed on start",
-    23: "Sequence failed during execution",
+    ExitCode.SEQUENCE_UNPACK_FAILED: "Sequence unpack failed",
+    ExitCode.HOST_UNAVAILABLE: "Runtime host could not start",
+    ExitCode.SEQUENCE_FAILED_ON_START: "Sequence failed on start",
+    ExitCode.SEQUENCE_FAILED_DURING_EXECUTION: "Sequence failed during execution",
 }
 
 
@@ -56,17 +51,17 @@ def end_state(exit_code: int, *, killed: bool = False, stopped: bool = False,
               invalid_main_message: str = "") -> tuple[str, int, str]:
     """(status, exit code, reason) for a host that exited with ``exit_code``."""
     if killed:
-        return COMPLETED, 137, REASON_KILLED
+        return COMPLETED, int(ExitCode.KILLED), REASON_KILLED
     if stopped:
-        return COMPLETED, 138, REASON_STOPPED
-    if exit_code == 0:
-        return COMPLETED, 0, REASON_COMPLETED
-    if exit_code == 137:
-        return COMPLETED, 137, REASON_KILLED
-    if exit_code == 138:
-        return COMPLETED, 138, REASON_STOPPED
-    if exit_code == 21:
-        return ERRORED, 21, invalid_main_message
+        return COMPLETED, int(ExitCode.STOPPED), REASON_STOPPED
+    if exit_code == ExitCode.SUCCESS:
+        return COMPLETED, int(ExitCode.SUCCESS), REASON_COMPLETED
+    if exit_code == ExitCode.KILLED:
+        return COMPLETED, int(ExitCode.KILLED), REASON_KILLED
+    if exit_code == ExitCode.STOPPED:
+        return COMPLETED, int(ExitCode.STOPPED), REASON_STOPPED
+    if exit_code == ExitCode.INVALID_SEQUENCE_PATH:
+        return ERRORED, int(ExitCode.INVALID_SEQUENCE_PATH), invalid_main_message
     if exit_code < 0:
         return ERRORED, 128 - exit_code, f"Runner failed (signal {-exit_code})"
     return ERRORED, exit_code, _EXIT_REASONS.get(exit_code) or "Runner failed"

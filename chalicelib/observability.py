@@ -4,5 +4,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools import Logger
 
+from .protocol import SERVICE
+
 # Creating a Logger has no side effects beyond configuring its own handler.
-logger = Logger(service="sequence-hub")
+logger = Logger(service=SERVICE)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from . import __version__
+from .protocol import API_BASE, CONTENT_TYPES, VERSION
 
-BASE = "/api/v1"
+BASE = API_BASE
 
 
 def _ref(name: str) -> dict:
@@ -61,7 +61,7 @@ SCHEMAS: dict[str, dict] = {
 }
 
 _ID = {"type": "string", "maxLength": 64}
-_TYPES = ("text/plain", "application/octet-stream", "application/x-ndjson", "text/x-ndjson")
+_TYPES = CONTENT_TYPES
 _JSON_BODY = {"content": {"application/json": {"schema": {}}}}
 _CHANNEL = {
     "summary": "Read a channel from a cursor (long-polls while the instance runs)",
@@ -229,6 +229,6 @@ def build(routes: dict[str, dict[str, Any]]) -> dict:
     if stale:
         raise KeyError(f"OpenAPI descriptions without a route: {sorted(stale)}")
     return {"openapi": "3.1.0",
-            "info": {"title": "Sequence Hub", "version": __version__,
+            "info": {"title": "Sequence Hub", "version": VERSION,
                      "description": "Run Scramjet-style sequences on AWS. Errors are always {\"error\": \"...\"}."},
             "servers": [{"url": BASE}], "paths": paths, "components": {"schemas": SCHEMAS}}

@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from . import aws, clock, models
+from . import aws, clock, models, protocol
 from .config import Settings
 from .errors import BadRequest, Busy, NotFound, TooLarge, TooMany, UnsupportedType
 from .models import CONTENT_TYPES
@@ -29,7 +29,7 @@ from .repository import Repository
 
 DEFAULT_TYPE = "application/x-ndjson"  # what Scramjet's CLI sends when no type is given
 INLINE_CHUNK_BYTES = 256 * 1024  # larger chunks go to S3 (a DynamoDB item holds 400 KB)
-MAX_PAGE_BYTES = 4 * 1024 * 1024  # as a channel page: fits a Lambda response after base64
+MAX_PAGE_BYTES = protocol.MAX_PAGE_BYTES
 WRITE_ATTEMPTS = 30  # a write lost to a concurrent one is retried this often, then answers 503
 POLL_MIN, POLL_MAX = 0.1, 1.0
 

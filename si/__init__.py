@@ -1,3 +1,3 @@
 """``si``: the Sequence Hub command-line client and the embedded local hub."""
 
-__version__ = "0.1.0"
+from chalicelib.protocol import VERSION as __version__  # noqa: F401

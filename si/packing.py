@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import functools
-import json
 import os
 import queue
 import re
@@ -19,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from chalicelib import packages
+from chalicelib import packages, protocol
 from chalicelib.errors import HubError
 
 from .errors import SiError
 
-DIRECT_UPLOAD_LIMIT = 4_500_000
+DIRECT_UPLOAD_LIMIT = protocol.DIRECT_UPLOAD_BYTES  # larger packages go through S3
 _SECRET_NAMES = (".env", ".env.*", "*.pem", "*.key", "id_rsa", "id_ed25519", ".npmrc", ".pypirc",
                  "credentials", ".aws", "*.p12")
 
@@ -32,7 +31,6 @@ _SECRET_NAMES = (".env", ".env.*", "*.pem", "*.key", "id_rsa", "id_ed25519", ".n
 @dataclass
 class PackResult:
     files: list[str] = field(default_factory=list)
-    size: int = 0
     warnings: list[str] = field(default_factory=list)
 
 
@@ -235,10 +233,3 @@ def pack(source: Path, out: IO[bytes], exclude: Path | None = None, progress=Non
     finally:
         gz.close()
     return result
-
-
-def manifest_name(source: Path) -> str:
-    try:
-        return json.loads((source / packages.MANIFEST).read_text()).get("name") or source.name
-    except (OSError, ValueError):
-        return source.name

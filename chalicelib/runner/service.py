@@ -14,8 +14,8 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from botocore.exceptions import ClientError
 
@@ -23,6 +23,7 @@ from .. import aws, clock, models, packages
 from ..config import Settings
 from ..models import CHANNELS, INPUT_STREAMS, Instance
 from ..observability import logger
+from ..protocol import ExitCode
 from ..repository import Repository
 from . import child as child_mod
 from . import leftovers, sandbox, topicio
@@ -102,7 +103,7 @@ class _Run:
     def run(self) -> str:
         seq = self.repo.get_sequence(self.inst.sequence_id)
         if seq is None:
-            return self.record_end(models.ERRORED, 10, DELETED_BEFORE_START)
+            return self.record_end(models.ERRORED, ExitCode.SEQUENCE_UNPACK_FAILED, DELETED_BEFORE_START)
         seq_dir = self.work / "sequence"
         seq_dir.mkdir()
         manifest = json.loads(seq["manifest"])
@@ -110,14 +111,14 @@ class _Run:
             self.unpack(seq, seq_dir)
         except Exception as exc:  # a package that cannot be unpacked ends the instance, not the runner
             if isinstance(exc, ClientError) and exc.response["Error"]["Code"] in _MISSING:
-                return self.record_end(models.ERRORED, 10, DELETED_BEFORE_START)  # deleted while starting
+                return self.record_end(models.ERRORED, ExitCode.SEQUENCE_UNPACK_FAILED, DELETED_BEFORE_START)  # deleted while starting
             if isinstance(exc, PackageChanged):
-                return self.record_end(models.ERRORED, 10, f"Sequence unpack failed: {exc}")
+                return self.record_end(models.ERRORED, ExitCode.SEQUENCE_UNPACK_FAILED, f"Sequence unpack failed: {exc}")
             logger.exception("unpack failed")
-            return self.record_end(models.ERRORED, 10, f"Sequence unpack failed: {exc}")
+            return self.record_end(models.ERRORED, ExitCode.SEQUENCE_UNPACK_FAILED, f"Sequence unpack failed: {exc}")
         runtime = packages.runtime_of(manifest)
         if not any((seq_dir / c).is_file() for c in packages.entrypoint_candidates(manifest)):
-            return self.record_end(models.ERRORED, 21, packages.invalid_main_message(manifest))
+            return self.record_end(models.ERRORED, ExitCode.INVALID_SEQUENCE_PATH, packages.invalid_main_message(manifest))
         args, app_config = self.repo.start_data(self.inst)
         start = {"main": manifest["main"], "args": args if args is not None else [],
                  "config": app_config, "instanceId": self.id}
@@ -130,15 +131,15 @@ class _Run:
             # The sandbox copies the package into a tmpfs sized for it (its size as scanned at upload).
             child = child_mod.spawn(runtime, seq_dir, start, self.work, self.box, int(seq.get("unpacked_bytes") or 0))
         except child_mod.HostUnavailable as exc:
-            return self.record_end(models.ERRORED, 20, str(exc))
+            return self.record_end(models.ERRORED, ExitCode.HOST_UNAVAILABLE, str(exc))
         except OSError as exc:  # e.g. a Node layer built for another architecture (exec format error)
-            return self.record_end(models.ERRORED, 20, f"Runtime host could not start: {exc}")
+            return self.record_end(models.ERRORED, ExitCode.HOST_UNAVAILABLE, f"Runtime host could not start: {exc}")
         try:
             return self.supervise(child, manifest)
         except Exception as exc:  # our own failure: never leave the sequence running unrecorded
             logger.exception("runner failed")
             child_mod.kill_group(child)
-            return self.record_end(models.ERRORED, 101, f"Runner failed: {exc}")
+            return self.record_end(models.ERRORED, ExitCode.UNCAUGHT_EXCEPTION, f"Runner failed: {exc}")
 
     def unpack(self, seq: dict, dest: Path) -> None:
         """Download the package, check it is the one uploaded (sha256), extract it by the package rules."""
@@ -208,7 +209,7 @@ class _Run:
         if self.timed_out:
             status, reason = models.ERRORED, models.REASON_TIMED_OUT
         elif self.box is not None and not self.killed and self.box.out_of_memory():
-            status, code = models.ERRORED, 137
+            status, code = models.ERRORED, int(ExitCode.KILLED)
             reason = f"Out of memory: the instance's limit is {self.box.limits.memory_mb} MiB"
         return self.record_end(status, code, reason)
 
@@ -362,6 +363,7 @@ class _Run:
             child_mod.kill_group(child)
 
     def record_end(self, status: str, exit_code: int, reason: str) -> str:
+        exit_code = int(exit_code)  # an ExitCode is stored and shown as its number
         self.publish_events()  # first: a refused event's log line goes before the log's last line
         self.log_line("INFO" if status == models.COMPLETED else "ERROR", f"{reason} (exit code {exit_code})",
                       last=True)

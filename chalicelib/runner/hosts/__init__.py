@@ -7,8 +7,9 @@ The protocol (file descriptors named in ``SEQHUB_FD_*`` environment variables):
   control  runner → host  JSON lines {"type": "stop"|"kill"|"event", ...}
   input    runner → host  a "Content-Type: <type>\\r\\n\\r\\n" preamble, then the input bytes
 stdin, stdout and stderr are the child's own. ``SEQHUB_START`` names a JSON file with
-{"main", "args", "config", "instanceId"}. Exit codes follow STH: 21 bad main, 22 failed on start,
-23 failed during execution, 137 killed, 138 stopped.
+{"main", "args", "config", "instanceId"}. Exit codes are ``protocol.ExitCode``'s (Scramjet's): the
+hosts restate the ones they use, since they run in the sequence's environment, not the runner's
+(``tests/test_protocol.py`` checks them).
 """
 
 from pathlib import Path
@@ -16,9 +17,3 @@ from pathlib import Path
 HOSTS_DIR = Path(__file__).resolve().parent
 PYTHON_HOST = HOSTS_DIR / "python_host.py"
 NODE_HOST = HOSTS_DIR / "node_host.js"
-
-EXIT_INVALID_MAIN = 21
-EXIT_FAILED_ON_START = 22
-EXIT_FAILED_DURING_RUN = 23
-EXIT_KILLED = 137
-EXIT_STOPPED = 138
