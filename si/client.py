@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-from typing import IO, Any, Iterator
+from collections.abc import Iterator
+from typing import IO, Any
 from urllib.parse import quote
 
 import requests
 import requests.auth
 
 from .errors import SiError
-
 
 _SIGNED_HEADERS = ("content-type", "x-end-stream", "x-seq-kill-inst", "accept")
 

@@ -15,6 +15,7 @@ from si.localhub import free_port
 
 from .helpers import EXAMPLES, SI, si
 
+
 @pytest.mark.parametrize("example", ["counter-js", "counter-py"])
 def test_seed_transcript(hub, session, tmp_path, example):
     source = tmp_path / example
@@ -237,7 +238,11 @@ def test_list_by_name_prune_and_help(hub, session):
     for args in (["--help"], ["seq", "--help"], ["seq", "start", "--help"], ["inst", "output", "--help"],
                  ["hub", "start", "--help"], ["config", "profile", "use", "--help"]):
         assert "Example" in si(hub, *args, session=session).stdout.decode(), args
-    si(hub, "seq", "prune", "--force", session=session)
+    # Destructive and bulk: it asks first (a "no" keeps everything), --yes skips the question.
+    kept = si(hub, "seq", "prune", "--force", session=session, stdin=b"n\n", check=False)
+    assert kept.returncode == 1 and b"Delete all" in kept.stderr and b"Aborted" in kept.stderr
+    assert json.loads(si(hub, "--format", "json", "seq", "list", session=session).stdout) != []
+    si(hub, "seq", "prune", "--force", "--yes", session=session)
     assert json.loads(si(hub, "--format", "json", "seq", "list", session=session).stdout) == []
 
 

@@ -1,0 +1,64 @@
+"""``si hub``: run the embedded hub, or ask a hub about itself."""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+import socket
+
+import click
+
+from .. import output
+from ..context import Ctx, pass_ctx
+from ..errors import SiError
+
+
+@click.group("hub")
+def hub() -> None:
+    """Run the embedded hub, or ask a hub about itself.  Example: si hub start"""
+
+
+@hub.command("start")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--retention", default=3600, show_default=True, type=click.IntRange(min=0),
+              help="Seconds an ended instance stays readable.")
+@click.option("--no-sandbox", is_flag=True,
+              help="Run instances without isolation (for example, a sequence that needs the network). Loopback only.")
+def hub_start(host: str, port: int, retention: int, no_sandbox: bool) -> None:
+    """Run the whole hub on this machine (moto, the API, local runners) until Ctrl-C.  Example: si hub start --port 8000"""
+    from ..localhub import LocalHub, NotIsolated
+
+    token = "" if _is_loopback(host) else secrets.token_urlsafe(24)
+    hub_ = LocalHub(host=host, port=port, retention=retention, token=token, sandbox=not no_sandbox)
+
+    def announce(url: str) -> None:
+        output.message(f"Sequence Hub is running at {url} (retention {retention}s). Ctrl-C to stop.")
+        if hub_.not_isolated:
+            output.message(f"Warning: instances are not isolated from each other or from this hub "
+                           f"({hub_.not_isolated}). Run only sequences you trust.")
+        if token:
+            # Printed once: anyone who can reach this address needs it.
+            output.message(f"Listening beyond this machine: clients need this token (si config set token …):\n{token}")
+
+    try:
+        hub_.run_forever(announce)
+    except NotIsolated as exc:
+        raise SiError(str(exc)) from None
+    except OSError as exc:
+        raise SiError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+    except (OSError, ValueError):
+        return False
+
+
+@hub.command("version")
+@pass_ctx
+def hub_version(ctx: Ctx) -> None:
+    """Show the hub's service name and version.  Example: si hub version"""
+    found = ctx.client.version()
+    output.data(found, pretty=f"{found['service']} {found['version']} ({ctx.client.api_url})")
