@@ -20,6 +20,7 @@ demo: $(BIN)/.installed
 	@bash examples/demo.sh
 
 lint: $(BIN)/.installed
+	$(BIN)/ruff check app.py chalicelib si infra bench tests
 	$(BIN)/cfn-lint infra/template.yaml
 
 $(SCRAMJET_CLI):

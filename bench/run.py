@@ -21,10 +21,11 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -116,7 +117,7 @@ def first_byte(client: Client, seq_id: str) -> float:
 
 def peak_rss_of_runner(client: Client, seq_id: str, args: list) -> int:
     """Peak RSS (bytes) of the runner process (not its child) while the instance runs."""
-    server = invoker._fork_server.pid
+    server = invoker.fork_server_pid()
     before = _children_of(server)
     inst = client.start(seq_id, args)["id"]
     pid = None
@@ -191,8 +192,9 @@ def aws_calls(count_items: int, slow: bool = False) -> dict:
         invoker.invoke = lambda *_: None
         try:
             if slow:
-                src = "import asyncio\n\nasync def run(context, input):\n    for i in range(%d):\n" \
-                      "        await asyncio.sleep(0.3)\n        yield f'{i}\\n'\n" % count_items
+                src = ("import asyncio\n\nasync def run(context, input):\n"
+                       f"    for i in range({count_items}):\n"
+                       "        await asyncio.sleep(0.3)\n        yield f'{i}\\n'\n")
                 from tests.helpers import py_package
 
                 body = py_package(src)
@@ -438,6 +440,26 @@ def topic_rows(row, client: Client, items: int, hops: int) -> None:
         f"{statistics.median(topical) / statistics.median(direct):.2f}×", "≤ 2×")
 
 
+def cli_rows(row, api_url: str, runs: int = 9) -> None:
+    """How long `si` takes to start: help (no hub) and a listing (one request), against a bare
+    Python start in the same run."""
+    env = {**os.environ, "SI_API_URL": api_url, "SI_CONFIG_PATH": tempfile.mkdtemp(prefix="si-bench-")}
+
+    def median_run(*argv: str) -> float:
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            subprocess.run(argv, env=env, check=True, capture_output=True)
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    bare = median_run(sys.executable, "-c", "pass")
+    for what, argv, goal in (("si --help", ["--help"], "≤ 4×"), ("si seq list (embedded hub)", ["seq", "list"], "≤ 250 ms")):
+        took = median_run(sys.executable, "-m", "si", *argv)
+        row(f"{what}, median of {runs}", f"{took * 1000:.0f} ms", f"python -c pass {bare * 1000:.0f} ms",
+            f"{took / bare:.1f}×", goal)
+
+
 def follow_rows(row) -> dict:
     costs = follower_costs()
     for kind, c in costs.items():
@@ -456,7 +478,15 @@ def main() -> None:
     parser.add_argument("--followers", action="store_true", help="only the followers' costs")
     parser.add_argument("--sandbox", action="store_true", help="only the sandbox's costs")
     parser.add_argument("--topics", action="store_true", help="only the topics' costs")
+    parser.add_argument("--cli", action="store_true", help="only si's start-up")
     args = parser.parse_args()
+    if args.cli:
+        hub = LocalHub(port=free_port(), retention=600)
+        try:
+            cli_rows(lambda *r: print(" | ".join(r)), hub.start())
+        finally:
+            hub.stop()
+        return
     if args.topics:
         hub = LocalHub(port=free_port(), retention=600)
         try:
@@ -524,6 +554,8 @@ def main() -> None:
                 f"{statistics.median(ours) / statistics.median(base):.2f}×", "p50 < 300 ms")
         # 8. topics
         topic_rows(row, client, items, 10 if args.quick else 20)
+        # 9. si's own start-up
+        cli_rows(row, client.api_url)
         # 4. runner memory
         idle_seq = send(client, SEQS / "py-one")
         idle = peak_rss_of_runner(client, idle_seq, [])
@@ -545,7 +577,7 @@ def main() -> None:
         hub.stop()
 
     command = "make bench" + (" (--quick)" if args.quick else "")
-    lines = ["# Benchmark results\n", f"`{command}` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}.\n",
+    lines = ["# Benchmark results\n", f"`{command}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine()}.\n",
              "| benchmark | Sequence Hub | baseline (same run) | ratio | goal |", "|---|---|---|---|---|"]
     lines += [f"| {' | '.join(r)} |" for r in rows]
     out = Path(__file__).resolve().parent / ("RESULTS.md" if not args.quick else "RESULTS-quick.md")

@@ -6,7 +6,8 @@ record to the cleanup Lambda; the embedded hub's sweeper calls ``purge_instance`
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from . import aws, channels, logstore
 from .config import Settings

@@ -1,9 +1,10 @@
-"""Wall-clock time in one place, so tests can move it (expiry is decided by it)."""
+"""Wall-clock time for what the hub decides by it (expiry, retention, lost heartbeats), read here so
+tests can move it. Timestamps that only order log events (CloudWatch's) read the system clock."""
 
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def now() -> float:
@@ -13,4 +14,4 @@ def now() -> float:
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

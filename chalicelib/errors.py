@@ -33,9 +33,6 @@ class InvalidPackage(HubError):
     status = 422
 
 
-class Forbidden(HubError):
-    status = 403
-
 
 class TooMany(HubError):
     status = 429

@@ -58,6 +58,10 @@ class _ForkServer:
             threading.Thread(target=_reap, args=(self._proc,), daemon=True).start()
         return self._proc
 
+    def start(self) -> None:
+        with self._lock:
+            self._ensure()
+
     def run(self, instance_id: str) -> None:
         with self._lock:
             try:
@@ -85,8 +89,12 @@ def _spawn_local(instance_id: str) -> None:
 
 def warm_up() -> None:
     """Start the local fork server now (the embedded hub, once its environment is set)."""
-    with _fork_server._lock:
-        _fork_server._ensure()
+    _fork_server.start()
+
+
+def fork_server_pid() -> int | None:
+    """The local fork server's process id, once it runs (its children are the runners)."""
+    return _fork_server.pid
 
 
 def stop_local_runners(timeout: float = 5.0) -> None:

@@ -9,14 +9,14 @@ output round-trips byte for byte.
 from __future__ import annotations
 
 import base64
-from typing import Iterable
+from collections.abc import Iterable
 
 from botocore.exceptions import ClientError
 
 from . import aws
 from .models import CHANNELS
 
-# PutLogEvents limits (aws-notes §4.1); events are kept well under the 1 MB per-event ceiling.
+# PutLogEvents limits (CloudWatch Logs API reference); events are kept well under the 1 MB per-event ceiling.
 MAX_BATCH_BYTES = 1_048_576
 MAX_BATCH_EVENTS = 10_000
 EVENT_OVERHEAD = 26

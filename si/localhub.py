@@ -41,7 +41,7 @@ def provision(stage: str = "local") -> dict[str, str]:
                                                   WaiterConfig={"Delay": 1, "MaxAttempts": 60})
     stack = cfn.describe_stacks(StackName=f"{STACK}-{stage}")["Stacks"][0]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
-    # moto creates the table but ignores TimeToLiveSpecification (aws-notes): apply it explicitly.
+    # moto creates the table but ignores its TimeToLiveSpecification: apply it explicitly.
     aws.client("dynamodb").update_time_to_live(
         TableName=outputs["TableName"],
         TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
@@ -110,6 +110,7 @@ class LocalHub:
         harden()  # the hub holds the (fake) AWS settings its runners get: keep sequences out
         import uvicorn
         from chalice.config import Config
+
         from chalicelib import config as config_mod
 
         from .localhttp import Bridge, JsonErrorsH11

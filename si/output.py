@@ -6,8 +6,9 @@ import contextlib
 import json
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import click
 

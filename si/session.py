@@ -52,7 +52,3 @@ def resolve(kind: str, value: str) -> str:
     if not found:
         raise SiError(f"no last {kind} in this terminal session: you can't use '-' to replace it yet")
     return found
-
-
-def show() -> dict:
-    return _load()

@@ -23,7 +23,6 @@ from si.localhub import free_port
 
 from .helpers import ROOT, SI
 
-
 _DYNAMODB = threading.Lock()
 
 

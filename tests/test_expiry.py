@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from chalicelib import aws, clock, cleanup, instances, invoker, models, sequences, sweeper
-from chalicelib.runner.service import run_instance
+from chalicelib import aws, cleanup, clock, instances, invoker, models, sequences, sweeper
 from chalicelib.repository import Repository
+from chalicelib.runner.service import run_instance
 
 from .helpers import EXAMPLES, package_dir, py_package
 

@@ -11,9 +11,9 @@ import time
 import pytest
 
 from chalicelib import clock, instances, invoker, models, sequences, sweeper
-from chalicelib.runner.service import run_instance
 from chalicelib.errors import InvalidPackage
 from chalicelib.repository import Repository
+from chalicelib.runner.service import run_instance
 
 from .helpers import EXAMPLES, js_package, package_dir, py_package
 

@@ -367,7 +367,7 @@ def test_topics_through_scramjets_cli(scramjet, tmp_path):
     got = read_until(["topic", "get", cities], scramjet.env, b"Paris")
     assert body(got.decode()).strip() == '{"city": "New York"}\n{"city": "Paris"}'
     listed = body(scramjet("topic", "ls"))
-    assert f"contentType: 'application/x-ndjson'" in listed and f"topic: '{cities}'" in listed
+    assert "contentType: 'application/x-ndjson'" in listed and f"topic: '{cities}'" in listed
     refused = scramjet("topic", "send", cities, stdin=b'{"city": "Rome"}\n', check=False)  # text/plain
     assert "Acceptable Content-Type for" in refused
 

@@ -6,7 +6,7 @@ import os
 import queue
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from .. import aws
 from ..observability import logger

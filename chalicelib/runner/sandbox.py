@@ -32,8 +32,8 @@ _UID_BASE = 2_000_000                # far above any uid a system hands out
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc")
 # Runs as the sandbox's root (when the runner is root): copy the package into the private working
 # directory, hand it to the instance's uid, then become that uid with no capabilities left.
-_SETUP = ('set -e; cp -RP --preserve=mode,timestamps "$0"/. {pkg}/; '
-          'if [ -n "$1" ]; then chown -R "$1:$1" {pkg}; fi; shift; exec "$@"').format(pkg=PACKAGE_DIR)
+_SETUP = (f'set -e; cp -RP --preserve=mode,timestamps "$0"/. {PACKAGE_DIR}/; '
+          f'if [ -n "$1" ]; then chown -R "$1:$1" {PACKAGE_DIR}; fi; shift; exec "$@"')
 # Runs outside, before bwrap: join the instance's cgroups, so everything it starts is counted.
 _JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
 
