@@ -85,6 +85,11 @@ def _moto_server(port: int) -> Any:
             self._server_ready_event.set()
             self._server.serve_forever()
 
+        def stop(self) -> None:
+            super().stop()
+            if self._server is not None:  # closed, not only stopped: a late request fails at once
+                self._server.server_close()
+
     return Server(ip_address="127.0.0.1", port=port, verbose=False)
 
 
@@ -158,7 +163,10 @@ class LocalHub:
         # sockets) Nagle's algorithm and the client's delayed ACK add ~40 ms to every answer.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._server = uvicorn.Server(uvicorn.Config(bridge, http=JsonErrorsH11, log_level="warning",
-                                                     access_log=False, lifespan="off", timeout_keep_alive=30))
+                                                     access_log=False, lifespan="off", timeout_keep_alive=30,
+                                                     # At Ctrl-C, followers' streams and long polls are cut
+                                                     # after this, not waited for.
+                                                     timeout_graceful_shutdown=2))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
         self._thread.start()
         while not self._server.started:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import secrets
 import socket
+import sys
 
 import click
 
@@ -47,6 +49,12 @@ def hub_start(host: str, port: int, retention: int, no_sandbox: bool) -> None:
         raise SiError(str(exc)) from None
     except OSError as exc:
         raise SiError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    # Stopped: runners ended, moto gone. A request thread still inside a long poll would hold the
+    # interpreter's exit (concurrent.futures joins its workers) for as long as that poll lasts, and
+    # nothing it could still do matters: leave now.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _is_loopback(host: str) -> bool:
