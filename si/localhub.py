@@ -211,6 +211,9 @@ class LocalHub:
         url = self.start()
         announce(url)
         try:
-            done.wait()
+            # Never one long wait: the kernel may deliver the signal to another thread, and Python
+            # runs its handler only when the main thread next wakes (a wait with no timeout: never).
+            while not done.wait(0.5):
+                pass
         finally:
             self.stop()
