@@ -371,29 +371,16 @@ COUNT_LINES = ("async def run(context, input, count):\n    seen = 0\n    async f
 ECHO_LINES = "async def run(context, input):\n    async for line in input:\n        yield line\n"
 
 
-def _package_bytes(source: str) -> bytes:
-    import io
-    import tarfile
-
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, text in (("package.json", json.dumps({"name": "b", "main": "main.py", "engines": {"python3": "3.12"}})),
-                           ("main.py", source)):
-            info = tarfile.TarInfo(name)
-            info.size = len(text.encode())
-            tar.addfile(info, io.BytesIO(text.encode()))
-    return buf.getvalue()
-
-
 def topic_rows(row, client: Client, items: int, hops: int) -> None:
     """A producer feeding a consumer through a topic, against the same pipeline by hand (a client
     copying output to input); and one line's hop through a topic to a consumer's output, against
     the same hop through an instance's input."""
-    import io
     import uuid
 
+    from tests.helpers import py_package
+
     producer = send(client, SEQS / "py-million")
-    counter = client.send_sequence(io.BytesIO(_package_bytes(COUNT_LINES)))["id"]
+    counter = client.send_sequence(io.BytesIO(py_package(COUNT_LINES)))["id"]
     # Baseline: the pipeline by hand, as without topics: the producer's output read by a client and
     # sent on as the consumer's input.
     t0 = time.perf_counter()
@@ -413,7 +400,7 @@ def topic_rows(row, client: Client, items: int, hops: int) -> None:
     assert counted == f"{items}\n".encode(), counted
     row(f"producer → topic → consumer ({items:,} lines)", f"{through:.2f} s",
         f"output → client → input {alone:.2f} s", f"{through / alone:.2f}×", "≤ 1×")
-    echo = client.send_sequence(io.BytesIO(_package_bytes(ECHO_LINES)))["id"]
+    echo = client.send_sequence(io.BytesIO(py_package(ECHO_LINES)))["id"]
 
     def hop(send_line, inst: str) -> list[float]:
         times, got = [], b""

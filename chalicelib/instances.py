@@ -4,7 +4,6 @@ record are settled by ``sweeper``; expiry is decided on every read from ``expire
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -12,16 +11,14 @@ from typing import Any
 from . import aws, channels, clock, invoker, models, packages, protocol, sequences
 from .config import Settings
 from .errors import BadRequest, Conflict, NotAllowed, NotFound, TooLarge, TooMany
+from .longpoll import LongPoll
 from .models import Instance
 from .observability import logger
-from .repository import INLINE_START_DATA_BYTES, Repository
+from .repository import INLINE_CHUNK_BYTES, INLINE_START_DATA_BYTES, Repository
 
 INPUT_TYPES = protocol.CONTENT_TYPES
-INLINE_CHUNK_BYTES = 256 * 1024  # larger input chunks go to S3 (a DynamoDB item holds 400 KB)
 MAX_EVENT_NAME_CHARS = 256
 LISTING_START_DATA_BUDGET = 2 * 1024 * 1024  # large args/appConfig a listing carries, in all
-# Readers look at the record often while news is likely, then back off while nothing changes.
-POLL_FIRST, POLL_MIN, POLL_MAX = 0.025, 0.1, 1.0
 
 
 def _repo(settings: Settings) -> Repository:
@@ -145,15 +142,14 @@ def _start_topics(body: dict, manifest: dict) -> dict[str, str | None]:
     package's own declaration (checked at upload); the sequence may still declare them as it runs."""
     out: dict[str, str | None] = {}
     for option, key in (("outputTopic", "provides"), ("inputTopic", "requires")):
+        declared = packages.topic_declaration(manifest, key) or (None, None)
         name = body.get(option)
         if name in (None, ""):
-            declared = packages.topic_declaration(manifest, key)
-            out[key], out[f"{key}_type"] = declared if declared else (None, None)
+            out[key], out[f"{key}_type"] = declared
             continue
         if not models.valid_topic(name):
             raise BadRequest(f"{option} must be a topic name: 1-200 letters, digits, '_', '+', '-'")
-        declared = packages.topic_declaration(manifest, key)
-        out[key], out[f"{key}_type"] = name, declared[1] if declared and declared[0] == name else None
+        out[key], out[f"{key}_type"] = name, declared[1] if declared[0] == name else None
     return out
 
 
@@ -184,22 +180,15 @@ def read_channel(settings: Settings, inst_id: str, channel: str, cursor: str | N
         segment, offset = channels.decode_cursor(cursor)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
-    began = time.monotonic()
-    deadline = began + wait_seconds
-    pause = POLL_MIN
+    poll = LongPoll(wait_seconds)
     while True:
         inst = get(settings, inst_id)
         written, ended = inst.segments[channel], inst.channel_ended(channel)
         waiting = not ended if until_end else written <= segment and not ended
-        if not waiting or time.monotonic() >= deadline:
+        if not waiting or poll.over():
             break
-        # A reader's first page (it may have just started the instance) looks often for a second;
-        # later pages back off while nothing changes, so an idle follower costs ~1 read a second.
-        if not cursor and time.monotonic() - began < 1:
-            time.sleep(POLL_FIRST)
-        else:
-            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-            pause = min(pause * 2, POLL_MAX)
+        # A reader's first page (it may have just started the instance) looks often for a second.
+        poll.sleep(eager=not cursor)
     data = b""
     if written > segment:
         data, segment, offset = channels.read(settings.bucket, inst_id, channel, segment, offset, written)
@@ -286,17 +275,15 @@ def wait_for_event(settings: Settings, inst_id: str, name: str, wait_seconds: fl
     if len(name) > MAX_EVENT_NAME_CHARS:
         raise BadRequest(f"event names are at most {MAX_EVENT_NAME_CHARS} characters")
     repo = _repo(settings)
-    deadline = time.monotonic() + wait_seconds
-    pause = POLL_MIN
+    poll = LongPoll(wait_seconds)
     while True:
         inst = get(settings, inst_id)
         event = repo.get_event_out(inst_id, name)
         if event is not None and (after is None or event["at"] > after):
             return EventWait(True, json.loads(event["message"]), float(event["at"]), inst.final)
-        if inst.final or time.monotonic() >= deadline:
+        if inst.final or poll.over():
             return EventWait(False, None, None, inst.final)
-        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-        pause = min(pause * 2, POLL_MAX)
+        poll.sleep()
 
 
 def last_event(settings: Settings, inst_id: str, name: str, wait_seconds: float,

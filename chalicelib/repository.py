@@ -38,6 +38,7 @@ META = "#"
 LISTING_INDEX = "listing"
 ACTIVE_INDEX = "active"
 INLINE_START_DATA_BYTES = 4096  # args/appConfig JSON up to this stays on the instance record
+INLINE_CHUNK_BYTES = 256 * 1024  # larger input and topic chunks go to S3 (a DynamoDB item holds 400 KB)
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
@@ -490,18 +491,21 @@ class Repository:
     def get_topic(self, name: str) -> dict | None:
         return self._get(_topic_key(name))
 
-    def create_topic(self, name: str, meta: dict) -> bool:
-        """A new topic's record; False when it exists (another writer made it first)."""
-        return self._put({"pk": f"topic#{name}", "sk": META, "kind": "topic", "name": name, "lpk": "topics",
-                          "lsk": name, "seq": 0, "floor": 0, "version": 1, **meta})
+    def create_topic(self, name: str, meta: dict) -> dict | None:
+        """A new topic's record, as written; None when it exists (another writer made it first)."""
+        item = {"pk": f"topic#{name}", "sk": META, "kind": "topic", "name": name, "lpk": "topics",
+                "lsk": name, "seq": 0, "floor": 0, "version": 1, **meta}
+        return item if self._put(item) else None
 
-    def renew_topic(self, name: str, version: int, content_type: str, expires_at: int, now: float) -> bool:
-        """Make a deleted or expired topic anew (any type). Its numbering goes on past one more number
-        than it had: a chunk a writer stored just as the topic went is never read as the new one's."""
+    def renew_topic(self, name: str, version: int, content_type: str, expires_at: int, now: float) -> dict | None:
+        """Make a deleted or expired topic anew (any type), returning its record. Its numbering goes on
+        past one more number than it had: a chunk a writer stored just as the topic went is never
+        read as the new one's. None when another writer changed it first."""
         return self._update(
             _topic_key(name), {"content_type": content_type, "expires_at": expires_at, "updated": now},
             condition="#v = :v", names={"#v": "version"}, values={":v": version, ":one": 1},
-            extra_set="#v = #v + :one, seq = seq + :one, floor = seq + :one", remove=("deleted",)) is not None
+            extra_set="#v = #v + :one, seq = seq + :one, floor = seq + :one", remove=("deleted",),
+            returns="ALL_NEW")
 
     def mark_topic_deleted(self, name: str, version: int, now: float) -> bool:
         """Out of view at once, and none of its chunks read again (the floor); they expire later."""

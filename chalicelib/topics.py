@@ -24,18 +24,14 @@ from typing import Any
 from . import aws, clock, models, protocol
 from .config import Settings
 from .errors import BadRequest, Busy, NotFound, TooLarge, TooMany, UnsupportedType
+from .longpoll import LongPoll
 from .models import CONTENT_TYPES
-from .repository import Repository
+from .repository import INLINE_CHUNK_BYTES, Repository
 
 DEFAULT_TYPE = "application/x-ndjson"  # what Scramjet's CLI sends when no type is given
-INLINE_CHUNK_BYTES = 256 * 1024  # larger chunks go to S3 (a DynamoDB item holds 400 KB)
+S3_PREFIX = "topics/"  # large chunks (the bucket's lifecycle rule for it is the backstop)
 MAX_PAGE_BYTES = protocol.MAX_PAGE_BYTES
 WRITE_ATTEMPTS = 30  # a write lost to a concurrent one is retried this often, then answers 503
-POLL_MIN, POLL_MAX = 0.1, 1.0
-
-
-def s3_prefix() -> str:
-    return "topics/"
 
 
 @dataclass(frozen=True)
@@ -114,7 +110,7 @@ def _write(settings: Settings, name: str, ctype: str, data: bytes, must_be_new: 
     repo = _repo(settings)
     s3_key = None
     if len(data) > INLINE_CHUNK_BYTES:
-        s3_key = f"{s3_prefix()}{uuid.uuid4()}"
+        s3_key = f"{S3_PREFIX}{uuid.uuid4()}"
         aws.client("s3").put_object(Bucket=settings.bucket, Key=s3_key, Body=data)
     try:
         for attempt in range(WRITE_ATTEMPTS):
@@ -127,11 +123,9 @@ def _write(settings: Settings, name: str, ctype: str, data: bytes, must_be_new: 
             if topic is None or not topic.live(now):
                 made = (repo.create_topic(name, {"content_type": ctype, "expires_at": expires_at, "updated": now})
                         if topic is None else repo.renew_topic(name, topic.version, ctype, expires_at, now))
-                if not made:
+                if made is None:
                     continue  # another writer made or changed it first: look again
-                topic = _topic(repo.get_topic(name))
-                if topic is None:  # swept away just now: start over
-                    continue
+                topic = _topic(made)
             elif must_be_new:
                 raise BadRequest("Topic with given id already exist")
             elif topic.content_type != ctype:
@@ -186,8 +180,7 @@ def read(settings: Settings, name: str, cursor: str | None, wait_seconds: float,
     check_name(name)
     wanted = decode_cursor(cursor)
     repo = _repo(settings)
-    deadline = time.monotonic() + wait_seconds
-    pause = POLL_MIN
+    poll = LongPoll(wait_seconds)
     while True:
         topic = _topic(repo.get_topic(name))
         now = clock.now()
@@ -195,15 +188,14 @@ def read(settings: Settings, name: str, cursor: str | None, wait_seconds: float,
             first = topic.floor + 1 if wanted is None or wanted <= topic.floor or wanted > topic.seq + 1 else wanted
             if topic.seq >= first:
                 data, after = _page(settings, repo, topic, first, now, max_bytes)
-                if data or time.monotonic() >= deadline:
+                if data or poll.over():
                     return {"data": data, "cursor": str(after), "content_type": topic.content_type}
                 wanted = after  # only expired chunks: look again from past them
-        if time.monotonic() >= deadline:
+        if poll.over():
             next_cursor = "" if wanted is None else str(wanted)
             return {"data": b"", "cursor": next_cursor,
                     "content_type": topic.content_type if topic is not None else DEFAULT_TYPE}
-        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-        pause = min(pause * 2, POLL_MAX)
+        poll.sleep()
 
 
 def _page(settings: Settings, repo: Repository, topic: Topic, first: int, now: float,

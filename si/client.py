@@ -180,18 +180,20 @@ class Client:
 
     def follow(self, inst_id: str, channel: str, follow: bool = True, wait: float = 20.0) -> Iterator[bytes]:
         """Yield the channel's bytes from the start; with ``follow``, until the channel ends."""
+        return self._pages(f"instance/{inst_id}/{channel}", follow, wait, "application/octet-stream")
+
+    def _pages(self, path: str, follow: bool, wait: float, accept: str) -> Iterator[bytes]:
+        """A paged stream (a channel, a topic) from its start: each page's bytes, going on from its
+        X-Next-Cursor, until X-Channel-Ended says so, or (without ``follow``) a page comes empty."""
         cursor = ""
         while True:
-            resp = self.request("GET", f"instance/{inst_id}/{channel}",
-                                params={"cursor": cursor, "wait": wait if follow else 0},
-                                headers={"Accept": "application/octet-stream"},
-                                timeout=wait + 30)
+            resp = self.request("GET", path, params={"cursor": cursor, "wait": wait if follow else 0},
+                                headers={"Accept": accept}, timeout=wait + 30)
             if resp.content:
                 yield resp.content
             cursor = resp.headers.get("X-Next-Cursor", cursor)
             if resp.headers.get("X-Channel-Ended") == "true" or (not follow and not resp.content):
                 return
-
 
     # -- topics ----------------------------------------------------------------------------------
     def topics(self) -> list[dict]:
@@ -207,17 +209,9 @@ class Client:
         self.request("POST", f"topic/{quote(name, safe='')}", data=data, headers={"Content-Type": content_type})
 
     def follow_topic(self, name: str, follow: bool = True, wait: float = 20.0) -> Iterator[bytes]:
-        """Yield the topic's bytes from where its retained data begins; with ``follow``, forever."""
-        cursor = ""
-        while True:
-            resp = self.request("GET", f"topic/{quote(name, safe='')}",
-                                params={"cursor": cursor, "wait": wait if follow else 0},
-                                headers={"Accept": "*/*"}, timeout=wait + 30)
-            if resp.content:
-                yield resp.content
-            cursor = resp.headers.get("X-Next-Cursor", cursor)
-            if not follow and not resp.content:
-                return
+        """Yield the topic's bytes from where its retained data begins; with ``follow``, forever (a
+        topic never ends)."""
+        return self._pages(f"topic/{quote(name, safe='')}", follow, wait, "*/*")
 
 
 def _error_message(resp: requests.Response) -> str:
