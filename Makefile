@@ -10,10 +10,11 @@ STAGE ?= dev
 # Scramjet's own CLI, which the tests drive against the embedded hub (installed once, then cached).
 SCRAMJET_CLI := .cache/scramjet-cli/node_modules/.bin/si
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+# Both parts, editable: the client (si/, with AWS signing) and the server with the embedded hub.
+$(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml si/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt -e .
+	$(BIN)/pip install --quiet -r requirements-dev.txt -e './si[aws]' -e '.[local]'
 	touch $@
 
 demo: $(BIN)/.installed

@@ -13,9 +13,10 @@ from typing import Any
 from chalice import Chalice, IAMAuthorizer, Rate, Response
 from chalice.app import CaseInsensitiveMapping
 
-from chalicelib import clock, config, console, hubinfo, instances, openapi, protocol, sequences, strictjson, topics
+from chalicelib import clock, config, console, hubinfo, instances, openapi, protocol, sequences, topics
 from chalicelib.errors import BadRequest, HubError, NotFound, TooLarge
 from chalicelib.observability import logger
+from chalicelib.protocol import strictjson
 
 app = Chalice(app_name=protocol.SERVICE)
 # Every body is binary to API Gateway: it passes request bodies byte for byte (input of any content

@@ -31,10 +31,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from chalicelib import aws, config, instances, invoker, sequences  # noqa: E402
+from chalicelib.embedded.hub import LocalHub, free_port, hub_environment, provision  # noqa: E402
 from chalicelib.runner import child, sandbox  # noqa: E402
 from chalicelib.runner.service import run_instance  # noqa: E402
 from si.client import Client  # noqa: E402
-from si.localhub import LocalHub, free_port, hub_environment, provision  # noqa: E402
 from si.packing import pack  # noqa: E402
 
 SEQS = Path(__file__).resolve().parent / "sequences"

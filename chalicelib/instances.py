@@ -8,12 +8,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from . import aws, channels, clock, invoker, models, packages, protocol, sequences
+from . import aws, channels, clock, invoker, models, protocol, sequences
 from .config import Settings
 from .errors import BadRequest, Conflict, NotAllowed, NotFound, TooLarge, TooMany
 from .longpoll import LongPoll
 from .models import Instance
 from .observability import logger
+from .protocol import manifest as manifest_rules
 from .repository import INLINE_CHUNK_BYTES, INLINE_START_DATA_BYTES, Repository
 
 INPUT_TYPES = protocol.CONTENT_TYPES
@@ -142,7 +143,7 @@ def _start_topics(body: dict, manifest: dict) -> dict[str, str | None]:
     package's own declaration (checked at upload); the sequence may still declare them as it runs."""
     out: dict[str, str | None] = {}
     for option, key in (("outputTopic", "provides"), ("inputTopic", "requires")):
-        declared = packages.topic_declaration(manifest, key) or (None, None)
+        declared = manifest_rules.topic_declaration(manifest, key) or (None, None)
         name = body.get(option)
         if name in (None, ""):
             out[key], out[f"{key}_type"] = declared

@@ -1,4 +1,5 @@
-"""Package rules: one set of checks used by ``si seq pack``, the upload API and the runner.
+"""Package archives, checked by the upload API and the runner (``protocol.manifest`` has the rules
+for ``package.json`` that ``si seq pack`` shares).
 
 A package is a gzip'd tar whose root holds ``package.json`` and the program. Archives are read as a
 stream, so a gzip bomb or an oversize tree is stopped while it is being read, not after.
@@ -14,13 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import models, strictjson
 from .errors import InvalidPackage, TooLarge
-
-MANIFEST = "package.json"
-# package.json is kept on the sequence's record: well under DynamoDB's 400 KB item, and read with a
-# bound, so a manifest of 380 MB of whitespace costs nothing to refuse.
-MAX_MANIFEST_BYTES = 64 * 1024
+from .protocol.manifest import MANIFEST, MAX_MANIFEST_BYTES, InvalidManifest, entrypoint_candidates, invalid_main_message, runtime_of
+from .protocol.manifest import normalise as _normalise
+from .protocol.manifest import parse as _parse_manifest
 
 
 @dataclass(frozen=True)
@@ -51,97 +49,6 @@ class PackageInfo:
             return "js"
         suffix = posixpath.splitext(self.manifest.get("main", ""))[1].lstrip(".")
         return suffix or "unknown"
-
-
-def runtime_of(manifest: dict[str, Any]) -> str:
-    """STH's rule: ``python3`` in engines means Python, anything else Node."""
-    return "python" if "python3" in (manifest.get("engines") or {}) else "node"
-
-
-def entrypoint_candidates(manifest: dict[str, Any]) -> list[str]:
-    """Paths (relative to the package root) that may hold ``main``, in the order the host tries them."""
-    main = _normalise(manifest["main"])
-    if runtime_of(manifest) == "python":
-        return [main]
-    # The Node runner strips a trailing .js and appends .js, so "index" and "index.js" both work.
-    stem = main[:-3] if main.endswith(".js") else main
-    return [stem + ".js", main] if stem + ".js" != main else [main]
-
-
-def invalid_main_message(manifest: dict[str, Any]) -> str:
-    return (f"Sequence entrypoint path {manifest.get('main')} is invalid. "
-            "Check `main` field in Sequence package.json")
-
-
-def _normalise(name: str) -> str:
-    """The path a member really names: ``./a//b/`` is ``a/b``; ``.//tmp/x`` is ``/tmp/x`` (absolute)."""
-    rest = name
-    while rest.startswith("./"):
-        rest = rest[2:]
-    absolute = rest.startswith("/")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    return ("/" if absolute else "") + "/".join(parts)
-
-
-def check_manifest(manifest: Any) -> dict[str, Any]:
-    """Check a decoded ``package.json``; raise ``InvalidPackage`` saying what to fix."""
-    if not isinstance(manifest, dict):
-        raise InvalidPackage("package.json must be a JSON object")
-    main = manifest.get("main")
-    if main is None:
-        raise InvalidPackage('package.json has no "main": add "main": "<your entry file>"')
-    if not isinstance(main, str) or not main.strip():
-        raise InvalidPackage('package.json "main" must be a non-empty string naming the entry file')
-    norm_main = _normalise(main)
-    if norm_main.startswith("/") or ".." in norm_main.split("/") or not norm_main:
-        raise InvalidPackage('package.json "main" must be a path inside the package')
-    engines = manifest.get("engines", {})
-    if engines is None:
-        engines = {}
-    if not isinstance(engines, dict):
-        raise InvalidPackage('package.json "engines" must be an object, e.g. {"python3": "3.12"}')
-    if len(engines) > 1:
-        raise InvalidPackage("'engines' field can't contain more than one element")
-    for key in ("name", "version"):
-        if key in manifest and not isinstance(manifest[key], str):
-            raise InvalidPackage(f'package.json "{key}" must be a string')
-    for key in ("provides", "requires"):
-        if key in manifest:
-            try:
-                topic_declaration(manifest, key)
-            except ValueError as exc:
-                raise InvalidPackage(f"package.json {exc}") from None
-    return manifest
-
-
-def topic_declaration(manifest: dict[str, Any], key: str) -> tuple[str, str | None] | None:
-    """(topic, content type or None) of ``"provides"``/``"requires"``: a topic name, or
-    ``{"topic": name, "contentType": type}``; None when absent. ValueError says what is wrong."""
-    value = manifest.get(key)
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        value = {"topic": value}
-    if not isinstance(value, dict):
-        raise ValueError(f'"{key}" must be a topic name or {{"topic": name, "contentType": type}}')
-    name, ctype = value.get("topic"), value.get("contentType")
-    if not models.valid_topic(name):
-        raise ValueError(f'"{key}" topic must be 1-200 letters, digits, "_", "+", "-"')
-    if ctype is not None and ctype not in models.CONTENT_TYPES:
-        raise ValueError(f'"{key}" contentType must be one of {", ".join(models.CONTENT_TYPES)}')
-    return name, ctype
-
-
-def parse_manifest(raw: bytes) -> dict[str, Any]:
-    if len(raw) > MAX_MANIFEST_BYTES:
-        raise InvalidPackage(f"package.json is over {MAX_MANIFEST_BYTES} bytes; keep data in other files")
-    try:
-        manifest = strictjson.loads(raw)
-    except UnicodeDecodeError:
-        raise InvalidPackage("package.json is not valid JSON: not UTF-8") from None
-    except strictjson.InvalidJSON as exc:
-        raise InvalidPackage(f"package.json: {exc}") from None
-    return check_manifest(manifest)
 
 
 MAX_NAME_BYTES = 1024  # a member's path; Linux allows 4096 for the whole path, our directory included
@@ -288,7 +195,10 @@ def scan(fileobj: Any, limits: Limits, dest: Path | None = None) -> PackageInfo:
         raise InvalidPackage(f"package archive is unsafe or broken: {exc}") from None
     if manifest_raw is None:
         raise InvalidPackage("package.json not found at the root of the package")
-    info.manifest = parse_manifest(manifest_raw)
+    try:
+        info.manifest = _parse_manifest(manifest_raw)
+    except InvalidManifest as exc:
+        raise InvalidPackage(str(exc)) from None
     if not any(c in info.regular for c in entrypoint_candidates(info.manifest)):
         raise InvalidPackage(invalid_main_message(info.manifest))
     return info

@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from chalicelib import packages, protocol
-from chalicelib.errors import HubError
-
+from . import protocol
 from .errors import SiError
+from .protocol import manifest as manifest_rules
 
 DIRECT_UPLOAD_LIMIT = protocol.DIRECT_UPLOAD_BYTES  # larger packages go through S3
 _SECRET_NAMES = (".env", ".env.*", "*.pem", "*.key", "id_rsa", "id_ed25519", ".npmrc", ".pypirc",
@@ -93,16 +92,16 @@ _SECRETS = re.compile("|".join(fnmatch.translate(p) for p in _SECRET_NAMES))
 
 def check(root: Path, entries: list[Entry]) -> list[str]:
     """Run the package rules on the tree before packing; return warnings."""
-    manifest_path = root / packages.MANIFEST
+    manifest_path = root / manifest_rules.MANIFEST
     if not manifest_path.is_file():
         raise SiError(f"{manifest_path} not found: a sequence directory needs a package.json with \"main\"")
     try:
-        manifest = packages.parse_manifest(manifest_path.read_bytes())
-    except HubError as exc:
-        raise SiError(f"{manifest_path}: {exc.message}") from None
+        manifest = manifest_rules.parse(manifest_path.read_bytes())
+    except manifest_rules.InvalidManifest as exc:
+        raise SiError(f"{manifest_path}: {exc}") from None
     names = {e.rel for e in entries}
-    if not any(c in names for c in packages.entrypoint_candidates(manifest)):
-        raise SiError(f"{packages.invalid_main_message(manifest)} (no such file in {root})")
+    if not any(c in names for c in manifest_rules.entrypoint_candidates(manifest)):
+        raise SiError(f"{manifest_rules.invalid_main_message(manifest)} (no such file in {root})")
     real_root = root.resolve()
     for entry in entries:
         if entry.kind == "link" and not Path(entry.path).resolve().is_relative_to(real_root):

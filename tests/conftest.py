@@ -18,8 +18,8 @@ import requests
 from moto import mock_aws
 
 from chalicelib import aws, config
-from si import localhub
-from si.localhub import free_port
+from chalicelib.embedded import hub as localhub
+from chalicelib.embedded.hub import free_port
 
 from .helpers import ROOT, SI
 

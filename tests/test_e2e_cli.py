@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from si.localhub import free_port
+from chalicelib.embedded.hub import free_port
 
 from .helpers import EXAMPLES, SI, si
 

@@ -19,9 +19,9 @@ from botocore.credentials import Credentials
 from chalice import IAMAuthorizer
 
 from chalicelib import aws, invoker
+from chalicelib.embedded.hub import free_port
 from chalicelib.runner import sandbox
 from si.client import Client
-from si.localhub import free_port
 
 from .conftest import api_client
 from .helpers import EXAMPLES, SEQUENCES, SI, package_dir, si

@@ -24,6 +24,7 @@ from ..config import Settings
 from ..models import CHANNELS, INPUT_STREAMS, Instance
 from ..observability import logger
 from ..protocol import ExitCode
+from ..protocol import manifest as manifest_rules
 from ..repository import Repository
 from . import child as child_mod
 from . import leftovers, sandbox, topicio
@@ -116,9 +117,9 @@ class _Run:
                 return self.record_end(models.ERRORED, ExitCode.SEQUENCE_UNPACK_FAILED, f"Sequence unpack failed: {exc}")
             logger.exception("unpack failed")
             return self.record_end(models.ERRORED, ExitCode.SEQUENCE_UNPACK_FAILED, f"Sequence unpack failed: {exc}")
-        runtime = packages.runtime_of(manifest)
-        if not any((seq_dir / c).is_file() for c in packages.entrypoint_candidates(manifest)):
-            return self.record_end(models.ERRORED, ExitCode.INVALID_SEQUENCE_PATH, packages.invalid_main_message(manifest))
+        runtime = manifest_rules.runtime_of(manifest)
+        if not any((seq_dir / c).is_file() for c in manifest_rules.entrypoint_candidates(manifest)):
+            return self.record_end(models.ERRORED, ExitCode.INVALID_SEQUENCE_PATH, manifest_rules.invalid_main_message(manifest))
         args, app_config = self.repo.start_data(self.inst)
         start = {"main": manifest["main"], "args": args if args is not None else [],
                  "config": app_config, "instanceId": self.id}
@@ -205,7 +206,7 @@ class _Run:
         flusher.join(timeout=max(0.0, self.remaining_ms() / 1000 - 1))
         status, code, reason = models.end_state(
             exit_code, killed=self.killed, stopped=self.stopped,
-            invalid_main_message=packages.invalid_main_message(manifest))
+            invalid_main_message=manifest_rules.invalid_main_message(manifest))
         if self.timed_out:
             status, reason = models.ERRORED, models.REASON_TIMED_OUT
         elif self.box is not None and not self.killed and self.box.out_of_memory():

@@ -1,12 +1,7 @@
-"""``si hub``: run the embedded hub, or ask a hub about itself."""
+"""``si hub``: ask a hub about itself, or run the embedded hub (``si hub start``, which comes with
+the server: the client finds it through the ``sequence_hub.cli`` entry point)."""
 
 from __future__ import annotations
-
-import ipaddress
-import os
-import secrets
-import socket
-import sys
 
 import click
 
@@ -14,54 +9,36 @@ from .. import output
 from ..context import Ctx, pass_ctx
 from ..errors import SiError
 
+PLUGINS = "sequence_hub.cli"  # entry points the server adds to si: "hub.start"
 
-@click.group("hub")
+
+class HubGroup(click.Group):
+    """``start`` is the server's command when the server is installed, else one that says how to get it."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), "start"])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name != "start":
+            return super().get_command(ctx, cmd_name)
+        from importlib.metadata import entry_points
+
+        for entry in entry_points(group=PLUGINS, name="hub.start"):
+            command: click.Command = entry.load()
+            return command
+        return _start_missing
+
+
+@click.command("start", add_help_option=False, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def _start_missing() -> None:
+    """Run the whole hub on this machine (comes with the server, which is not installed)."""
+    raise SiError("the embedded hub comes with the server: in a checkout of Sequence Hub, `make demo` "
+                  "or `pip install -e './si' -e '.[local]'` installs it")
+
+
+@click.group("hub", cls=HubGroup)
 def hub() -> None:
     """Run the embedded hub, or ask a hub about itself.  Example: si hub start"""
-
-
-@hub.command("start")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--retention", default=3600, show_default=True, type=click.IntRange(min=0),
-              help="Seconds an ended instance stays readable.")
-@click.option("--no-sandbox", is_flag=True,
-              help="Run instances without isolation (for example, a sequence that needs the network). Loopback only.")
-def hub_start(host: str, port: int, retention: int, no_sandbox: bool) -> None:
-    """Run the whole hub on this machine (moto, the API, local runners) until Ctrl-C.  Example: si hub start --port 8000"""
-    from ..localhub import LocalHub, NotIsolated
-
-    token = "" if _is_loopback(host) else secrets.token_urlsafe(24)
-    hub_ = LocalHub(host=host, port=port, retention=retention, token=token, sandbox=not no_sandbox)
-
-    def announce(url: str) -> None:
-        output.message(f"Sequence Hub is running at {url} (retention {retention}s). Ctrl-C to stop.")
-        if hub_.not_isolated:
-            output.message(f"Warning: instances are not isolated from each other or from this hub "
-                           f"({hub_.not_isolated}). Run only sequences you trust.")
-        if token:
-            # Printed once: anyone who can reach this address needs it.
-            output.message(f"Listening beyond this machine: clients need this token (si config set token …):\n{token}")
-
-    try:
-        hub_.run_forever(announce)
-    except NotIsolated as exc:
-        raise SiError(str(exc)) from None
-    except OSError as exc:
-        raise SiError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    # Stopped: runners ended, moto gone. A request thread still inside a long poll would hold the
-    # interpreter's exit (concurrent.futures joins its workers) for as long as that poll lasts, and
-    # nothing it could still do matters: leave now.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
-    except (OSError, ValueError):
-        return False
 
 
 @hub.command("version")

@@ -11,9 +11,7 @@ from typing import Any
 
 import click
 
-from chalicelib import protocol
-
-from .. import output, session
+from .. import output, protocol, session
 from ..context import Ctx, pass_ctx
 
 

@@ -10,9 +10,7 @@ from typing import Any
 
 import click
 
-from chalicelib import protocol
-
-from .. import output, session
+from .. import output, protocol, session
 from ..context import Ctx, json_option, parse_positional, pass_ctx
 from ..errors import SiError
 from .inst import attach_until_end

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import click
 
-from chalicelib import protocol
-
-from .. import output
+from .. import output, protocol
 from ..context import Ctx, pass_ctx
 
 # text/plain first: the default of Scramjet's CLI (0.26) for `topic send`, and right for any text.

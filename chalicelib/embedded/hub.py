@@ -1,26 +1,30 @@
-"""The embedded local hub: moto (provisioned from infra/template.yaml), the Chalice app, local runners.
+"""The embedded hub: moto (provisioned from infra/template.yaml), the Chalice app, local runners.
 
-Everything runs in this one foreground process, except the runners: each instance gets its own OS
+It runs from a checkout of the server (it needs ``app.py``, ``.chalice/`` and ``infra/`` beside
+``chalicelib/``). Everything runs in this one foreground process, except the runners: each instance gets its own OS
 process, as Lambda would give it its own invocation.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-from chalicelib import aws
+from .. import aws
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the server's checkout: app.py, .chalice/, infra/
 TEMPLATE = ROOT / "infra" / "template.yaml"
 STACK = "sequence-hub-local"
 REGION = "us-east-1"
@@ -57,8 +61,27 @@ def hub_environment(outputs: dict[str, str], retention: int, stage: str = "local
             "POWERTOOLS_LOG_LEVEL": "WARNING"}
 
 
-class NotIsolated(RuntimeError):
+class CannotStart(RuntimeError):
+    """The embedded hub cannot run here; the message says why."""
+
+
+class NotIsolated(CannotStart):
     """A hub others can reach must isolate their instances, and this machine cannot."""
+
+
+def load_app() -> ModuleType:
+    """The server's ``app.py`` (the Chalice app), by path: it is the Chalice project's entry point,
+    not an installed module. Loaded once, as ``app``, so the tests' ``import app`` is this one."""
+    loaded = sys.modules.get("app")
+    if loaded is not None and Path(loaded.__file__ or "").resolve() == ROOT / "app.py":
+        return loaded
+    spec = importlib.util.spec_from_file_location("app", ROOT / "app.py")
+    if spec is None or spec.loader is None or not (ROOT / "app.py").is_file():
+        raise CannotStart(f"no app.py in {ROOT}: the embedded hub runs from a checkout of the server")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["app"] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def _moto_server(port: int) -> Any:
@@ -104,8 +127,8 @@ class LocalHub:
 
     def start(self) -> str:
         """Start moto and the API in background threads; return the API URL."""
-        from chalicelib.runner import sandbox
-        from chalicelib.runner.child import harden
+        from ..runner import sandbox
+        from ..runner.child import harden
 
         reason = sandbox.unavailable_reason() if self.sandbox else "--no-sandbox was given"
         if reason and self.token:
@@ -116,9 +139,8 @@ class LocalHub:
         import uvicorn
         from chalice.config import Config
 
-        from chalicelib import config as config_mod
-
-        from .localhttp import Bridge, JsonErrorsH11
+        from .. import config as config_mod
+        from .gateway import Bridge, JsonErrorsH11
 
         # The hub announces itself; per-request lines from werkzeug and Chalice are noise here.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -139,9 +161,10 @@ class LocalHub:
         # Chalice warns, per request, that it does not check IAM locally: the token is our check here.
         warnings.filterwarnings("ignore", message=".*IAMAuthorizer.*")
 
-        import app as hub_app
-        from chalicelib import hubinfo
-        from chalicelib.observability import logger as hub_logger
+        from .. import hubinfo
+        from ..observability import logger as hub_logger
+
+        hub_app = load_app()
 
         # The hub's own log (`si hub logs`, GET /log) keeps what it does; its console only problems.
         hubinfo.keep_hub_log((hub_logger.name,))
@@ -175,7 +198,7 @@ class LocalHub:
             time.sleep(0.01)
         port = sock.getsockname()[1]
         hub_logger.info(f"hub started on {self.host}:{port}")
-        from chalicelib import invoker
+        from .. import invoker
 
         invoker.warm_up()
         self._stop_sweeper = threading.Event()
@@ -184,7 +207,7 @@ class LocalHub:
 
     def _sweep(self) -> None:
         """The housekeeping AWS runs on a schedule (and moto has no TTL): settle, expire, clean up."""
-        from chalicelib import config, sweeper
+        from .. import config, sweeper
 
         while not self._stop_sweeper.wait(min(5.0, max(1.0, self.retention / 4))):
             try:
@@ -195,7 +218,7 @@ class LocalHub:
                 logging.getLogger(__name__).exception("expiry sweep failed")
 
     def stop(self) -> None:
-        from chalicelib import invoker
+        from .. import invoker
 
         self._stop_sweeper.set()
         self._server.should_exit = True

@@ -31,7 +31,8 @@ from chalice.config import Config
 from chalice.local import LocalGateway, LocalGatewayException, RouteMatcher
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-API = "/api/v1"
+from ..protocol import API_BASE as API
+
 # Paged with X-Next-Cursor / X-Channel-Ended: a plain GET (no cursor) streams them live.
 _STREAMS = re.compile(rf"^{API}/(instance/[^/]+/(output|stdout|stderr|log|events/[^/]+)|log|topic/[^/]+)$")
 # 404 with X-Instance-Ended: false means "not yet": a plain GET (no wait) waits, as Scramjet's hub does.
