@@ -10,15 +10,28 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from chalice import Chalice, IAMAuthorizer, Rate, Response
+from chalice import Chalice, ConvertToMiddleware, IAMAuthorizer, Rate, Response
 from chalice.app import CaseInsensitiveMapping
 
-from chalicelib import clock, config, console, hubinfo, instances, openapi, protocol, sequences, topics
+from chalicelib import clock, config, console, hubinfo, instances, observability, openapi, protocol, sequences, topics
 from chalicelib.errors import BadRequest, HubError, NotFound, TooLarge
 from chalicelib.observability import logger
 from chalicelib.protocol import strictjson
 
 app = Chalice(app_name=protocol.SERVICE)
+# Every function's logs carry its Lambda context (request id, cold start), as Chalice's docs show.
+app.register_middleware(ConvertToMiddleware(observability.inject_lambda_context))
+_send_metrics = ConvertToMiddleware(observability.log_metrics)
+
+
+@app.middleware("all")
+def send_metrics(event, get_response):
+    """What an invocation measured goes to CloudWatch (EMF) when it returns; not on the embedded hub."""
+    if observability.metrics_enabled():
+        return _send_metrics(event, get_response)
+    return get_response(event)
+
+
 # Every body is binary to API Gateway: it passes request bodies byte for byte (input of any content
 # type), and decodes our base64 responses whatever the client's Accept says. With only some types
 # binary it decodes a response only when the request's *first* Accept value is one of them, so
@@ -63,7 +76,6 @@ def request_logging(event, get_response):
         # No Accept means any (RFC 9110); Chalice would refuse to answer it with a binary body.
         event.headers = CaseInsensitiveMapping({**dict(event.headers), "accept": "*/*"})
     ctx = event.context or {}
-    logger.structure_logs(append=False)
     logger.set_correlation_id(ctx.get("requestId"))
     params = event.uri_params or {}
     logger.append_keys(sequence_id=params.get("seq_id"), instance_id=params.get("inst_id"))
@@ -109,7 +121,9 @@ def route(path: str, **kwargs: Any) -> Callable:
 
 
 def _settings() -> config.Settings:
-    return config.load()
+    settings = config.load()
+    observability.for_stage(settings.stage)  # the metrics this invocation sends are the stage's
+    return settings
 
 
 def _body_json(default: Any = None) -> Any:
@@ -446,18 +460,17 @@ def runner(event, context):
     from chalicelib.runner import leftovers
     from chalicelib.runner.service import run_instance
 
-    logger.structure_logs(append=False)
     leftovers.adopt_orphans()  # what the instance starts stays ours to end (see leftovers)
     return {"status": run_instance(_settings(), event["instance_id"], context.get_remaining_time_in_millis)}
 
 
 @app.lambda_function(name="cleanup")
 def cleanup(event, context):
-    """Fed by the table's stream (REMOVE records: TTL or the sweeper): delete what the instance left."""
+    """Fed by the table's stream (REMOVE records: TTL or the sweeper): delete what the instance left.
+    Answers the records that failed (``batchItemFailures``): only those are retried."""
     from chalicelib import cleanup as expiry
 
-    logger.structure_logs(append=False)
-    return {"purged": expiry.handle_stream(_settings(), event.get("Records", []))}
+    return expiry.handle_stream(_settings(), event, context)
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="sweeper")
@@ -465,5 +478,4 @@ def sweeper(event):
     """Settle lost and never-started instances, expire ended ones (reads never write)."""
     from chalicelib import sweeper as housekeeping
 
-    logger.structure_logs(append=False)
     return housekeeping.sweep(_settings())

@@ -6,24 +6,22 @@ record to the cleanup Lambda; the embedded hub's sweeper calls ``purge_instance`
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord, DynamoDBRecordEventName
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from . import aws, channels, logstore
 from .config import Settings
 from .repository import Repository, instance_id_of
 
 
-def removed_instances(records: Iterable[dict]) -> list[str]:
-    """Instance ids of the instance records removed in DynamoDB stream records (keys are enough)."""
-    ids = []
-    for record in records:
-        if record.get("eventName") != "REMOVE":
-            continue
-        inst_id = instance_id_of(record.get("dynamodb", {}).get("Keys") or {})
-        if inst_id is not None:
-            ids.append(inst_id)
-    return ids
+def removed_instance(record: DynamoDBRecord) -> str | None:
+    """The instance whose own record a stream record removes, if it does (keys are enough)."""
+    if record.event_name != DynamoDBRecordEventName.REMOVE:
+        return None
+    return instance_id_of(record.raw_event.get("dynamodb", {}).get("Keys") or {})
 
 
 def purge_instance(settings: Settings, inst_id: str) -> None:
@@ -38,8 +36,15 @@ def purge_instance(settings: Settings, inst_id: str) -> None:
     logstore.delete_streams(settings.log_group, inst_id)
 
 
-def handle_stream(settings: Settings, records: Iterable[dict]) -> list[str]:
-    ids = removed_instances(records)
-    for inst_id in ids:
-        purge_instance(settings, inst_id)
-    return ids
+def handle_stream(settings: Settings, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Purge the instance of each REMOVE record, with Powertools' batch utility: a record that fails
+    is reported (``batchItemFailures``) and only it is retried, not the batch."""
+
+    def purge(record: DynamoDBRecord) -> str | None:
+        inst_id = removed_instance(record)
+        if inst_id is not None:
+            purge_instance(settings, inst_id)
+        return inst_id
+
+    processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+    return process_partial_response(event=event, record_handler=purge, processor=processor, context=context)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from . import protocol
 
-INVOKE_MODES = ("lambda", "local", "inline")
+INVOKE_MODES = ("lambda", "local")
 SANDBOXES = ("none", "bwrap")
 
 

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from . import aws, channels, clock, invoker, models, protocol, sequences
+from . import aws, channels, clock, invoker, models, observability, protocol, sequences
 from .config import Settings
 from .errors import BadRequest, Conflict, NotAllowed, NotFound, TooLarge, TooMany
 from .longpoll import LongPoll
@@ -135,6 +135,7 @@ def start(settings: Settings, seq_id: str, body: Any) -> dict:
                  settings.retention_seconds)
         raise
     logger.info(f"instance {inst_id} of sequence {seq_id} starting")
+    observability.instance_started()
     return {"id": inst_id, "message": f"Sequence {inst_id} starting"}
 
 

@@ -2,7 +2,6 @@
 
 ``lambda``: an async (Event) invocation of the runner function, as on AWS.
 ``local``:  a separate OS process per instance, as Lambda would run it (the embedded hub).
-``inline``: the runner runs before ``start`` returns (unit tests).
 """
 
 from __future__ import annotations
@@ -25,13 +24,8 @@ def invoke(settings: Settings, instance_id: str) -> None:
     if settings.invoke_mode == "lambda":
         aws.client("lambda").invoke(FunctionName=settings.runner_function, InvocationType="Event",
                                     Payload=json.dumps({"instance_id": instance_id}).encode())
-    elif settings.invoke_mode == "local":
-        _spawn_local(instance_id)
     else:
-        from .runner.service import run_instance
-
-        deadline = time.monotonic() + settings.runner_timeout_seconds
-        run_instance(settings, instance_id, lambda: int((deadline - time.monotonic()) * 1000))
+        _spawn_local(instance_id)
 
 
 def _reap(proc: subprocess.Popen) -> None:

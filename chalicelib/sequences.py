@@ -12,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from . import aws, clock, models, packages
+from . import aws, clock, models, observability, packages
 from .config import Settings
 from .errors import Conflict, NotFound, TooLarge
 from .observability import logger
@@ -48,6 +48,7 @@ def _record(settings: Settings, seq_id: str, info: packages.PackageInfo, size: i
         aws.client("s3").delete_object(Bucket=settings.bucket, Key=package_key(seq_id))
         raise
     logger.info(f"sequence {seq_id} stored ({info.manifest.get('name')}, {size} bytes)")
+    observability.package_stored(size)
     return {"id": seq_id}
 
 

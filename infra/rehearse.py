@@ -148,6 +148,7 @@ def check_deployed(found: Deployed, config: dict) -> list[str]:
         expect("stream filter", pattern["eventName"], ["REMOVE"])
         expect("stream retries", mapping.get("MaximumRetryAttempts"), 3)
         expect("stream bisect", mapping.get("BisectBatchOnFunctionError"), True)
+        expect("stream partial failures", mapping.get("FunctionResponseTypes"), ["ReportBatchItemFailures"])
         expect("stream failures", mapping.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination"),
                outputs["FailureQueueArn"])
     apis = found.apigw.get_rest_apis()["items"]

@@ -17,13 +17,22 @@ import pytest
 import requests
 from moto import mock_aws
 
-from chalicelib import aws, config
+from chalicelib import aws, config, invoker
 from chalicelib.embedded import hub as localhub
 from chalicelib.embedded.hub import free_port
 
 from .helpers import ROOT, SI
 
 _DYNAMODB = threading.Lock()
+REAL_INVOKE = invoker.invoke
+
+
+def run_inline(settings: config.Settings, instance_id: str) -> None:
+    """The tests' invoker: the runner runs in this process, to the end, before ``start`` returns."""
+    from chalicelib.runner.service import run_instance
+
+    deadline = time.monotonic() + settings.runner_timeout_seconds
+    run_instance(settings, instance_id, lambda: int((deadline - time.monotonic()) * 1000))
 
 
 def atomic_dynamodb(monkeypatch) -> None:
@@ -45,7 +54,8 @@ def atomic_dynamodb(monkeypatch) -> None:
 
 @pytest.fixture
 def hub_env(monkeypatch):
-    """moto in this process, the template's resources, and the hub's settings (inline runner)."""
+    """moto in this process, the template's resources, and the hub's settings; each instance runs in
+    this process before its start returns (``run_inline``)."""
     atomic_dynamodb(monkeypatch)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # mock_aws ignores custom endpoints
     monkeypatch.delenv("AWS_PROFILE", raising=False)
@@ -55,9 +65,9 @@ def hub_env(monkeypatch):
     with mock_aws(config={"lambda": {"use_docker": False}}):  # no Docker here: moto only records invokes
         aws.reset()
         env = localhub.hub_environment(localhub.provision("test"), retention=60, stage="test")
-        env["RUNNER_INVOKE_MODE"] = "inline"
         for key, value in env.items():
             monkeypatch.setenv(key, value)
+        monkeypatch.setattr(invoker, "invoke", run_inline)
         # moto registers a service's URL handlers on its first call, in a dict other threads iterate
         # ("dictionary changed size during iteration" seen once): make each first call here, before
         # any test starts a runner thread.

@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 import tarfile
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,3 +56,16 @@ def si(hub, *args: str, session: str, check: bool = True, stdin: bytes | None = 
     if check:
         assert result.returncode == 0, result.stderr.decode()
     return result
+
+
+@dataclass
+class LambdaContext:
+    """The Lambda context a function is called with, as Powertools' testing docs build it."""
+
+    function_name: str = "sequence-hub-test-cleanup"
+    memory_limit_in_mb: int = 128
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:sequence-hub-test-cleanup"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 600_000

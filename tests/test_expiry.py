@@ -8,7 +8,7 @@ from chalicelib import aws, cleanup, clock, instances, invoker, models, sequence
 from chalicelib.repository import Repository
 from chalicelib.runner.service import run_instance
 
-from .helpers import EXAMPLES, package_dir, py_package
+from .helpers import EXAMPLES, LambdaContext, package_dir, py_package
 
 
 def ended_instance(settings) -> tuple[str, models.Instance]:
@@ -33,9 +33,11 @@ def test_readable_until_retention_then_404_everywhere(settings, api, monkeypatch
     assert json.loads(api.http.get("/api/v1/instances").body) == []
 
 
-def removed(inst_id: str, sk: str = "#", event: str = "REMOVE") -> dict:
+def removed(inst_id: str, sk: str = "#", event: str = "REMOVE", number: int = 1) -> dict:
     """A KEYS_ONLY stream record, as DynamoDB sends it."""
-    return {"eventName": event, "dynamodb": {"Keys": {"pk": {"S": f"inst#{inst_id}"}, "sk": {"S": sk}}}}
+    return {"eventID": str(number), "eventName": event, "eventSource": "aws:dynamodb",
+            "dynamodb": {"Keys": {"pk": {"S": f"inst#{inst_id}"}, "sk": {"S": sk}},
+                         "SequenceNumber": f"{number:021d}", "StreamViewType": "KEYS_ONLY"}}
 
 
 def everything_of(settings, inst: str) -> dict:
@@ -64,16 +66,36 @@ def test_cleanup_handler_deletes_everything_of_the_instance_on_remove(settings, 
     assert before["records"] == ["#", "config", "evin#0000000001", "in#input#0000000001", "in#input#0000000002"]
 
     # Only the instance's own record going counts: not a MODIFY, nor one of its chunks going.
-    assert cleanup.handle_stream(settings, [removed(inst, event="MODIFY"), removed(inst, "in#input#1"),
-                                            removed(inst)]) == [inst]
+    ignored = {"Records": [removed(inst, event="MODIFY", number=1), removed(inst, "in#input#1", number=2)]}
+    assert cleanup.handle_stream(settings, ignored, LambdaContext()) == {"batchItemFailures": []}
+    assert everything_of(settings, inst) == before
+    assert cleanup.handle_stream(settings, {"Records": [removed(inst, number=3)]}, LambdaContext()) == {"batchItemFailures": []}
     assert everything_of(settings, inst) == {"streams": set(), "objects": [], "records": []}
+
+
+def test_cleanup_reports_only_the_records_it_could_not_purge(settings, api, monkeypatch):
+    """Powertools' batch utility: one failing record is answered in batchItemFailures, so the stream
+    retries it alone; the others are purged and not retried."""
+    ended = [ended_instance(settings)[0] for _ in range(3)]
+    purge = cleanup.purge_instance
+
+    def flaky(settings, inst_id):
+        if inst_id == ended[1]:
+            raise ConnectionError("S3 is unreachable")
+        purge(settings, inst_id)
+
+    monkeypatch.setattr(cleanup, "purge_instance", flaky)
+    event = {"Records": [removed(inst, number=n) for n, inst in enumerate(ended, start=10)]}
+    assert cleanup.handle_stream(settings, event, LambdaContext()) == {"batchItemFailures": [{"itemIdentifier": f"{11:021d}"}]}
+    assert [everything_of(settings, inst)["records"] == [] for inst in ended] == [True, False, True]
 
 
 def test_cleanup_lambda_entry_point(settings, api):
     import app as hub_app
 
     inst, _ = ended_instance(settings)
-    assert hub_app.cleanup({"Records": [removed(inst)]}, None) == {"purged": [inst]}
+    assert hub_app.cleanup({"Records": [removed(inst)]}, LambdaContext()) == {"batchItemFailures": []}
+    assert everything_of(settings, inst) == {"streams": set(), "objects": [], "records": []}
 
 
 def test_sweeper_expires_like_ttl_on_the_embedded_hub(settings, monkeypatch):

@@ -15,13 +15,13 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from chalicelib import aws, cleanup, sweeper
+from chalicelib import aws, cleanup, invoker, sweeper
 from chalicelib.runner import topicio
 from chalicelib.runner.service import run_instance
 from infra import policies
 
-from .conftest import api_client
-from .helpers import EXAMPLES, ROOT, make_package, package_dir, py_package
+from .conftest import REAL_INVOKE, api_client
+from .helpers import EXAMPLES, ROOT, LambdaContext, make_package, package_dir, py_package
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
 _SPECIAL = {("lambda", "Invoke"): "lambda:InvokeFunction", ("s3", "HeadObject"): "s3:GetObject",
@@ -108,8 +108,9 @@ def allowed(doc: dict, action: str, resource: str) -> bool:
                for st in doc["Statement"] if st["Effect"] == "Allow")
 
 
-def exercise_everything(settings, hub_env, recorder) -> None:
+def exercise_everything(settings, hub_env, recorder, monkeypatch) -> None:
     """Every route and every runner and cleanup path that talks to AWS."""
+    monkeypatch.setattr(invoker, "invoke", REAL_INVOKE)  # starts invoke the runner Lambda, as deployed
     role = aws.client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     aws.client("lambda").create_function(FunctionName="sequence-hub-test-runner", Runtime="python3.12",
                                          Role=role, Handler="app.runner", Code={"ZipFile": b"PK\x05\x06" + b"\0" * 18})
@@ -146,8 +147,8 @@ def exercise_everything(settings, hub_env, recorder) -> None:
     api.http.get("/api/v1/instances")
     exercise_topics(settings, api)
     api.http.delete(f"/api/v1/sequence/{seq}", headers={"x-seq-kill-inst": "true"})
-    cleanup.handle_stream(settings, [{"eventName": "REMOVE", "dynamodb": {"Keys": {
-        "pk": {"S": f"inst#{inst}"}, "sk": {"S": "#"}}}}])
+    cleanup.handle_stream(settings, {"Records": [{"eventName": "REMOVE", "dynamodb": {"Keys": {
+        "pk": {"S": f"inst#{inst}"}, "sk": {"S": "#"}}, "SequenceNumber": "1"}}]}, LambdaContext())
     sweeper.sweep(settings)
     sweeper.settle(settings)
     from chalicelib import clock
@@ -193,8 +194,8 @@ def exercise_topics(settings, api) -> None:
     assert "Acceptable Content-Type for names is text/plain" in refused[0]
 
 
-def test_every_call_is_allowed_and_every_grant_is_used(settings, hub_env, recorded):
-    exercise_everything(settings, hub_env, recorded)
+def test_every_call_is_allowed_and_every_grant_is_used(settings, hub_env, recorded, monkeypatch):
+    exercise_everything(settings, hub_env, recorded, monkeypatch)
     docs = policies.policies("test")
     by_component = {"api": docs["policy-test.json"], "runner": docs["policy-test-runner.json"],
                     "cleanup": docs["policy-test-cleanup.json"], "sweeper": docs["policy-test-sweeper.json"]}

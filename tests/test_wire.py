@@ -56,6 +56,7 @@ def test_after_deploy_sets_no_retries_tmp_size_and_the_expiry_stream(hub_env, tm
     assert "si seq send" in json.loads(too_large["responseTemplates"]["application/json"])["error"]
     mappings = lam.list_event_source_mappings(FunctionName="sequence-hub-test-cleanup")["EventSourceMappings"]
     assert len(mappings) == 1 and "/stream/" in mappings[0]["EventSourceArn"]
+    assert mappings[0]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]  # the cleanup reports failures per record
 
 
 def test_the_deploy_guide_is_what_the_rehearsal_runs():

@@ -57,8 +57,9 @@ def hub_environment(outputs: dict[str, str], retention: int, stage: str = "local
     return {"SEQHUB_TABLE": outputs["TableName"], "SEQHUB_BUCKET": outputs["BucketName"],
             "SEQHUB_LOG_GROUP": outputs["LogGroupName"], "SEQHUB_STAGE": stage,
             "SEQHUB_RETENTION_SECONDS": str(retention), "RUNNER_INVOKE_MODE": "local",
-            # The hub's console is for problems, not for every instance's progress.
-            "POWERTOOLS_LOG_LEVEL": "WARNING"}
+            # The hub's console is for problems, not for every instance's progress; and there is no
+            # CloudWatch to send metrics to.
+            "POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
 
 
 class CannotStart(RuntimeError):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-from .. import aws, clock, models, packages
+from .. import aws, clock, models, observability, packages
 from ..config import Settings
 from ..models import CHANNELS, INPUT_STREAMS, Instance
 from ..observability import logger
@@ -77,6 +77,7 @@ class _Run:
         self.repo = repo
         self.inst = inst
         self.id = inst.id
+        self.began = time.monotonic()
         self.work = work
         self.remaining_ms = remaining_ms
         self.data_ready = threading.Event()  # bytes arrived: the flusher should look
@@ -374,4 +375,5 @@ class _Run:
         self.repo.end(self.id, status, exit_code, reason, clock.now(), self.settings.retention_seconds,
                       self.counters())
         logger.info("instance ended", extra={"status": status, "exit_code": exit_code, "reason": reason})
+        observability.instance_ended(status, (time.monotonic() - self.began) * 1000)
         return status
