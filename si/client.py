@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import requests
@@ -20,9 +20,9 @@ class SigV4(requests.auth.AuthBase):
     """Signs requests for API Gateway's IAM authorizer with the user's own AWS credentials."""
 
     def __init__(self, aws_profile: str = "", region: str = ""):
-        import boto3
+        import botocore.session
 
-        self.session = boto3.session.Session(profile_name=aws_profile or None)
+        self.session = botocore.session.Session(profile=aws_profile or None)
         self.region = region
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -41,7 +41,7 @@ class SigV4(requests.auth.AuthBase):
             body = body.encode()
         headers = {k: v for k, v in r.headers.items() if k.lower() in _SIGNED_HEADERS}
         signed = AWSRequest(method=r.method, url=r.url, data=body, headers=headers)
-        SigV4Auth(creds.get_frozen_credentials(), "execute-api", self.region or _region_of(r.url)).add_auth(signed)
+        SigV4Auth(creds.get_frozen_credentials(), "execute-api", self.region or _region_of(r.url or "")).add_auth(signed)
         r.headers.update(dict(signed.headers))
         return r
 
@@ -52,6 +52,12 @@ def _region_of(url: str) -> str:
     if not match:
         raise SiError("cannot tell the AWS region from the API URL: si config set awsRegion REGION")
     return match.group(1)
+
+
+class Readable(Protocol):
+    """What a package upload reads from: a file, or the CLI's progress-reporting wrapper of one."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 def needs_sigv4(api_url: str, auth: str = "") -> bool:
@@ -103,18 +109,34 @@ class Client:
         except ValueError:
             raise SiError(f"the hub answered {path} with something that is not JSON") from None
 
-    # -- API -----------------------------------------------------------------------------------
-    def version(self) -> dict:
-        return self.json("GET", "version")
+    def obj(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """An answer that is a JSON object (or empty); anything else is said in one line."""
+        found = self.json(method, path, **kwargs)
+        if found is None:
+            return {}
+        if not isinstance(found, dict):
+            raise SiError(f"the hub answered {path} with a JSON {type(found).__name__}, not an object")
+        return found
 
-    def send_sequence(self, package: IO[bytes]) -> dict:
+    def objects(self, method: str, path: str, **kwargs: Any) -> list[dict[str, Any]]:
+        """An answer that is a JSON list of objects; anything else is said in one line."""
+        found = self.json(method, path, **kwargs)
+        if not isinstance(found, list) or not all(isinstance(item, dict) for item in found):
+            raise SiError(f"the hub answered {path} with something that is not a list of objects")
+        return found
+
+    # -- API -----------------------------------------------------------------------------------
+    def version(self) -> dict[str, Any]:
+        return self.obj("GET", "version")
+
+    def send_sequence(self, package: Readable) -> dict[str, Any]:
         # A signed request hashes its body, so it is read whole (direct uploads are ≤ 4.5 MB).
-        return self.json("POST", "sequence", data=package.read() if self.signed else package,
+        return self.obj("POST", "sequence", data=package.read() if self.signed else package,
                          headers={"Content-Type": "application/octet-stream"})
 
-    def send_large(self, package: IO[bytes], size: int) -> dict:
+    def send_large(self, package: Readable, size: int) -> dict[str, Any]:
         """Upload through a presigned S3 PUT, then have the hub validate and record it."""
-        upload = self.json("POST", "sequence/upload", json={"size": size})
+        upload = self.obj("POST", "sequence/upload", json={"size": size})
         try:
             resp = requests.put(upload["url"], data=package, headers={"Content-Length": str(size)},
                                 timeout=self.timeout * 10)
@@ -122,23 +144,23 @@ class Client:
             raise SiError(f"uploading the package to storage failed: {exc}") from None
         if resp.status_code >= 300:
             raise SiError(f"uploading the package to storage failed: {resp.status_code} {resp.reason}")
-        return self.json("POST", f"sequence/{upload['id']}/commit", json={})
+        return self.obj("POST", f"sequence/{upload['id']}/commit", json={})
 
-    def sequences(self) -> list[dict]:
-        return self.json("GET", "sequences")
+    def sequences(self) -> list[dict[str, Any]]:
+        return self.objects("GET", "sequences")
 
-    def sequence(self, seq_id: str) -> dict:
-        return self.json("GET", f"sequence/{seq_id}")
+    def sequence(self, seq_id: str) -> dict[str, Any]:
+        return self.obj("GET", f"sequence/{seq_id}")
 
-    def delete_sequence(self, seq_id: str, force: bool = False) -> dict:
+    def delete_sequence(self, seq_id: str, force: bool = False) -> dict[str, Any]:
         headers = {"Content-Type": "application/json"}
         if force:
             headers["x-seq-kill-inst"] = "true"
-        return self.json("DELETE", f"sequence/{seq_id}", headers=headers)
+        return self.obj("DELETE", f"sequence/{seq_id}", headers=headers)
 
-    def start(self, seq_id: str, args: list, app_config: dict | None = None,
+    def start(self, seq_id: str, args: list[Any], app_config: dict[str, Any] | None = None,
               instance_id: str | None = None, output_topic: str | None = None,
-              input_topic: str | None = None) -> dict:
+              input_topic: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"args": args}
         if app_config is not None:
             body["appConfig"] = app_config
@@ -148,26 +170,26 @@ class Client:
             body["outputTopic"] = output_topic
         if input_topic:
             body["inputTopic"] = input_topic
-        return self.json("POST", f"sequence/{seq_id}/start", json=body)
+        return self.obj("POST", f"sequence/{seq_id}/start", json=body)
 
-    def instances(self) -> list[dict]:
-        return self.json("GET", "instances")
+    def instances(self) -> list[dict[str, Any]]:
+        return self.objects("GET", "instances")
 
-    def instance(self, inst_id: str) -> dict:
-        return self.json("GET", f"instance/{inst_id}")
+    def instance(self, inst_id: str) -> dict[str, Any]:
+        return self.obj("GET", f"instance/{inst_id}")
 
-    def kill(self, inst_id: str) -> dict:
-        return self.json("POST", f"instance/{inst_id}/_kill", json={})
+    def kill(self, inst_id: str) -> dict[str, Any]:
+        return self.obj("POST", f"instance/{inst_id}/_kill", json={})
 
-    def stop(self, inst_id: str, timeout_ms: int, can_keep_alive: bool = True) -> dict:
-        return self.json("POST", f"instance/{inst_id}/_stop",
+    def stop(self, inst_id: str, timeout_ms: int, can_keep_alive: bool = True) -> dict[str, Any]:
+        return self.obj("POST", f"instance/{inst_id}/_stop",
                          json={"timeout": timeout_ms, "canCallKeepalive": can_keep_alive})
 
-    def health(self, inst_id: str) -> dict:
-        return self.json("GET", f"instance/{inst_id}/health")
+    def health(self, inst_id: str) -> dict[str, Any]:
+        return self.obj("GET", f"instance/{inst_id}/health")
 
-    def emit(self, inst_id: str, name: str, message: Any) -> dict:
-        return self.json("POST", f"instance/{inst_id}/_event",
+    def emit(self, inst_id: str, name: str, message: Any) -> dict[str, Any]:
+        return self.obj("POST", f"instance/{inst_id}/_event",
                          json=[5001, {"eventName": name, "message": message}])
 
     def event(self, inst_id: str, name: str, wait: float = 20.0, next_only: bool = False) -> Any:
@@ -196,14 +218,14 @@ class Client:
                 return
 
     # -- topics ----------------------------------------------------------------------------------
-    def topics(self) -> list[dict]:
-        return self.json("GET", "topics")
+    def topics(self) -> list[dict[str, Any]]:
+        return self.objects("GET", "topics")
 
-    def create_topic(self, name: str, content_type: str) -> dict:
-        return self.json("POST", "topics", json={"id": name, "content-type": content_type})
+    def create_topic(self, name: str, content_type: str) -> dict[str, Any]:
+        return self.obj("POST", "topics", json={"id": name, "content-type": content_type})
 
-    def delete_topic(self, name: str) -> dict:
-        return self.json("DELETE", f"topics/{quote(name, safe='')}")
+    def delete_topic(self, name: str) -> dict[str, Any]:
+        return self.obj("DELETE", f"topics/{quote(name, safe='')}")
 
     def send_topic(self, name: str, data: bytes, content_type: str) -> None:
         self.request("POST", f"topic/{quote(name, safe='')}", data=data, headers={"Content-Type": content_type})

@@ -5,6 +5,7 @@ rules, talks to a hub, and says where the embedded hub comes from."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import venv
@@ -42,7 +43,10 @@ def test_the_protocol_imports_nothing_of_the_server():
 def client_alone(tmp_path_factory) -> Path:
     """The client's wheel, installed with pip (its dependencies from the package index) into a new venv."""
     tmp = tmp_path_factory.mktemp("client-alone")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp / "dist"), str(ROOT / "si")],
+    # Built from a copy, as from an sdist (pip builds in the source tree, which must stay clean); the
+    # copy holds the protocol's files where the checkout has its link.
+    source = shutil.copytree(ROOT / "si", tmp / "si", ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp / "dist"), str(source)],
                    check=True, capture_output=True)
     wheel = next((tmp / "dist").glob("sequence_hub_cli-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -59,6 +63,21 @@ def test_installing_the_client_installs_no_server_dependency(client_alone):
     installed = {p["name"].lower() for p in json.loads(listed.stdout)}
     assert "sequence-hub-cli" in installed and {"click", "rich", "requests"} <= installed
     assert not installed & SERVER_ONLY
+
+
+def test_the_clients_aws_extra_signs_with_botocore_alone(client_alone, tmp_path):
+    """For a hub on AWS the client signs its requests (SigV4); the extra brings botocore, not boto3."""
+    wheel = next((client_alone.parent.parent / "dist").glob("sequence_hub_cli-*.whl"))
+    subprocess.run([client_alone / "pip", "install", "--quiet", f"{wheel}[aws]"], check=True, capture_output=True)
+    probe = ("import requests; from si.client import SigV4\n"
+             "r = requests.Request('GET', 'https://abc.execute-api.eu-west-1.amazonaws.com/api/api/v1/version').prepare()\n"
+             "print(SigV4()(r).headers['Authorization'])")
+    env = {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret", "PATH": "/usr/bin:/bin",
+           "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    signed = subprocess.run([client_alone / "python", "-c", probe], capture_output=True, text=True, env=env, check=True)
+    assert signed.stdout.startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/") and "/eu-west-1/execute-api/" in signed.stdout
+    listed = subprocess.run([client_alone / "pip", "list", "--format", "json"], capture_output=True, text=True, check=True)
+    assert "boto3" not in {p["name"].lower() for p in json.loads(listed.stdout)}
 
 
 def test_the_client_alone_packs_talks_to_a_hub_and_points_to_the_embedded_hub(client_alone, hub, tmp_path):
