@@ -20,8 +20,10 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml si/pypro
 demo: $(BIN)/.installed
 	@bash examples/demo.sh
 
+# ruff (config in pyproject.toml), mypy --strict on chalicelib/ and si/ (app.py checked too), cfn-lint.
 lint: $(BIN)/.installed
 	$(BIN)/ruff check app.py chalicelib si infra bench tests
+	$(BIN)/mypy
 	$(BIN)/cfn-lint infra/template.yaml
 
 $(SCRAMJET_CLI):

@@ -7,11 +7,10 @@ import functools
 import hmac
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from chalice import Chalice, ConvertToMiddleware, IAMAuthorizer, Rate, Response
-from chalice.app import CaseInsensitiveMapping
+from chalice.app import CaseInsensitiveMapping, Chalice, ConvertToMiddleware, IAMAuthorizer, Rate, Request, Response
 
 from chalicelib import clock, config, console, hubinfo, instances, observability, openapi, protocol, sequences, topics
 from chalicelib.errors import BadRequest, HubError, NotFound, TooLarge
@@ -97,11 +96,11 @@ def _json_error_shape(response: Response) -> Response:
     return response
 
 
-def route(path: str, **kwargs: Any) -> Callable:
+def route(path: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``app.route`` under ``/api/v1``, mapping domain errors to JSON (Chalice would answer them
     itself, before any middleware sees them, with a body of its own shape)."""
 
-    def register(view: Callable) -> Callable:
+    def register(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)
         def handler(*args: Any, **kw: Any) -> Any:
             try:
@@ -120,6 +119,17 @@ def route(path: str, **kwargs: Any) -> Callable:
     return register
 
 
+def _request() -> Request:
+    request = app.current_request
+    assert request is not None  # routes run only inside a request
+    return request
+
+
+def _raw_body() -> bytes:
+    raw = _request().raw_body
+    return raw if isinstance(raw, bytes) else raw.encode()
+
+
 def _settings() -> config.Settings:
     settings = config.load()
     observability.for_stage(settings.stage)  # the metrics this invocation sends are the stage's
@@ -127,7 +137,7 @@ def _settings() -> config.Settings:
 
 
 def _body_json(default: Any = None) -> Any:
-    raw = app.current_request.raw_body
+    raw = _raw_body()
     if not raw:
         return default
     limit = _settings().max_request_bytes
@@ -141,8 +151,12 @@ def _body_json(default: Any = None) -> Any:
         raise BadRequest(f"request body: {exc}") from None
 
 
+def _query_params() -> Mapping[str, str]:
+    return _request().query_params or {}
+
+
 def _query(name: str) -> str | None:
-    return (app.current_request.query_params or {}).get(name)
+    return _query_params().get(name)
 
 
 def _finite_query(name: str, message: str) -> float | None:
@@ -213,7 +227,7 @@ def hub_log():
 # -- sequences ----------------------------------------------------------------------------------
 @route("/sequence", methods=["POST"], content_types=PACKAGE_TYPES)
 def send_sequence():
-    return sequences.create(_settings(), app.current_request.raw_body or b"")
+    return sequences.create(_settings(), _raw_body())
 
 
 @route("/sequence/upload", methods=["POST"])
@@ -231,7 +245,7 @@ def list_sequences():
     return _json(_sequence_views(_settings()))
 
 
-def _sequence_views(settings: config.Settings) -> list[dict]:
+def _sequence_views(settings: config.Settings) -> list[dict[str, Any]]:
     by_seq: dict[str, list[str]] = {}
     for inst in instances.listed(settings):
         by_seq.setdefault(inst.sequence_id, []).append(inst.id)
@@ -254,7 +268,7 @@ def get_sequence_instances(seq_id):
 
 @route("/sequence/{seq_id}", methods=["DELETE"])
 def delete_sequence(seq_id):
-    force = (app.current_request.headers.get("x-seq-kill-inst") or "").lower() == "true"
+    force = (_request().headers.get("x-seq-kill-inst") or "").lower() == "true"
     return sequences.delete(_settings(), seq_id, force)
 
 
@@ -275,7 +289,7 @@ def get_instance(inst_id):
 
 
 def _channel(inst_id: str, channel: str) -> Response:
-    params = app.current_request.query_params or {}
+    params = _query_params()
     plain = "cursor" not in params  # STH clients: wait for the end, answer the whole channel
     page = instances.read_channel(_settings(), inst_id, channel, params.get("cursor"),
                                   MAX_WAIT_SECONDS if plain else _wait(), until_end=plain)
@@ -305,12 +319,12 @@ def instance_log(inst_id):
 
 
 def _append(inst_id: str, stream: str) -> Response:
-    request = app.current_request
+    request = _request()
     end_stream = (request.headers.get("x-end-stream") or "true").lower()
     if end_stream not in ("true", "false"):
         raise BadRequest("x-end-stream must be true or false")
     end = end_stream == "true"
-    ended = instances.append_input(_settings(), inst_id, stream, request.raw_body or b"",
+    ended = instances.append_input(_settings(), inst_id, stream, _raw_body(),
                                    request.headers.get("content-type"), end)
     return Response(body="", status_code=200 if ended else 202)
 
@@ -421,8 +435,8 @@ def delete_topic(name):
 
 @route("/topic/{name}", methods=["POST"], content_types=INPUT_TYPES)
 def write_topic(name):
-    request = app.current_request
-    topics.publish(_settings(), name, request.raw_body or b"", request.headers.get("content-type"))
+    request = _request()
+    topics.publish(_settings(), name, _raw_body(), request.headers.get("content-type"))
     return Response(body="", status_code=200)
 
 

@@ -24,7 +24,8 @@ def client(service: str) -> Any:
         with _lock:
             found = _clients.get(service)
             if found is None:
-                found = boto3.session.Session().client(service, config=_CONFIG)
+                session: Any = boto3.session.Session()  # typed per service name; ours is a str
+                found = session.client(service, config=_CONFIG)
                 _clients[service] = found
     return found
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord, DynamoDBRecordEventName
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -36,7 +37,7 @@ def purge_instance(settings: Settings, inst_id: str) -> None:
     logstore.delete_streams(settings.log_group, inst_id)
 
 
-def handle_stream(settings: Settings, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handle_stream(settings: Settings, event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     """Purge the instance of each REMOVE record, with Powertools' batch utility: a record that fails
     is reported (``batchItemFailures``) and only it is retried, not the batch."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from . import protocol
@@ -52,7 +53,7 @@ class Settings:
     wipe_tmp: bool
 
 
-def _int(env: dict, name: str, default: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name, "")
     if raw == "":
         return default
@@ -62,9 +63,9 @@ def _int(env: dict, name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
 
 
-def load(env: dict | None = None) -> Settings:
+def load(environ: Mapping[str, str] | None = None) -> Settings:
     """Read the hub's settings from the environment (``os.environ`` unless given)."""
-    env = os.environ if env is None else env
+    env = os.environ if environ is None else environ
     missing = [n for n in ("SEQHUB_TABLE", "SEQHUB_BUCKET", "SEQHUB_LOG_GROUP") if not env.get(n)]
     if missing:
         raise ConfigError(f"missing configuration: {', '.join(missing)}")

@@ -47,7 +47,7 @@ def listed(settings: Settings, sequence_id: str | None = None) -> list[Instance]
     return sorted(found, key=lambda i: i.created)
 
 
-def view(inst: Instance, args: Any = None, app_config: Any = None) -> dict:
+def view(inst: Instance, args: Any = None, app_config: Any = None) -> dict[str, Any]:
     """The STH instance info object."""
     out: dict[str, Any] = {
         "id": inst.id, "appConfig": app_config or {}, "args": args if args is not None else [],
@@ -65,12 +65,12 @@ def view(inst: Instance, args: Any = None, app_config: Any = None) -> dict:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def info(settings: Settings, inst_id: str) -> dict:
+def info(settings: Settings, inst_id: str) -> dict[str, Any]:
     inst = get(settings, inst_id)
     return view(inst, *_repo(settings).start_data(inst))
 
 
-def list_info(settings: Settings, sequence_id: str | None = None) -> list[dict]:
+def list_info(settings: Settings, sequence_id: str | None = None) -> list[dict[str, Any]]:
     """Every instance's info. Start data kept in records of its own is carried up to a budget, so a
     listing always fits a response; an instance past it says so instead of carrying it."""
     found = listed(settings, sequence_id)
@@ -95,7 +95,7 @@ def list_info(settings: Settings, sequence_id: str | None = None) -> list[dict]:
 
 
 # -- starting -----------------------------------------------------------------------------------
-def start(settings: Settings, seq_id: str, body: Any) -> dict:
+def start(settings: Settings, seq_id: str, body: Any) -> dict[str, Any]:
     if body is None:  # Scramjet's Python client posts `null` for a start with no options
         body = {}
     if not isinstance(body, dict):
@@ -117,21 +117,24 @@ def start(settings: Settings, seq_id: str, body: Any) -> dict:
     if not isinstance(inst_id, str) or not models.valid_id(inst_id):
         raise BadRequest("instanceId must be 1-64 letters, digits, '-' or '_'")
     seq = sequences.get_item(settings, seq_id)
-    topics = _start_topics(body, json.loads(seq["manifest"]) if seq.get("manifest") else {})
+    manifest = json.loads(seq["manifest"]) if seq.get("manifest") else {}
+    provides, provides_type = _start_topic(body, manifest, "outputTopic", "provides")
+    requires, requires_type = _start_topic(body, manifest, "inputTopic", "requires")
     repo = _repo(settings)
     _check_caps(settings, repo, seq_id)
     args_stored = sizes["args"] > INLINE_START_DATA_BYTES
     config_stored = sizes["appConfig"] > INLINE_START_DATA_BYTES
-    inst = Instance(id=inst_id, sequence_id=seq_id, sequence_name=seq.get("name"), status=models.STARTING,
+    inst = Instance(id=inst_id, sequence_id=seq_id, sequence_name=seq.get("name"), status=protocol.STARTING,
                     created=clock.now(), runtime=seq["runtime"], args=args, app_config=app_config,
                     args_stored=args_stored, config_stored=config_stored,
-                    stored_bytes=sizes["args"] * args_stored + sizes["appConfig"] * config_stored, **topics)
+                    stored_bytes=sizes["args"] * args_stored + sizes["appConfig"] * config_stored,
+                    provides=provides, provides_type=provides_type, requires=requires, requires_type=requires_type)
     if not repo.create_instance(inst):
         raise Conflict("Instance with a given ID already exists")
     try:
         invoker.invoke(settings, inst_id)
     except Exception as exc:
-        repo.end(inst_id, models.ERRORED, -1, f"could not start the runner: {exc}", clock.now(),
+        repo.end(inst_id, protocol.ERRORED, -1, f"could not start the runner: {exc}", clock.now(),
                  settings.retention_seconds)
         raise
     logger.info(f"instance {inst_id} of sequence {seq_id} starting")
@@ -139,20 +142,16 @@ def start(settings: Settings, seq_id: str, body: Any) -> dict:
     return {"id": inst_id, "message": f"Sequence {inst_id} starting"}
 
 
-def _start_topics(body: dict, manifest: dict) -> dict[str, str | None]:
-    """provides/requires (and their types) from the start's outputTopic/inputTopic, else from the
-    package's own declaration (checked at upload); the sequence may still declare them as it runs."""
-    out: dict[str, str | None] = {}
-    for option, key in (("outputTopic", "provides"), ("inputTopic", "requires")):
-        declared = manifest_rules.topic_declaration(manifest, key) or (None, None)
-        name = body.get(option)
-        if name in (None, ""):
-            out[key], out[f"{key}_type"] = declared
-            continue
-        if not models.valid_topic(name):
-            raise BadRequest(f"{option} must be a topic name: 1-200 letters, digits, '_', '+', '-'")
-        out[key], out[f"{key}_type"] = name, declared[1] if declared[0] == name else None
-    return out
+def _start_topic(body: dict[str, Any], manifest: dict[str, Any], option: str, key: str) -> tuple[str | None, str | None]:
+    """(topic, type) ``key`` ("provides"/"requires") from the start's ``option`` (outputTopic/inputTopic),
+    else from the package's own declaration (checked at upload); the sequence may still declare it as it runs."""
+    declared: tuple[str | None, str | None] = manifest_rules.topic_declaration(manifest, key) or (None, None)
+    name = body.get(option)
+    if name in (None, ""):
+        return declared
+    if not protocol.valid_topic(name):
+        raise BadRequest(f"{option} must be a topic name: 1-200 letters, digits, '_', '+', '-'")
+    return name, declared[1] if declared[0] == name else None
 
 
 def _check_caps(settings: Settings, repo: Repository, seq_id: str) -> None:
@@ -170,7 +169,7 @@ def _check_caps(settings: Settings, repo: Repository, seq_id: str) -> None:
 
 # -- channels -----------------------------------------------------------------------------------
 def read_channel(settings: Settings, inst_id: str, channel: str, cursor: str | None,
-                 wait_seconds: float, until_end: bool = False) -> dict:
+                 wait_seconds: float, until_end: bool = False) -> dict[str, Any]:
     """Bytes of ``channel`` after ``cursor``, long-polling up to ``wait_seconds`` for news.
 
     ``until_end`` (a plain STH ``GET`` with no cursor) waits for the end of the channel instead,
@@ -199,7 +198,7 @@ def read_channel(settings: Settings, inst_id: str, channel: str, cursor: str | N
 
 
 # -- control ------------------------------------------------------------------------------------
-def request_kill(settings: Settings, inst_id: str, require_running: bool = True, remove: bool = False) -> dict:
+def request_kill(settings: Settings, inst_id: str, require_running: bool = True, remove: bool = False) -> dict[str, Any]:
     """Kill the instance. With ``remove`` (Scramjet's removeImmediately) it leaves no retention
     after its end, and one that has already ended is removed from view at once."""
     inst = get(settings, inst_id)
@@ -221,13 +220,13 @@ def request_kill(settings: Settings, inst_id: str, require_running: bool = True,
 MAX_STOP_TIMEOUT_MS = 900_000  # no instance outlives a Lambda's 15 minutes anyway
 
 
-def request_stop(settings: Settings, inst_id: str, timeout_ms: Any, can_keep_alive: Any) -> dict:
+def request_stop(settings: Settings, inst_id: str, timeout_ms: Any, can_keep_alive: Any) -> dict[str, Any]:
     if type(timeout_ms) is not int or not 0 <= timeout_ms <= MAX_STOP_TIMEOUT_MS:
         raise BadRequest(f"Invalid timeout format: a whole number of milliseconds, 0 to {MAX_STOP_TIMEOUT_MS}")
     if not isinstance(can_keep_alive, bool):
         raise BadRequest("Invalid canCallKeepalive format")
     inst = get(settings, inst_id)
-    if inst.status != models.RUNNING:
+    if inst.status != protocol.RUNNING:
         raise BadRequest("Instance not running")
     repo = _repo(settings)
     updated = repo.request_stop(inst_id, {"timeout": timeout_ms, "canCallKeepalive": can_keep_alive,
@@ -242,7 +241,7 @@ def control_payload(body: Any) -> Any:
     return body[1] if isinstance(body, list) and len(body) == 2 and isinstance(body[0], int) else body
 
 
-def send_event(settings: Settings, inst_id: str, body: Any) -> dict:
+def send_event(settings: Settings, inst_id: str, body: Any) -> dict[str, Any]:
     """An event for the instance: ``{"eventName", "message"}``, or as STH encodes it,
     ``[5001, {"eventName": ..., "message": ...}]``."""
     payload = control_payload(body)
@@ -295,11 +294,11 @@ def last_event(settings: Settings, inst_id: str, name: str, wait_seconds: float,
     return event.found, event.message
 
 
-def health(settings: Settings, inst_id: str) -> dict:
+def health(settings: Settings, inst_id: str) -> dict[str, Any]:
     inst = get(settings, inst_id)
     if inst.final:
         raise NotFound(f"Instance {inst_id} has ended")
-    result = dict(inst.health or {"healthy": inst.status != models.STARTING})
+    result = dict(inst.health or {"healthy": inst.status != protocol.STARTING})
     result["status"] = inst.status
     return result
 

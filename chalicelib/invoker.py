@@ -16,7 +16,7 @@ import time
 from . import aws
 from .config import Settings
 
-_children: set[subprocess.Popen] = set()
+_children: set[subprocess.Popen[bytes]] = set()
 _children_lock = threading.Lock()
 
 
@@ -28,7 +28,7 @@ def invoke(settings: Settings, instance_id: str) -> None:
         _spawn_local(instance_id)
 
 
-def _reap(proc: subprocess.Popen) -> None:
+def _reap(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
     with _children_lock:
         _children.discard(proc)
@@ -38,10 +38,10 @@ class _ForkServer:
     """One warm process that forks a runner per instance (see ``chalicelib.runner.__main__``)."""
 
     def __init__(self) -> None:
-        self._proc: subprocess.Popen | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
 
-    def _ensure(self) -> subprocess.Popen:
+    def _ensure(self) -> subprocess.Popen[bytes]:
         if self._proc is None or self._proc.poll() is not None:
             # Runners need the storage settings, never the token clients use to reach the hub.
             env = {k: v for k, v in os.environ.items() if k != "SEQHUB_LOCAL_TOKEN"}
@@ -65,9 +65,10 @@ class _ForkServer:
                 self._send(instance_id)
 
     def _send(self, instance_id: str) -> None:
-        proc = self._ensure()
-        proc.stdin.write(f"{instance_id}\n".encode())
-        proc.stdin.flush()
+        stdin = self._ensure().stdin
+        assert stdin is not None  # started with stdin=PIPE
+        stdin.write(f"{instance_id}\n".encode())
+        stdin.flush()
 
     @property
     def pid(self) -> int | None:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from botocore.exceptions import ClientError
 
 from . import aws
-from .models import CHANNELS
+from .protocol import CHANNELS
 
 # PutLogEvents limits (CloudWatch Logs API reference); events are kept well under the 1 MB per-event ceiling.
 MAX_BATCH_BYTES = 1_048_576

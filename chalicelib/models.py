@@ -6,22 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-# The protocol's facts, where the rest of the hub has always found them.
-from .protocol import (  # noqa: F401
-    ACTIVE,
-    CHANNELS,
-    COMPLETED,
-    CONTENT_TYPES,
-    ERRORED,
-    FINAL,
-    INPUT_STREAMS,
-    KILLING,
-    RUNNING,
-    STARTING,
-    STOPPING,
-    ExitCode,
-    valid_topic,
-)
+from .protocol import ACTIVE, CHANNELS, COMPLETED, ERRORED, FINAL, INPUT_STREAMS, ExitCode
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
@@ -39,7 +24,7 @@ REASON_TIMED_OUT = "timed out"
 REASON_NEVER_STARTED = "never started"
 MAX_REASON_CHARS = 1000  # reasons may quote an exception: keep the record's size fixed
 
-_EXIT_REASONS = {
+_EXIT_REASONS: dict[int, str] = {  # ExitCode members are their numbers
     ExitCode.SEQUENCE_UNPACK_FAILED: "Sequence unpack failed",
     ExitCode.HOST_UNAVAILABLE: "Runtime host could not start",
     ExitCode.SEQUENCE_FAILED_ON_START: "Sequence failed on start",
@@ -100,8 +85,8 @@ class Instance:
     events_in: int = 0  # events sent to the instance so far
     kill_requested: float | None = None
     remove_on_end: bool = False  # killed with Scramjet's removeImmediately: no retention after the end
-    stop_requested: dict | None = None
-    health: dict | None = None
+    stop_requested: dict[str, Any] | None = None
+    health: dict[str, Any] | None = None
     # Topics: where output also goes (Scramjet's provides / outputTopic) and where input comes from
     # (requires / inputTopic), with the type the start or the package gave (else the sequence's own).
     provides: str | None = None

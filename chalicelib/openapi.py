@@ -15,19 +15,19 @@ from .protocol import API_BASE, CONTENT_TYPES, VERSION
 BASE = API_BASE
 
 
-def _ref(name: str) -> dict:
+def _ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _json(schema: dict, description: str = "OK") -> dict:
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _error(description: str) -> dict:
+def _error(description: str) -> dict[str, Any]:
     return _json(_ref("Error"), description)
 
 
-SCHEMAS: dict[str, dict] = {
+SCHEMAS: dict[str, dict[str, Any]] = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
     "Id": {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}},
     "Sequence": {"type": "object", "required": ["id", "config", "instances"], "properties": {
@@ -62,7 +62,7 @@ SCHEMAS: dict[str, dict] = {
 
 _ID = {"type": "string", "maxLength": 64}
 _TYPES = CONTENT_TYPES
-_JSON_BODY = {"content": {"application/json": {"schema": {}}}}
+_JSON_BODY: dict[str, Any] = {"content": {"application/json": {"schema": {}}}}
 _CHANNEL = {
     "summary": "Read a channel from a cursor (long-polls while the instance runs)",
     "parameters": [
@@ -91,7 +91,7 @@ _APPEND = {
 }
 _EVENT_WAIT = [{"name": "wait", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 25}}]
 
-OPERATIONS: dict[str, dict] = {
+OPERATIONS: dict[str, dict[str, Any]] = {
     "GET /version": {"summary": "Service name and version", "responses": {"200": _json({"type": "object"})}},
     "GET /openapi.json": {"summary": "This document", "responses": {"200": _json({"type": "object"})}},
     "POST /sequence": {
@@ -205,9 +205,9 @@ OPERATIONS: dict[str, dict] = {
 }
 
 
-def build(routes: dict[str, dict[str, Any]]) -> dict:
+def build(routes: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The document for ``routes`` (Chalice's ``app.routes``): every route under the API base."""
-    paths: dict[str, dict] = {}
+    paths: dict[str, dict[str, Any]] = {}
     seen = set()
     for full_path, methods in routes.items():
         if not full_path.startswith(BASE + "/"):

@@ -13,7 +13,7 @@ import tarfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 from .errors import InvalidPackage, TooLarge
 from .protocol.manifest import MANIFEST, MAX_MANIFEST_BYTES, InvalidManifest, entrypoint_candidates, invalid_main_message, runtime_of
@@ -152,7 +152,8 @@ def _open(fileobj: Any) -> tuple[tarfile.TarFile, _Gunzip]:
     if head != b"\x1f\x8b":
         raise InvalidPackage("package is not a gzip file: make it with `si seq pack <dir>`")
     gz = _Gunzip(fileobj, head)
-    return tarfile.open(fileobj=gz, mode="r|"), gz
+    # A stream ("r|") reads its file object with read() only, which _Gunzip has.
+    return tarfile.open(fileobj=cast(IO[bytes], gz), mode="r|"), gz
 
 
 def scan(fileobj: Any, limits: Limits, dest: Path | None = None) -> PackageInfo:

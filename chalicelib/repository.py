@@ -30,8 +30,9 @@ from typing import Any
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from . import aws, models
-from .models import CHANNELS, INPUT_STREAMS, Instance
+from . import aws, models, protocol
+from .models import Instance
+from .protocol import CHANNELS, INPUT_STREAMS
 
 SHARDS = 4
 META = "#"
@@ -55,11 +56,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _av(value: Any) -> dict:
-    return _ser.serialize(_plain(value))
+def _av(value: Any) -> dict[str, Any]:
+    return dict(_ser.serialize(_plain(value)))
 
 
-def _to_ddb(item: dict) -> dict:
+def _to_ddb(item: dict[str, Any]) -> dict[str, Any]:
     return {k: _av(v) for k, v in item.items() if v is not None}
 
 
@@ -68,7 +69,7 @@ def _python(value: Any) -> Any:
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, Binary):
-        return bytes(value)
+        return bytes(value)  # type: ignore[call-overload]  # boto3-stubs say Binary.__bytes__ gives str
     if isinstance(value, dict):
         return {k: _python(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -76,13 +77,13 @@ def _python(value: Any) -> Any:
     return value
 
 
-def _from_ddb(raw: dict) -> dict:
+def _from_ddb(raw: dict[str, Any]) -> dict[str, Any]:
     return {k: _python(_de.deserialize(v)) for k, v in raw.items()}
 
 
 # "The instance is starting or running", as a condition on the record.
 _IS_ACTIVE = "#st IN (:a, :b, :c, :d)"
-_ACTIVE_VALUES = {f":{k}": v for k, v in zip("abcd", models.ACTIVE, strict=True)}
+_ACTIVE_VALUES = {f":{k}": v for k, v in zip("abcd", protocol.ACTIVE, strict=True)}
 
 
 def _conditional(exc: ClientError) -> bool:
@@ -97,26 +98,26 @@ def _ms(ts: float) -> str:
     return f"{int(ts * 1000):015d}"
 
 
-def _seq_key(seq_id: str) -> dict:
+def _seq_key(seq_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"seq#{seq_id}"}, "sk": {"S": META}}
 
 
-def _inst_key(inst_id: str, sk: str = META) -> dict:
+def _inst_key(inst_id: str, sk: str = META) -> dict[str, Any]:
     return {"pk": {"S": f"inst#{inst_id}"}, "sk": {"S": sk}}
 
 
-def _topic_key(name: str, sk: str = META) -> dict:
+def _topic_key(name: str, sk: str = META) -> dict[str, Any]:
     return {"pk": {"S": f"topic#{name}"}, "sk": {"S": sk}}
 
 
-def instance_id_of(keys: dict) -> str | None:
+def instance_id_of(keys: dict[str, Any]) -> str | None:
     """The instance a stream record's keys are the record of (None for any other item)."""
     pk, sk = keys.get("pk", {}).get("S", ""), keys.get("sk", {}).get("S", "")
     return pk[len("inst#"):] if pk.startswith("inst#") and sk == META else None
 
 
 # -- the instance record <-> the model ---------------------------------------------------------------
-def _instance_item(inst: Instance) -> dict:
+def _instance_item(inst: Instance) -> dict[str, Any]:
     item: dict[str, Any] = {
         "pk": f"inst#{inst.id}", "sk": META, "kind": "instance", "id": inst.id,
         "sequence_id": inst.sequence_id, "sequence_name": inst.sequence_name, "status": inst.status,
@@ -137,7 +138,7 @@ def _instance_item(inst: Instance) -> dict:
     return item
 
 
-def _instance(item: dict) -> Instance:
+def _instance(item: dict[str, Any]) -> Instance:
     return Instance(
         id=item["id"], sequence_id=item["sequence_id"], status=item["status"], created=item["created"],
         runtime=item.get("runtime", "node"), sequence_name=item.get("sequence_name"),
@@ -170,7 +171,7 @@ class Repository:
         return aws.client("dynamodb")
 
     # -- generic ---------------------------------------------------------------------------------
-    def _put(self, item: dict, condition: str | None = "attribute_not_exists(pk)") -> bool:
+    def _put(self, item: dict[str, Any], condition: str | None = "attribute_not_exists(pk)") -> bool:
         kwargs: dict[str, Any] = {"TableName": self.table, "Item": _to_ddb(item)}
         if condition:
             kwargs["ConditionExpression"] = condition
@@ -182,11 +183,11 @@ class Repository:
             raise
         return True
 
-    def _get(self, key: dict, consistent: bool = True) -> dict | None:
+    def _get(self, key: dict[str, Any], consistent: bool = True) -> dict[str, Any] | None:
         raw = self._ddb.get_item(TableName=self.table, Key=key, ConsistentRead=consistent)
         return _from_ddb(raw["Item"]) if "Item" in raw else None
 
-    def _query(self, **kwargs: Any) -> Iterator[dict]:
+    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         kwargs["TableName"] = self.table
         while True:
             page = self._ddb.query(**kwargs)
@@ -196,9 +197,9 @@ class Repository:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def _batch_get(self, keys: list[dict]) -> list[dict]:
+    def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Items for ``keys`` (any number), in no particular order; missing ones are left out."""
-        found: list[dict] = []
+        found: list[dict[str, Any]] = []
         for start in range(0, len(keys), 100):
             pending: dict[str, Any] = {self.table: {"Keys": keys[start:start + 100], "ConsistentRead": True}}
             while pending:
@@ -207,9 +208,9 @@ class Repository:
                 pending = page.get("UnprocessedKeys") or {}
         return found
 
-    def _update(self, key: dict, sets: dict[str, Any], *, condition: str | None = None,
-                names: dict | None = None, values: dict | None = None, remove: tuple[str, ...] = (),
-                adds: dict[str, int] | None = None, returns: str = "NONE", extra_set: str = "") -> dict | None:
+    def _update(self, key: dict[str, Any], sets: dict[str, Any], *, condition: str | None = None,
+                names: dict[str, Any] | None = None, values: dict[str, Any] | None = None, remove: tuple[str, ...] = (),
+                adds: dict[str, int] | None = None, returns: str = "NONE", extra_set: str = "") -> dict[str, Any] | None:
         """SET ``sets`` (and ``extra_set``), ADD ``adds``, REMOVE ``remove`` on an existing item; None when ``condition``
         fails. ``condition`` names attributes as ``#name`` (``names``) and values as ``:value``."""
         attr_names, attr_values, clauses = dict(names or {}), {}, []
@@ -251,14 +252,14 @@ class Repository:
         return _from_ddb(result.get("Attributes", {}))
 
     # -- sequences -------------------------------------------------------------------------------
-    def put_sequence(self, seq: dict) -> bool:
+    def put_sequence(self, seq: dict[str, Any]) -> bool:
         return self._put({"pk": f"seq#{seq['id']}", "sk": META, "kind": "sequence", "lpk": "seqs",
                           "lsk": f"{_ms(seq['created'])}#{seq['id']}", **seq})
 
-    def get_sequence(self, seq_id: str) -> dict | None:
+    def get_sequence(self, seq_id: str) -> dict[str, Any] | None:
         return self._get(_seq_key(seq_id))
 
-    def list_sequences(self) -> list[dict]:
+    def list_sequences(self) -> list[dict[str, Any]]:
         keys = [{"pk": {"S": i["pk"]}, "sk": {"S": i["sk"]}} for i in self._query(
             IndexName=LISTING_INDEX, KeyConditionExpression="lpk = :p", ExpressionAttributeValues={":p": {"S": "seqs"}})]
         return sorted(self._batch_get(keys), key=lambda s: s["created"])
@@ -321,13 +322,13 @@ class Repository:
     # -- instances: the runner's transitions ------------------------------------------------------
     def claim(self, inst_id: str, now: float) -> Instance | None:
         """starting → running, once: a second delivery of the same invocation gets None."""
-        item = self._update(_inst_key(inst_id), {"status": models.RUNNING, "started": now, "heartbeat": now},
+        item = self._update(_inst_key(inst_id), {"status": protocol.RUNNING, "started": now, "heartbeat": now},
                             condition="#st = :starting", names={"#st": "status"},
-                            values={":starting": models.STARTING}, returns="ALL_NEW")
+                            values={":starting": protocol.STARTING}, returns="ALL_NEW")
         return _instance(item) if item is not None else None
 
     def heartbeat(self, inst_id: str, now: float, segments: dict[str, int], ended: set[str],
-                  health: dict | None) -> Instance | None:
+                  health: dict[str, Any] | None) -> Instance | None:
         sets: dict[str, Any] = {"heartbeat": now}
         # Ends first, counts second: an ended channel's count is then final when it is written.
         sets.update({f"end_{c}": True for c in ended})
@@ -341,7 +342,7 @@ class Repository:
         """The topics the sequence declared itself (Scramjet's PANG), once the runner knows them."""
         self._update(_inst_key(inst_id), sets)
 
-    def _end_sets(self, status: str, exitcode: int, reason: str, now: float, retention: int) -> dict:
+    def _end_sets(self, status: str, exitcode: int, reason: str, now: float, retention: int) -> dict[str, Any]:
         sets: dict[str, Any] = {"status": status, "exitcode": exitcode, "reason": reason[:models.MAX_REASON_CHARS],
                                 "ended": now, "expires_at": int(now + retention)}
         sets.update({f"end_{c}": True for c in CHANNELS})
@@ -362,7 +363,7 @@ class Repository:
     def settle(self, inst: Instance, reason: str, now: float, retention: int) -> bool:
         """Record an end the runner could not (lost heartbeat, never started), only if nothing moved
         meanwhile: a late claim or a new heartbeat wins."""
-        sets = self._end_sets(models.ERRORED, -1, reason, now, retention)
+        sets = self._end_sets(protocol.ERRORED, -1, reason, now, retention)
         if inst.heartbeat is not None:
             condition, values = "#st = :was AND #hb = :hb", {":was": inst.status, ":hb": inst.heartbeat}
         else:
@@ -373,9 +374,9 @@ class Repository:
     # -- instances: control from the API ---------------------------------------------------------
     def kill_unclaimed(self, inst_id: str, now: float, retention: int) -> Instance | None:
         """End an instance no runner has claimed yet (and none will, once it is not "starting")."""
-        sets = self._end_sets(models.COMPLETED, 137, models.REASON_KILLED, now, retention)
+        sets = self._end_sets(protocol.COMPLETED, 137, models.REASON_KILLED, now, retention)
         item = self._update(_inst_key(inst_id), sets, condition="#st = :s", names={"#st": "status"},
-                            values={":s": models.STARTING}, remove=("apk", "ask"), returns="ALL_NEW")
+                            values={":s": protocol.STARTING}, remove=("apk", "ask"), returns="ALL_NEW")
         return _instance(item) if item is not None else None
 
     def kill(self, inst_id: str, now: float, retention: int, status: str | None = None,
@@ -384,14 +385,14 @@ class Repository:
         is not "starting"); a claimed one is marked, and its runner kills it on its next heartbeat.
         ``status``, when known, spares the first write for one that is not starting; ``remove``
         leaves no retention after the end. None when the instance is not active."""
-        if status in (None, models.STARTING):
+        if status in (None, protocol.STARTING):
             ended = self.kill_unclaimed(inst_id, now, 0 if remove else retention)
             if ended is not None:
                 return ended
         return self.request_kill(inst_id, now, remove)
 
     def request_kill(self, inst_id: str, now: float, remove: bool = False) -> Instance | None:
-        sets: dict[str, Any] = {"kill_requested": now, "status": models.KILLING}
+        sets: dict[str, Any] = {"kill_requested": now, "status": protocol.KILLING}
         if remove:
             sets["remove_on_end"] = True
         item = self._update(_inst_key(inst_id), sets,
@@ -405,9 +406,9 @@ class Repository:
                             names={"#st": "status"}, values=_ACTIVE_VALUES, returns="ALL_NEW")
         return _instance(item) if item is not None else None
 
-    def request_stop(self, inst_id: str, request: dict) -> Instance | None:
-        item = self._update(_inst_key(inst_id), {"stop_requested": request, "status": models.STOPPING},
-                            condition="#st = :r", names={"#st": "status"}, values={":r": models.RUNNING},
+    def request_stop(self, inst_id: str, request: dict[str, Any]) -> Instance | None:
+        item = self._update(_inst_key(inst_id), {"stop_requested": request, "status": protocol.STOPPING},
+                            condition="#st = :r", names={"#st": "status"}, values={":r": protocol.RUNNING},
                             returns="ALL_NEW")
         return _instance(item) if item is not None else None
 
@@ -452,7 +453,7 @@ class Repository:
             item["data"] = data
         self._put(item, condition=None)
 
-    def chunks(self, inst_id: str, stream: str, first: int, last: int) -> list[dict]:
+    def chunks(self, inst_id: str, stream: str, first: int, last: int) -> list[dict[str, Any]]:
         """Chunks ``first``..``last`` (inclusive) of ``stream``: {"n", "data"} or {"n", "s3_key"}."""
         found = self._query(KeyConditionExpression="pk = :p AND sk BETWEEN :a AND :b", ConsistentRead=True,
                             ExpressionAttributeValues={":p": {"S": f"inst#{inst_id}"},
@@ -473,7 +474,7 @@ class Repository:
                   condition=None)
         return True
 
-    def events_in(self, inst_id: str, first: int, last: int) -> list[dict]:
+    def events_in(self, inst_id: str, first: int, last: int) -> list[dict[str, Any]]:
         found = self._query(KeyConditionExpression="pk = :p AND sk BETWEEN :a AND :b", ConsistentRead=True,
                             ExpressionAttributeValues={":p": {"S": f"inst#{inst_id}"},
                                                        ":a": {"S": f"evin#{first:010d}"},
@@ -484,20 +485,20 @@ class Repository:
         self._put({"pk": f"inst#{inst_id}", "sk": f"evout#{name}", "message": message_json, "at": at},
                   condition=None)
 
-    def get_event_out(self, inst_id: str, name: str) -> dict | None:
+    def get_event_out(self, inst_id: str, name: str) -> dict[str, Any] | None:
         return self._get(_inst_key(inst_id, f"evout#{name}"))
 
     # -- topics ----------------------------------------------------------------------------------
-    def get_topic(self, name: str) -> dict | None:
+    def get_topic(self, name: str) -> dict[str, Any] | None:
         return self._get(_topic_key(name))
 
-    def create_topic(self, name: str, meta: dict) -> dict | None:
+    def create_topic(self, name: str, meta: dict[str, Any]) -> dict[str, Any] | None:
         """A new topic's record, as written; None when it exists (another writer made it first)."""
         item = {"pk": f"topic#{name}", "sk": META, "kind": "topic", "name": name, "lpk": "topics",
                 "lsk": name, "seq": 0, "floor": 0, "version": 1, **meta}
         return item if self._put(item) else None
 
-    def renew_topic(self, name: str, version: int, content_type: str, expires_at: int, now: float) -> dict | None:
+    def renew_topic(self, name: str, version: int, content_type: str, expires_at: int, now: float) -> dict[str, Any] | None:
         """Make a deleted or expired topic anew (any type), returning its record. Its numbering goes on
         past one more number than it had: a chunk a writer stored just as the topic went is never
         read as the new one's. None when another writer changed it first."""
@@ -513,7 +514,7 @@ class Repository:
                             names={"#v": "version"}, values={":v": version, ":one": 1},
                             extra_set="#v = #v + :one, floor = seq") is not None
 
-    def put_topic_chunk(self, name: str, chunk: dict) -> bool:
+    def put_topic_chunk(self, name: str, chunk: dict[str, Any]) -> bool:
         """Chunk ``chunk["n"]``, if that number is free (False: another writer has it)."""
         return self._put({"pk": f"topic#{name}", "sk": f"d#{chunk['n']:012d}", **chunk})
 
@@ -524,7 +525,7 @@ class Repository:
                             condition="seq = :prev AND attribute_not_exists(deleted)",
                             values={":prev": number - 1}) is not None
 
-    def topic_chunks(self, name: str, first: int, last: int) -> Iterator[dict]:
+    def topic_chunks(self, name: str, first: int, last: int) -> Iterator[dict[str, Any]]:
         """Chunks ``first``..``last`` of the topic, in order, read page by page as the caller goes."""
         for item in self._query(KeyConditionExpression="pk = :p AND sk BETWEEN :a AND :b", ConsistentRead=True,
                                 ExpressionAttributeValues={":p": {"S": f"topic#{name}"},
@@ -533,14 +534,14 @@ class Repository:
             item["n"] = int(item["sk"][2:])
             yield item
 
-    def listed_topics(self) -> list[dict]:
+    def listed_topics(self) -> list[dict[str, Any]]:
         return sorted(self._batch_get(self._topic_keys()), key=lambda t: t["name"])
 
     def count_topics(self) -> int:
         """Topic records, unexpired or not yet swept (keys only: cheap)."""
         return len(self._topic_keys())
 
-    def _topic_keys(self) -> list[dict]:
+    def _topic_keys(self) -> list[dict[str, Any]]:
         return [{"pk": {"S": i["pk"]}, "sk": {"S": i["sk"]}} for i in self._query(
             IndexName=LISTING_INDEX, KeyConditionExpression="lpk = :p",
             ExpressionAttributeValues={":p": {"S": "topics"}})]
@@ -568,7 +569,7 @@ class Repository:
             ProjectionExpression="pk, sk")]
         self._delete_keys(keys)
 
-    def _delete_keys(self, keys: list[dict]) -> None:
+    def _delete_keys(self, keys: list[dict[str, Any]]) -> None:
         for start in range(0, len(keys), 25):
             pending: dict[str, Any] = {self.table: [{"DeleteRequest": {"Key": k}} for k in keys[start:start + 25]]}
             while pending:

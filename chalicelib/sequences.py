@@ -35,7 +35,7 @@ def _limits(settings: Settings) -> packages.Limits:
     return packages.Limits(settings.max_unpacked_bytes, settings.max_package_files)
 
 
-def _record(settings: Settings, seq_id: str, info: packages.PackageInfo, size: int, sha256: str) -> dict:
+def _record(settings: Settings, seq_id: str, info: packages.PackageInfo, size: int, sha256: str) -> dict[str, Any]:
     item = {
         "id": seq_id, "created": clock.now(), "package_key": package_key(seq_id), "size": size,
         "sha256": sha256, "files": info.files, "unpacked_bytes": info.unpacked_bytes,
@@ -52,7 +52,7 @@ def _record(settings: Settings, seq_id: str, info: packages.PackageInfo, size: i
     return {"id": seq_id}
 
 
-def create(settings: Settings, body: bytes) -> dict:
+def create(settings: Settings, body: bytes) -> dict[str, Any]:
     """Validate ``body`` (a tar.gz); store it and record the sequence. A refused upload stores nothing."""
     if len(body) > settings.max_package_bytes:
         raise TooLarge(f"package is {len(body)} bytes; the direct upload limit is {settings.max_package_bytes} "
@@ -64,7 +64,7 @@ def create(settings: Settings, body: bytes) -> dict:
     return _record(settings, seq_id, info, len(body), hashlib.sha256(body).hexdigest())
 
 
-def begin_upload(settings: Settings) -> dict:
+def begin_upload(settings: Settings) -> dict[str, Any]:
     """A presigned S3 PUT for a large package; ``commit`` validates and records it."""
     seq_id = str(uuid.uuid4())
     url = aws.client("s3").generate_presigned_url(
@@ -91,13 +91,13 @@ class _Streamed:
     def read(self, n: int = -1) -> bytes:
         if time.monotonic() > self.deadline:
             raise TooLarge(f"package took over {VALIDATE_SECONDS:.0f} s to validate; make it smaller")
-        data = self.body.read(n if n and n > 0 else None)
+        data: bytes = self.body.read(n if n and n > 0 else None)
         self.digest.update(data)
         self.size += len(data)
         return data
 
 
-def commit_upload(settings: Settings, seq_id: str) -> dict:
+def commit_upload(settings: Settings, seq_id: str) -> dict[str, Any]:
     """Validate an uploaded package exactly as a direct upload; keep it only if it passes.
     Committing the same upload again answers the same id."""
     if not _UPLOAD_ID.match(seq_id):
@@ -125,7 +125,7 @@ def commit_upload(settings: Settings, seq_id: str) -> dict:
     return _record(settings, seq_id, info, stream.size, stream.digest.hexdigest())
 
 
-def get_item(settings: Settings, seq_id: str) -> dict:
+def get_item(settings: Settings, seq_id: str) -> dict[str, Any]:
     if not models.valid_id(seq_id):
         raise NotFound(f"Sequence {seq_id} not found")
     seq = Repository(settings.table).get_sequence(seq_id)
@@ -134,11 +134,11 @@ def get_item(settings: Settings, seq_id: str) -> dict:
     return seq
 
 
-def list_items(settings: Settings) -> list[dict]:
+def list_items(settings: Settings) -> list[dict[str, Any]]:
     return Repository(settings.table).list_sequences()
 
 
-def view(seq: dict, instance_ids: list[str]) -> dict:
+def view(seq: dict[str, Any], instance_ids: list[str]) -> dict[str, Any]:
     """The STH sequence object, plus package identity."""
     manifest = json.loads(seq["manifest"])
     config = {
@@ -154,7 +154,7 @@ def view(seq: dict, instance_ids: list[str]) -> dict:
             "files": seq.get("files"), "instances": instance_ids}
 
 
-def delete(settings: Settings, seq_id: str, force: bool) -> dict:
+def delete(settings: Settings, seq_id: str, force: bool) -> dict[str, Any]:
     """Delete a sequence and its package; 409 while instances run unless ``force`` (which kills them)."""
     get_item(settings, seq_id)
     repo = Repository(settings.table)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from . import aws, cleanup, clock, models, topics
+from . import aws, cleanup, clock, models, protocol, topics
 from .config import Settings
 from .observability import logger
 from .repository import Repository
@@ -26,7 +26,7 @@ def settle(settings: Settings) -> list[str]:
     settled = []
     for inst in repo.active_instances():
         reason = None
-        if inst.status == models.STARTING:
+        if inst.status == protocol.STARTING:
             if now - inst.created > START_TIMEOUT_SECONDS:
                 reason = models.REASON_NEVER_STARTED
         elif now - (inst.heartbeat or inst.created) > settings.lost_after_seconds:

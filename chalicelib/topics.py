@@ -21,11 +21,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from . import aws, clock, models, protocol
+from . import aws, clock, protocol
 from .config import Settings
 from .errors import BadRequest, Busy, NotFound, TooLarge, TooMany, UnsupportedType
 from .longpoll import LongPoll
-from .models import CONTENT_TYPES
+from .protocol import CONTENT_TYPES
 from .repository import INLINE_CHUNK_BYTES, Repository
 
 DEFAULT_TYPE = "application/x-ndjson"  # what Scramjet's CLI sends when no type is given
@@ -47,21 +47,23 @@ class Topic:
     def live(self, now: float) -> bool:
         return not self.deleted and self.expires_at > now
 
-    def view(self) -> dict:
+    def view(self) -> dict[str, Any]:
         """Scramjet's shape of a topic in ``GET /topics``."""
         return {"contentType": self.content_type, "localProvider": "", "topic": self.name, "topicName": self.name}
 
 
-def _topic(item: dict | None) -> Topic | None:
-    if item is None:
-        return None
+def _topic_or_none(item: dict[str, Any] | None) -> Topic | None:
+    return None if item is None else _topic(item)
+
+
+def _topic(item: dict[str, Any]) -> Topic:
     return Topic(name=item["name"], content_type=item["content_type"], seq=int(item["seq"]),
                  floor=int(item["floor"]), version=int(item["version"]), expires_at=int(item["expires_at"]),
                  deleted=bool(item.get("deleted")))
 
 
 def check_name(name: Any) -> str:
-    if not models.valid_topic(name):
+    if not protocol.valid_topic(name):
         raise BadRequest("Topic id incorrect format: 1-200 letters, digits, '_', '+', '-'")
     return name
 
@@ -79,7 +81,7 @@ def _repo(settings: Settings) -> Repository:
 
 def get(settings: Settings, name: str) -> Topic | None:
     """The topic, if it exists now (unexpired, not deleted)."""
-    topic = _topic(_repo(settings).get_topic(check_name(name)))
+    topic = _topic_or_none(_repo(settings).get_topic(check_name(name)))
     return topic if topic is not None and topic.live(clock.now()) else None
 
 
@@ -116,7 +118,7 @@ def _write(settings: Settings, name: str, ctype: str, data: bytes, must_be_new: 
         for attempt in range(WRITE_ATTEMPTS):
             now = clock.now()
             expires_at = math.ceil(now) + settings.retention_seconds  # TTL takes whole seconds: never sooner
-            topic = _topic(repo.get_topic(name))
+            topic = _topic_or_none(repo.get_topic(name))
             if topic is None and repo.count_topics() >= settings.max_topics:
                 raise TooMany(f"this hub holds {settings.max_topics} topics, its most (SEQHUB_MAX_TOPICS); "
                               "remove some (si topic rm) or let them expire")
@@ -154,7 +156,7 @@ def delete(settings: Settings, name: str) -> None:
     repo = _repo(settings)
     for _ in range(WRITE_ATTEMPTS):
         now = clock.now()
-        topic = _topic(repo.get_topic(check_name(name)))
+        topic = _topic_or_none(repo.get_topic(check_name(name)))
         if topic is None or not topic.live(now):
             raise NotFound(f"Topic {name} not found")
         if repo.mark_topic_deleted(name, topic.version, now):
@@ -173,7 +175,7 @@ def decode_cursor(cursor: str | None) -> int | None:
 
 
 def read(settings: Settings, name: str, cursor: str | None, wait_seconds: float,
-         max_bytes: int = MAX_PAGE_BYTES) -> dict:
+         max_bytes: int = MAX_PAGE_BYTES) -> dict[str, Any]:
     """Chunks after ``cursor``, long-polling up to ``wait_seconds`` for some. Returns {"data",
     "cursor", "content_type"}; an unknown topic is waited on like an empty one (a consumer may
     start before its producer). Each look is one read of the topic's record."""
@@ -182,7 +184,7 @@ def read(settings: Settings, name: str, cursor: str | None, wait_seconds: float,
     repo = _repo(settings)
     poll = LongPoll(wait_seconds)
     while True:
-        topic = _topic(repo.get_topic(name))
+        topic = _topic_or_none(repo.get_topic(name))
         now = clock.now()
         if topic is not None and topic.live(now):
             first = topic.floor + 1 if wanted is None or wanted <= topic.floor or wanted > topic.seq + 1 else wanted
@@ -216,9 +218,10 @@ def _page(settings: Settings, repo: Repository, topic: Topic, first: int, now: f
     return bytes(out), after
 
 
-def _chunk_bytes(settings: Settings, chunk: dict) -> bytes:
+def _chunk_bytes(settings: Settings, chunk: dict[str, Any]) -> bytes:
     if "s3_key" in chunk:
-        return aws.client("s3").get_object(Bucket=settings.bucket, Key=chunk["s3_key"])["Body"].read()
+        data: bytes = aws.client("s3").get_object(Bucket=settings.bucket, Key=chunk["s3_key"])["Body"].read()
+        return data
     return bytes(chunk["data"])
 
 

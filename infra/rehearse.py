@@ -188,16 +188,15 @@ def leftovers(found: Deployed) -> list[str]:
 
 
 def rehearse() -> int:
-    from moto.server import ThreadedMotoServer
+    from chalicelib.embedded.hub import moto_server
 
     bridge_moto_gaps()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request is noise here
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = moto_server()
     server.start()
     try:
-        port = server._server.server_port  # type: ignore[union-attr]  # port 0: the one it bound
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update({"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "rehearsal",
+        env.update({"AWS_ENDPOINT_URL": server.url, "AWS_ACCESS_KEY_ID": "rehearsal",
                     "AWS_SECRET_ACCESS_KEY": "rehearsal", "AWS_DEFAULT_REGION": "us-east-1"})
         session = boto3.session.Session(aws_access_key_id="rehearsal", aws_secret_access_key="rehearsal",
                                         region_name="us-east-1")

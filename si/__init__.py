@@ -1,3 +1,5 @@
-"""``si``: the Sequence Hub command-line client and the embedded local hub."""
+"""``si``: the Sequence Hub command-line client (the embedded hub comes with the server)."""
 
-from .protocol import VERSION as __version__  # noqa: F401
+from .protocol import VERSION as __version__
+
+__all__ = ["__version__"]

@@ -59,7 +59,9 @@ def completion(shell: str) -> None:
     """Print the shell completion script.  Example: eval "$(si completion bash)" in ~/.bashrc"""
     from click.shell_completion import get_completion_class
 
-    click.echo(get_completion_class(shell)(cli, {}, "si", "_SI_COMPLETE").source())
+    completer = get_completion_class(shell)
+    assert completer is not None  # click has one for each choice above
+    click.echo(completer(cli, {}, "si", "_SI_COMPLETE").source())
 
 
 def main() -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -32,6 +33,8 @@ class Ctx:
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
+# A command's function, as decorators that add options take and give it.
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def parse_positional(values: tuple[str, ...]) -> list[Any]:

@@ -8,9 +8,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:  # rich is imported only when something is drawn
+    from rich.console import Console
 
 _state = {"format": "pretty"}
 
@@ -48,7 +51,7 @@ def age(iso: str | None) -> str:
     return f"{max(seconds, 0)}s ago"
 
 
-def table(rows: list[dict], columns: Sequence[tuple[str, str]], raw: Any) -> None:
+def table(rows: list[dict[str, Any]], columns: Sequence[tuple[str, str]], raw: Any) -> None:
     """A table of ``rows`` (``columns`` = (header, key)); JSON of ``raw`` in json format."""
     if is_json():
         data(raw)
@@ -84,7 +87,7 @@ def progress(total: int | None, label: str, unit: str = "bytes") -> Iterator[Cal
         yield lambda n: bar.advance(task, n)
 
 
-def _stderr_console():
+def _stderr_console() -> Console:
     from rich.console import Console
 
     return Console(file=sys.stderr)
@@ -93,7 +96,7 @@ def _stderr_console():
 class ProgressReader:
     """A file wrapper that reports how much of it has been read."""
 
-    def __init__(self, fh, total: int, advance: Callable[[int], None]):
+    def __init__(self, fh: IO[bytes], total: int, advance: Callable[[int], None]):
         self._fh = fh
         self._total = total
         self._advance = advance

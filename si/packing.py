@@ -14,13 +14,17 @@ import tarfile
 import tempfile
 import threading
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 from . import protocol
 from .errors import SiError
 from .protocol import manifest as manifest_rules
+
+# The CLI's progress bar: progress(total, label[, unit]) gives a context manager yielding advance(n).
+Progress = Callable[..., contextlib.AbstractContextManager[Callable[[int], None] | None]]
 
 DIRECT_UPLOAD_LIMIT = protocol.DIRECT_UPLOAD_BYTES  # larger packages go through S3
 _SECRET_NAMES = (".env", ".env.*", "*.pem", "*.key", "id_rsa", "id_ed25519", ".npmrc", ".pypirc",
@@ -122,7 +126,7 @@ class _BackgroundGzip:
 
     def __init__(self, out: IO[bytes], level: int = 6):
         self._out = out
-        self._queue: queue.Queue = queue.Queue(maxsize=16)
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
         self._zip = zlib.compressobj(level, zlib.DEFLATED, 31)  # 31: gzip framing
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="si-gzip", daemon=True)
@@ -178,28 +182,30 @@ def _gnu_tar() -> str | None:
     return found if "GNU tar" in version else None
 
 
-def _pack_with_tar(root: Path, entries: list[Entry], out: IO[bytes], progress, label: str) -> None:
+def _pack_with_tar(tar: str, root: Path, entries: list[Entry], out: IO[bytes], progress: Progress | None, label: str) -> None:
     """Exactly ``entries`` (already checked), packed by GNU tar with neutral owners."""
     names = b"".join(e.rel.encode() + b"\0" for e in entries)
-    argv = [_gnu_tar(), "--create", "--gzip", "--file=-", f"--directory={root}", "--no-recursion", "--null",
+    argv = [tar, "--create", "--gzip", "--file=-", f"--directory={root}", "--no-recursion", "--null",
             "--verbatim-files-from", "--files-from=-", "--owner=0", "--group=0", "--numeric-owner",
             "--format=gnu"]
     with tempfile.TemporaryFile() as listing:
         listing.write(names)
         listing.seek(0)
         proc = subprocess.Popen(argv, stdin=listing, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stderr is not None  # both are pipes
+        stdout, stderr = proc.stdout, proc.stderr
         bar = progress(None, f"packing {label}") if progress else contextlib.nullcontext(None)
         with bar as advance:
-            for chunk in iter(lambda: proc.stdout.read(256 * 1024), b""):
+            for chunk in iter(lambda: stdout.read(256 * 1024), b""):
                 out.write(chunk)
                 if advance:
                     advance(len(chunk))
-        err = proc.stderr.read().decode(errors="replace").strip()
+        err = stderr.read().decode(errors="replace").strip()
         if proc.wait() != 0:
             raise SiError(f"packing failed: {err.splitlines()[-1] if err else 'tar exited ' + str(proc.returncode)}")
 
 
-def pack(source: Path, out: IO[bytes], exclude: Path | None = None, progress=None) -> PackResult:
+def pack(source: Path, out: IO[bytes], exclude: Path | None = None, progress: Progress | None = None) -> PackResult:
     """Write ``source``'s contents (entries at the archive root) as tar.gz to ``out``.
 
     ``progress(total, label, unit)`` may give a context manager yielding ``advance(n)`` (the CLI's bar).
@@ -210,15 +216,16 @@ def pack(source: Path, out: IO[bytes], exclude: Path | None = None, progress=Non
     entries = collect(root, exclude.resolve() if exclude is not None else None)
     result = PackResult(files=[e.rel for e in entries])
     result.warnings = check(root, entries)
-    if _gnu_tar():
-        _pack_with_tar(root, entries, out, progress, source.name)
+    gnu_tar = _gnu_tar()
+    if gnu_tar:
+        _pack_with_tar(gnu_tar, root, entries, out, progress, source.name)
         return result
     bar = progress(len(entries), f"packing {source.name}", "files") if progress else contextlib.nullcontext(None)
     # Level 6 (gzip's default): level 9 costs much more time for a few percent of size.
     gz = _BackgroundGzip(out, level=6)
     try:
         # GNU format: long names without a PAX header per member (much cheaper to build).
-        with bar as advance, tarfile.open(fileobj=gz, mode="w|", format=tarfile.GNU_FORMAT,
+        with bar as advance, tarfile.open(fileobj=cast(IO[bytes], gz), mode="w|", format=tarfile.GNU_FORMAT,
                                           bufsize=256 * 1024) as tar:
             for entry in entries:
                 info = _tarinfo(entry)

@@ -9,6 +9,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from .errors import SiError
 
@@ -32,9 +33,10 @@ def current_name() -> str:
     if env:
         return env
     try:
-        return json.loads((root() / "si-config.json").read_text()).get("profile", "default")
-    except (OSError, ValueError):
+        found = json.loads((root() / "si-config.json").read_text()).get("profile", "default")
+    except (OSError, ValueError, AttributeError):  # unreadable, not JSON, not an object
         return "default"
+    return found if isinstance(found, str) else "default"
 
 
 def _file(name: str) -> Path:
@@ -43,7 +45,7 @@ def _file(name: str) -> Path:
     return root() / "profiles" / f"{name}.json"
 
 
-def load(name: str | None = None) -> dict:
+def load(name: str | None = None) -> dict[str, Any]:
     name = name or current_name()
     path = _file(name)
     data = dict(DEFAULTS)
@@ -57,7 +59,7 @@ def load(name: str | None = None) -> dict:
     return data
 
 
-def save(data: dict, name: str | None = None) -> None:
+def save(data: dict[str, Any], name: str | None = None) -> None:
     path = _file(name or current_name())
     path.parent.mkdir(parents=True, exist_ok=True)
     try:  # keys other tools keep here (Scramjet's CLI) stay as they are

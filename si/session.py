@@ -10,6 +10,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from .errors import SiError
 
@@ -21,11 +22,12 @@ def _path() -> Path:
     return Path(tempfile.gettempdir()) / ".si-tmp" / sid / "session-config.json"
 
 
-def _load() -> dict:
+def _load() -> dict[str, Any]:
     try:
-        return json.loads(_path().read_text())
+        found = json.loads(_path().read_text())
     except (OSError, ValueError):
         return {}
+    return found if isinstance(found, dict) else {}
 
 
 def remember(kind: str, value: str) -> None:
@@ -49,6 +51,6 @@ def resolve(kind: str, value: str) -> str:
     if value != "-":
         return value
     found = _load().get(KEYS[kind])
-    if not found:
+    if not found or not isinstance(found, str):
         raise SiError(f"no last {kind} in this terminal session: you can't use '-' to replace it yet")
     return found

@@ -66,6 +66,7 @@ class LambdaContext:
     memory_limit_in_mb: int = 128
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:sequence-hub-test-cleanup"
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    remaining_ms: int = 600_000
 
     def get_remaining_time_in_millis(self) -> int:
-        return 600_000
+        return self.remaining_ms

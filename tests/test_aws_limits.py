@@ -16,10 +16,10 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from chalicelib import aws, channels, instances, invoker, models, sequences
+from chalicelib import aws, channels, instances, invoker, protocol, sequences
 from chalicelib.runner.service import run_instance
 
-from .helpers import EXAMPLES, ROOT, js_package, package_dir, py_package
+from .helpers import EXAMPLES, ROOT, LambdaContext, js_package, package_dir, py_package
 
 LAMBDA_RESPONSE_LIMIT = 6 * 1024 * 1024  # bytes of the JSON document a function returns
 JSON = {"Content-Type": "application/json"}
@@ -54,21 +54,13 @@ def _proxy_event(path: str, resource: str, params: dict, query: dict | None, acc
                                "stage": "api", "identity": {"sourceIp": "127.0.0.1"}}}
 
 
-class _Context:
-    function_name = "sequence-hub-test"
-    aws_request_id = "r"
-    memory_limit_in_mb = 512
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
-
-
 def lambda_response(path: str, resource: str, params: dict, query: dict | None = None,
                     accept: str | None = "*/*") -> dict:
     """The API function's response document, as Lambda hands it to API Gateway."""
     import app as hub_app
 
-    return hub_app.app(_proxy_event(path, resource, params, query, accept), _Context())
+    context = LambdaContext(function_name="sequence-hub-test", memory_limit_in_mb=512, remaining_ms=30_000)
+    return hub_app.app(_proxy_event(path, resource, params, query, accept), context)
 
 
 def through_api_gateway(response: dict, accept: str | None, binary_media_types: list[str]) -> bytes:
@@ -90,7 +82,7 @@ def ended_binary_instance(settings, monkeypatch) -> tuple[str, bytes]:
     source = ("import os\n\nasync def run(context, input):\n"
               "    for _ in range(9):\n        yield os.urandom(1024 * 1024)\n")
     inst = instances.start(settings, sequences.create(settings, py_package(source))["id"], {})["id"]
-    assert run_instance(settings, inst, lambda: 600_000) == models.COMPLETED
+    assert run_instance(settings, inst, lambda: 600_000) == protocol.COMPLETED
     data = channels.read(settings.bucket, inst, "output", 0, 0, 100, max_bytes=1 << 30)[0]
     assert len(data) == 9 * 1024 * 1024
     return inst, data
@@ -197,7 +189,7 @@ def test_a_host_that_cannot_start_ends_errored_with_a_reason(settings, monkeypat
     foreign.chmod(foreign.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("SEQHUB_NODE", str(foreign))
     inst = instances.start(settings, sequences.create(settings, js_package("module.exports = () => 1;"))["id"], {})["id"]
-    assert run_instance(settings, inst, lambda: 600_000) == models.ERRORED
+    assert run_instance(settings, inst, lambda: 600_000) == protocol.ERRORED
     terminated = instances.info(settings, inst)["terminated"]
     assert terminated["exitcode"] == 20 and "could not start" in terminated["reason"]
 
@@ -218,6 +210,6 @@ def test_a_process_holding_a_pipe_cannot_push_the_end_past_the_deadline(settings
         remaining.append(int((deadline - time.monotonic()) * 1000))
         return remaining[-1]
 
-    assert run_instance(settings, inst, remaining_ms) == models.COMPLETED
+    assert run_instance(settings, inst, remaining_ms) == protocol.COMPLETED
     assert remaining_ms() > 0  # recorded before the deadline
     assert instances.read_channel(settings, inst, "output", None, 0, until_end=True)["data"] == b"done\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from chalicelib import aws, cleanup, clock, instances, invoker, models, sequences, sweeper
+from chalicelib import aws, cleanup, clock, instances, invoker, models, protocol, sequences, sweeper
 from chalicelib.repository import Repository
 from chalicelib.runner.service import run_instance
 
@@ -114,7 +114,7 @@ def test_delete_sequence_with_running_instances(settings, api, monkeypatch):
     assert resp.status_code == 409 and "still running" in json.loads(resp.body)["error"]
     resp = api.http.delete(f"/api/v1/sequence/{seq_id}", headers={"x-seq-kill-inst": "true"})
     assert resp.status_code == 200
-    assert instances.get(settings, inst).status == models.COMPLETED
+    assert instances.get(settings, inst).status == protocol.COMPLETED
     assert aws.client("s3").list_objects_v2(Bucket=settings.bucket, Prefix="packages/")["KeyCount"] == 0
 
 

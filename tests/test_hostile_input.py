@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from chalicelib import instances, invoker, models, sequences
+from chalicelib import instances, invoker, protocol, sequences
 from chalicelib.runner.service import DELETED_BEFORE_START, run_instance
 
 from .helpers import SEQUENCES, make_package, package_dir, py_package, si
@@ -154,7 +154,7 @@ def test_stop_timeouts_are_bounded(api, settings, body, monkeypatch):
     Repository(settings.table).claim(inst, clock.now())
     resp = api.http.post(f"/api/v1/instance/{inst}/_stop", headers=JSON, body=body)
     assert resp.status_code == 400 and "Invalid" in json.loads(resp.body)["error"]
-    assert instances.get(settings, inst).status == models.RUNNING  # nothing asked of the runner
+    assert instances.get(settings, inst).status == protocol.RUNNING  # nothing asked of the runner
 
 
 @pytest.mark.parametrize("stream", ["input", "stdin"])
@@ -192,7 +192,7 @@ def test_a_sequence_deleted_while_starting_ends_its_instance_with_a_clear_reason
         unpack(self, seq, dest)
 
     monkeypatch.setattr(service._Run, "unpack", delete_then_unpack)
-    assert run_instance(settings, inst, lambda: 600_000) == models.ERRORED
+    assert run_instance(settings, inst, lambda: 600_000) == protocol.ERRORED
     assert instances.info(settings, inst)["terminated"] == {"exitcode": 10, "reason": DELETED_BEFORE_START}
 
 
@@ -211,7 +211,7 @@ def test_a_sequence_deleted_after_the_runner_fetched_it_still_runs(settings, mon
         sequences.delete(settings, seq_id, force=True)
 
     monkeypatch.setattr(service._Run, "unpack", unpack_then_delete)
-    assert run_instance(settings, inst, lambda: 600_000) == models.COMPLETED
+    assert run_instance(settings, inst, lambda: 600_000) == protocol.COMPLETED
     assert instances.read_channel(settings, inst, "output", None, 0, until_end=True)["data"] == b"ran with its package\n"
 
 
@@ -221,7 +221,7 @@ def test_an_event_a_sequence_emits_with_nan_is_refused_in_its_log(settings, monk
               "    context.emit('bad', float('nan'))\n"
               "    context.emit('good', 1.5)\n")
     inst = instances.start(settings, sequences.create(settings, py_package(source))["id"], {})["id"]
-    assert run_instance(settings, inst, lambda: 600_000) == models.COMPLETED
+    assert run_instance(settings, inst, lambda: 600_000) == protocol.COMPLETED
     assert instances.last_event(settings, inst, "good", 0) == (True, 1.5)
     assert instances.last_event(settings, inst, "bad", 0) == (False, None)
     log = instances.read_channel(settings, inst, "log", None, 0, until_end=True)["data"].decode()
@@ -240,7 +240,7 @@ def test_junk_a_sequence_writes_to_the_runners_event_pipe_is_ignored(settings, m
               "    context.emit('after', 'still here')\n"
               "    return 'done'\n")
     inst = instances.start(settings, sequences.create(settings, py_package(source))["id"], {})["id"]
-    assert run_instance(settings, inst, lambda: 600_000) == models.COMPLETED
+    assert run_instance(settings, inst, lambda: 600_000) == protocol.COMPLETED
     assert instances.last_event(settings, inst, "after", 0) == (True, "still here")
     assert instances.read_channel(settings, inst, "output", None, 0, until_end=True)["data"] == b"done"
 

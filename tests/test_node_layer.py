@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from chalicelib import instances, invoker, models, sequences
+from chalicelib import instances, invoker, protocol, sequences
 from chalicelib.runner.service import run_instance
 from infra import node_layer
 
@@ -49,5 +49,5 @@ def test_runner_runs_the_seed_counter_on_the_layers_node(settings, layer_node, m
     monkeypatch.setattr(invoker, "invoke", lambda _s, _i: None)
     seq_id = sequences.create(settings, package_dir(EXAMPLES / "counter-js"))["id"]
     inst = instances.start(settings, seq_id, {"args": [3000, 3]})["id"]
-    assert run_instance(settings, inst, lambda: 600_000) == models.COMPLETED
+    assert run_instance(settings, inst, lambda: 600_000) == protocol.COMPLETED
     assert instances.read_channel(settings, inst, "output", None, 0, until_end=True)["data"] == b"3000\n3001\n3002\n"

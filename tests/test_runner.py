@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from chalicelib import clock, instances, invoker, models, sequences, sweeper
+from chalicelib import clock, instances, invoker, protocol, sequences, sweeper
 from chalicelib.errors import InvalidPackage
 from chalicelib.repository import Repository
 from chalicelib.runner.service import run_instance
@@ -43,7 +43,7 @@ def far() -> int:
 @pytest.mark.parametrize("example", ["counter-js", "counter-py"])
 def test_counters_run_to_completion(settings, example):
     inst = created(settings, package_dir(EXAMPLES / example), [3000, 10])
-    assert run_instance(settings, inst, far) == models.COMPLETED
+    assert run_instance(settings, inst, far) == protocol.COMPLETED
     assert output_of(settings, inst) == "".join(f"{n}\n" for n in range(3000, 3010)).encode()
     item = Repository(settings.table).get_instance(inst)
     assert item.exitcode == 0 and item.expires_at == int(item.ended + settings.retention_seconds)
@@ -52,7 +52,7 @@ def test_counters_run_to_completion(settings, example):
 
 def test_a_second_delivery_never_runs_the_sequence_again(settings):
     inst = created(settings, py_package("def run(context, input):\n    print('ran')\n"))
-    assert run_instance(settings, inst, far) == models.COMPLETED
+    assert run_instance(settings, inst, far) == protocol.COMPLETED
     assert run_instance(settings, inst, far) == "skipped"
     assert output_of(settings, inst, "stdout") == b"ran\n"
 
@@ -80,7 +80,7 @@ def test_a_package_changed_after_upload_is_not_run(settings):
     seq = sequences.get_item(settings, instances.get(settings, inst).sequence_id)
     aws.client("s3").put_object(Bucket=settings.bucket, Key=seq["package_key"],
                                 Body=py_package("def run(context, input):\n    print('replaced')\n"))
-    assert run_instance(settings, inst, far) == models.ERRORED
+    assert run_instance(settings, inst, far) == protocol.ERRORED
     terminated = instances.info(settings, inst)["terminated"]
     assert terminated["exitcode"] == 10 and "does not match" in terminated["reason"]
     assert output_of(settings, inst, "stdout") == b""
@@ -91,7 +91,7 @@ def test_kill_ends_a_busy_loop_within_seconds(settings):
     done = {}
     thread = threading.Thread(target=lambda: done.setdefault("status", run_instance(settings, inst, far)))
     thread.start()
-    wait_for(lambda: Repository(settings.table).get_instance(inst).status == models.RUNNING)
+    wait_for(lambda: Repository(settings.table).get_instance(inst).status == protocol.RUNNING)
     instances.request_kill(settings, inst)
     thread.join(timeout=20)
     assert not thread.is_alive()
@@ -108,7 +108,7 @@ def test_deadline_flushes_output_then_records_timed_out(settings):
     inst = created(settings, py_package(source))
     deadline = time.monotonic() + 8  # the runner stops 5 s before it
     status = run_instance(settings, inst, lambda: int((deadline - time.monotonic()) * 1000))
-    assert status == models.ERRORED
+    assert status == protocol.ERRORED
     assert instances.info(settings, inst)["terminated"]["reason"] == "timed out"
     assert output_of(settings, inst) == b"before the deadline\n"
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from chalicelib import config, instances, invoker, models
+from chalicelib import config, instances, invoker, protocol
 from chalicelib.runner.service import run_instance
 
 from .helpers import SEQUENCES, package_dir
@@ -98,7 +98,7 @@ def test_input_to_output_python(hub):
     assert send_input(hub, inst, b"Alice\n", end=False) == 202
     assert send_input(hub, inst, b"Bob\n", end=True) == 200
     assert read(hub, inst) == b"Hello Alice!\nHello Bob!\n"  # text input arrives as lines
-    assert wait_status(hub, inst, models.FINAL)["status"] == "completed"
+    assert wait_status(hub, inst, protocol.FINAL)["status"] == "completed"
 
 
 def test_input_to_output_node(hub):
@@ -106,7 +106,7 @@ def test_input_to_output_node(hub):
     send_input(hub, inst, b"Alice")
     assert read(hub, inst) == b"Hello Alice!"  # a raw stream: passed through, no newline added
     assert read(hub, inst, "stdout") == b"Hello Alice!\n"
-    assert wait_status(hub, inst, models.FINAL)["status"] == "completed"
+    assert wait_status(hub, inst, protocol.FINAL)["status"] == "completed"
 
 
 def test_python_text_input_arrives_as_lines(hub):
@@ -151,7 +151,7 @@ def test_typed_args_reach_a_never_ending_passthrough(hub):
     assert read(hub, inst, until=b"789\n") == b"Hello\n123\n456\n789\n"
     status, body = control(hub, inst, "_kill", {})
     assert status == 202 and body["status"] == "killing"
-    assert wait_status(hub, inst, models.FINAL)["terminated"] == {"exitcode": 137, "reason": "Instance killed"}
+    assert wait_status(hub, inst, protocol.FINAL)["terminated"] == {"exitcode": 137, "reason": "Instance killed"}
 
 
 @pytest.mark.parametrize("name", ["py-stop-handler", "js-stop-handler"])
@@ -160,7 +160,7 @@ def test_stop_runs_the_stop_handler_then_ends(hub, name):
     read(hub, inst, "log", until=b"stop handler ready")  # a stop before that is simply a stop
     status, body = control(hub, inst, "_stop", {"timeout": 4000, "canCallKeepalive": False})
     assert status == 202 and body["status"] == "stopping"
-    final = wait_status(hub, inst, models.FINAL)
+    final = wait_status(hub, inst, protocol.FINAL)
     assert final["terminated"] == {"exitcode": 138, "reason": "Instance stopped"}
     assert read(hub, inst, "stdout") == b"Cleaning up... Cleanup done.\n"
 
@@ -178,13 +178,13 @@ def test_kill_a_busy_loop(hub):
     inst = start(hub, "js-busy-loop")
     wait_status(hub, inst, ["running"])
     control(hub, inst, "_kill", {})
-    assert wait_status(hub, inst, models.FINAL, timeout=15)["terminated"]["exitcode"] == 137
+    assert wait_status(hub, inst, protocol.FINAL, timeout=15)["terminated"]["exitcode"] == 137
 
 
 def test_kill_needs_a_running_instance(hub):
     inst = start(hub, "py-hello")
     send_input(hub, inst, b"x\n")
-    wait_status(hub, inst, models.FINAL)
+    wait_status(hub, inst, protocol.FINAL)
     status, body = control(hub, inst, "_kill", {})
     assert status == 400 and body == {"error": "Instance not running"}
 

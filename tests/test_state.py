@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib import aws, clock, instances, invoker, models, sequences, sweeper
+from chalicelib import aws, clock, instances, invoker, models, protocol, sequences, sweeper
 from chalicelib.errors import TooLarge
 from chalicelib.repository import Repository
 from chalicelib.runner.service import run_instance
@@ -99,7 +99,7 @@ def test_twenty_thousand_inputs_cost_the_same_each_and_arrive_in_order(settings,
     assert len({str(c) for c in costs[1:-1]}) == 1
     assert _record_size(settings, inst) < 4096  # the record did not grow with its input
 
-    assert run_instance(settings, inst, lambda: 600_000) == models.COMPLETED
+    assert run_instance(settings, inst, lambda: 600_000) == protocol.COMPLETED
     assert instances.read_channel(settings, inst, "output", None, 0, until_end=True)["data"] == b"".join(lines)
 
 
@@ -119,7 +119,7 @@ def test_a_thousand_events_arrive_and_the_record_stays_small(settings, not_invok
     for n in range(1000):
         instances.send_event(settings, inst, [5001, {"eventName": "ping", "message": n}])
     assert _record_size(settings, inst) < 4096
-    assert run_instance(settings, inst, lambda: 600_000) == models.COMPLETED
+    assert run_instance(settings, inst, lambda: 600_000) == protocol.COMPLETED
     assert instances.last_event(settings, inst, "count", 0) == (True, {"n": 1000, "ordered": True})
 
 
@@ -148,7 +148,7 @@ def test_largest_args_and_event_on_one_instance_still_complete(settings, api, no
     assert resp.status_code == 200
     assert _record_size(settings, inst) < 4096
 
-    assert run_instance(settings, inst, lambda: 600_000) == models.COMPLETED
+    assert run_instance(settings, inst, lambda: 600_000) == protocol.COMPLETED
     assert instances.read_channel(settings, inst, "output", None, 0, until_end=True)["data"] == \
         f"{len(big)} {len(largest)}".encode()
     listed = json.loads(api.http.get("/api/v1/instances").body)
@@ -188,10 +188,10 @@ def _retain(settings, seq_id: str, count: int) -> None:
     """``count`` ended, unexpired instances of ``seq_id``, as the runner leaves them."""
     repo = Repository(settings.table)
     for n in range(count):
-        inst = models.Instance(id=f"old-{uuid.uuid4()}", sequence_id=seq_id, status=models.STARTING,
+        inst = models.Instance(id=f"old-{uuid.uuid4()}", sequence_id=seq_id, status=protocol.STARTING,
                                created=clock.now(), args=[n])
         repo.create_instance(inst)
-        repo.end(inst.id, models.COMPLETED, 0, models.REASON_COMPLETED, clock.now(), settings.retention_seconds)
+        repo.end(inst.id, protocol.COMPLETED, 0, models.REASON_COMPLETED, clock.now(), settings.retention_seconds)
 
 
 def test_a_start_costs_the_same_with_a_thousand_retained_instances_as_with_ten(settings, calls, not_invoked):
@@ -278,9 +278,9 @@ def test_a_kill_with_remove_immediately_removes_the_instance_whenever_its_end_is
     instances.request_kill(settings, inst_id, remove=True)
     assert inst_id in [i.id for i in instances.listed(settings)]  # still running: its runner ends it
     # The runner records its end with the usual retention, not having seen the request yet.
-    repo.end(inst_id, models.COMPLETED, 137, models.REASON_KILLED, clock.now(), settings.retention_seconds)
+    repo.end(inst_id, protocol.COMPLETED, 137, models.REASON_KILLED, clock.now(), settings.retention_seconds)
     assert inst_id not in [i.id for i in instances.listed(settings)]
     ended = instances.start(settings, seq_id, {})["id"]
-    repo.end(ended, models.COMPLETED, 0, models.REASON_COMPLETED, clock.now(), settings.retention_seconds)
+    repo.end(ended, protocol.COMPLETED, 0, models.REASON_COMPLETED, clock.now(), settings.retention_seconds)
     instances.request_kill(settings, ended, remove=True)  # already ended: removed at once, not refused
     assert ended not in [i.id for i in instances.listed(settings)]

@@ -47,8 +47,8 @@ _STREAM_WAIT = 20        # seconds one page of a live channel may wait for data
 _MAX_CALLS = 1024         # requests the app handles at once (threads are made as needed)
 _COALESCE_SECONDS = 0.01  # input: how long to wait for more of a body before forwarding what came
 
-Receive = Callable[[], Awaitable[dict]]
-Send = Callable[[dict], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class _Disconnected(Exception):
@@ -72,7 +72,7 @@ class Bridge:
         # default pool has min(32, cores + 4) threads, so a few followers would stall everyone else.
         self._pool = ThreadPoolExecutor(max_workers=_MAX_CALLS, thread_name_prefix="hub-request")
 
-    async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         method = scope["method"]
@@ -282,5 +282,5 @@ async def _respond(send: Send, status: int, headers: list[tuple[bytes, bytes]], 
     await send({"type": "http.response.body", "body": body})
 
 
-async def _json(send: Send, status: int, body: dict) -> None:
+async def _json(send: Send, status: int, body: dict[str, Any]) -> None:
     await _respond(send, status, [(b"content-type", b"application/json")], json.dumps(body).encode())

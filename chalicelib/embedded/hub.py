@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -33,7 +34,8 @@ REGION = "us-east-1"
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def provision(stage: str = "local") -> dict[str, str]:
@@ -85,7 +87,7 @@ def load_app() -> ModuleType:
     return module
 
 
-def _moto_server(port: int) -> Any:
+def moto_server(port: int = 0) -> Any:
     """moto's threaded server, with one DynamoDB request at a time: moto's DynamoDB is not thread
     safe (two conditional writes at once may both pass their condition, and a read may see a write
     half done), where DynamoDB makes each request atomic, which the hub relies on."""
@@ -95,7 +97,7 @@ def _moto_server(port: int) -> Any:
 
     lock = threading.Lock()
 
-    def app(environ: dict, start_response: Any) -> Any:
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
         if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
             with lock:
                 return list(moto_app(environ, start_response))
@@ -108,6 +110,13 @@ def _moto_server(port: int) -> Any:
             self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
             self._server_ready_event.set()
             self._server.serve_forever()
+
+        @property
+        def url(self) -> str:
+            """Where it listens, once started (``port`` 0: the port it was given)."""
+            if self._server is None:
+                raise RuntimeError("the moto server is not started")
+            return f"http://{self._ip_address}:{self._server.server_port}"
 
         def stop(self) -> None:
             super().stop()
@@ -146,9 +155,9 @@ class LocalHub:
         # The hub announces itself; per-request lines from werkzeug and Chalice are noise here.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         logging.getLogger("chalice").setLevel(logging.WARNING)
-        self._moto = _moto_server(free_port())
+        self._moto = moto_server()
         self._moto.start()
-        moto_url = f"http://127.0.0.1:{self._moto._port}"
+        moto_url = self._moto.url
         # Fake credentials, the moto endpoint: botocore in this process and in every runner it starts.
         os.environ.update({"AWS_ENDPOINT_URL": moto_url, "AWS_ACCESS_KEY_ID": "local",
                            "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": REGION,
@@ -227,7 +236,7 @@ class LocalHub:
         invoker.stop_local_runners()
         self._moto.stop()
 
-    def run_forever(self, announce) -> None:
+    def run_forever(self, announce: Callable[[str], None]) -> None:
         """Start, announce the URL, and block until SIGINT or SIGTERM; then stop cleanly."""
         done = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,14 +1,17 @@
 """The protocol: what the hub, its runner, its runtime hosts and the ``si`` client agree on.
 
-Standard library only, and it imports nothing else of the hub, so any part can import it cheaply
-(the client does). The runtime hosts run in the sequence's environment, not the runner's, so they
-restate the exit codes they use; ``tests/test_protocol.py`` fails when those drift from this file.
+Standard library only, and it imports nothing else of the hub, so any part can import it cheaply.
+The client ships this package as ``si.protocol`` (a link in the checkout, files in its wheel):
+constants here, ``package.json`` rules in ``manifest``, strict JSON in ``strictjson``. The runtime
+hosts run in the sequence's environment, not the runner's, so they restate the exit codes they use;
+``tests/test_protocol.py`` fails when those drift from this file.
 """
 
 from __future__ import annotations
 
 import re
 from enum import IntEnum
+from typing import TypeGuard
 
 SERVICE = "sequence-hub"
 VERSION = "0.1.0"
@@ -58,5 +61,5 @@ MAX_PAGE_BYTES = 4 * 1024 * 1024  # one page of a channel or topic: fits a Lambd
 TOPIC_NAME = re.compile(r"^[\\a-zA-Z0-9_+-]{1,200}$")
 
 
-def valid_topic(name: object) -> bool:
+def valid_topic(name: object) -> TypeGuard[str]:
     return isinstance(name, str) and bool(TOPIC_NAME.match(name))

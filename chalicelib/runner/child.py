@@ -39,7 +39,7 @@ def harden() -> None:
     libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 
-def _popen_without_capabilities(*args: Any, **kwargs: Any) -> subprocess.Popen:
+def _popen_without_capabilities(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
     """Popen from a short-lived thread that first empties its capability bounding set.
 
     Where the runner runs as root with no sandbox (a laptop, CI), a child with root's capabilities
@@ -66,7 +66,8 @@ def _popen_without_capabilities(*args: Any, **kwargs: Any) -> subprocess.Popen:
     thread.join()
     if "error" in result:
         raise result["error"]
-    return result["proc"]
+    proc: subprocess.Popen[bytes] = result["proc"]
+    return proc
 
 
 def node_binary() -> str:
@@ -79,18 +80,18 @@ def node_binary() -> str:
 
 @dataclass
 class Child:
-    proc: subprocess.Popen
+    proc: subprocess.Popen[bytes]
     control_w: int
     input_w: int
     fds: dict[str, int] = field(default_factory=dict)  # our ends: channels we read, "stdin" we write
-    _outbox: queue.Queue = field(default_factory=queue.Queue)
+    _outbox: queue.Queue[bytes] = field(default_factory=queue.Queue)
 
     def __post_init__(self) -> None:
         # Control messages go through a thread: a host that never reads them (a busy loop) blocks
         # that thread, never the runner; kill falls back to SIGKILL anyway.
         threading.Thread(target=self._deliver, name="control", daemon=True).start()
 
-    def send(self, message: dict) -> None:
+    def send(self, message: dict[str, Any]) -> None:
         self._outbox.put((json.dumps(message) + "\n").encode())
 
     def _deliver(self) -> None:
@@ -109,7 +110,7 @@ class Child:
             pass
 
 
-def spawn(runtime: str, seq_dir: Path, start: dict, work_dir: Path, box: Box | None = None,
+def spawn(runtime: str, seq_dir: Path, start: dict[str, Any], work_dir: Path, box: Box | None = None,
           package_bytes: int = 0) -> Child:
     """Start the host for ``runtime`` in ``seq_dir`` (inside ``box`` when given);
     ``start`` is {"main","args","config","instanceId"}."""

@@ -7,6 +7,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from .. import aws
 from ..observability import logger
@@ -14,7 +15,7 @@ from ..observability import logger
 GAP_SECONDS = 10.0  # a chunk numbered but never stored (its request died) is skipped after this
 
 # (first, last) -> the stored chunks in that range, {"n", "data"} or {"n", "s3_key"}
-ChunkReader = Callable[[int, int], list[dict]]
+ChunkReader = Callable[[int, int], list[dict[str, Any]]]
 
 
 class InOrder:
@@ -26,7 +27,7 @@ class InOrder:
         self.next = 1
         self._gap_since: float | None = None
 
-    def take(self, numbered: int, read: Callable[[int, int], list[dict]]) -> list[dict]:
+    def take(self, numbered: int, read: Callable[[int, int], list[dict[str, Any]]]) -> list[dict[str, Any]]:
         if numbered < self.next:
             return []
         found = {item["n"]: item for item in read(self.next, numbered)}
@@ -56,7 +57,7 @@ class Feeder:
         self.preamble = preamble  # the input channel starts with STH's Content-Type preamble
         self.read_chunks = read_chunks
         self.order = InOrder(name)
-        self._queue: queue.Queue = queue.Queue()
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()  # (bytes|key|end, its value)
         self._closed = False
         self._fed = False
         self._keep_fd = False

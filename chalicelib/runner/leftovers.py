@@ -15,7 +15,9 @@ import os
 import shutil
 import signal
 import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 _PR_SET_CHILD_SUBREAPER = 36
 _adopting = False
@@ -98,7 +100,7 @@ def _reap(pids: set[int]) -> None:
 
 def empty_dir(path: Path) -> None:
     """Remove everything inside ``path``, whatever modes the sequence left on it."""
-    def make_writable(func, target, _exc) -> None:
+    def make_writable(func: Callable[..., Any], target: str, _exc: BaseException) -> None:
         parent = os.path.dirname(target)
         for each in (parent, target):
             try:
@@ -117,7 +119,7 @@ def empty_dir(path: Path) -> None:
                 os.chmod(entry, stat.S_IRWXU)
             except OSError:
                 pass
-            shutil.rmtree(entry, onerror=make_writable)
+            shutil.rmtree(entry, onexc=make_writable)
         else:
             try:
                 entry.unlink()

@@ -206,9 +206,8 @@ def _cgroup_dir(controller: str) -> Path | None:
     for line in lines:
         if line.startswith("0::") and Path("/sys/fs/cgroup/cgroup.controllers").exists():
             candidate = Path("/sys/fs/cgroup") / line[3:].lstrip("/")
-            controllers = (candidate / "cgroup.subtree_control")
             try:
-                enabled = controllers.read_text().split()
+                enabled = (candidate / "cgroup.subtree_control").read_text().split()
             except OSError:
                 return None
             return candidate if controller in enabled else None

@@ -16,14 +16,15 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .. import aws, clock, models, observability, packages
+from .. import aws, clock, models, observability, packages, protocol
 from ..config import Settings
-from ..models import CHANNELS, INPUT_STREAMS, Instance
+from ..models import Instance
 from ..observability import logger
-from ..protocol import ExitCode
+from ..protocol import CHANNELS, COMPLETED, ERRORED, INPUT_STREAMS, ExitCode
 from ..protocol import manifest as manifest_rules
 from ..repository import Repository
 from . import child as child_mod
@@ -84,7 +85,7 @@ class _Run:
         self.flushed = threading.Event()  # bytes were written: the record may need telling
         self.channels = {name: Channel(settings.bucket, settings.log_group, self.id, name,
                                        data_ready=self.data_ready) for name in CHANNELS}
-        self.health: dict | None = None
+        self.health: dict[str, Any] | None = None
         self.keepalive = False
         self.events: dict[str, object] = {}
         self.events_lock = threading.Lock()
@@ -96,8 +97,8 @@ class _Run:
         self.events_in = InOrder("events")
         self.box: sandbox.Box | None = None
         # Topics: what the host announced (read_events) is acted on by the supervising loop.
-        self.announced_output: dict | None = None
-        self.announced_requires: dict | None = None
+        self.announced_output: dict[str, Any] | None = None
+        self.announced_requires: dict[str, Any] | None = None
         self.output_routed = False  # the output's topic has been decided (once)
         self.topic_input: TopicInput | None = None
 
@@ -105,7 +106,7 @@ class _Run:
     def run(self) -> str:
         seq = self.repo.get_sequence(self.inst.sequence_id)
         if seq is None:
-            return self.record_end(models.ERRORED, ExitCode.SEQUENCE_UNPACK_FAILED, DELETED_BEFORE_START)
+            return self.record_end(ERRORED, ExitCode.SEQUENCE_UNPACK_FAILED, DELETED_BEFORE_START)
         seq_dir = self.work / "sequence"
         seq_dir.mkdir()
         manifest = json.loads(seq["manifest"])
@@ -113,14 +114,14 @@ class _Run:
             self.unpack(seq, seq_dir)
         except Exception as exc:  # a package that cannot be unpacked ends the instance, not the runner
             if isinstance(exc, ClientError) and exc.response["Error"]["Code"] in _MISSING:
-                return self.record_end(models.ERRORED, ExitCode.SEQUENCE_UNPACK_FAILED, DELETED_BEFORE_START)  # deleted while starting
+                return self.record_end(ERRORED, ExitCode.SEQUENCE_UNPACK_FAILED, DELETED_BEFORE_START)  # deleted while starting
             if isinstance(exc, PackageChanged):
-                return self.record_end(models.ERRORED, ExitCode.SEQUENCE_UNPACK_FAILED, f"Sequence unpack failed: {exc}")
+                return self.record_end(ERRORED, ExitCode.SEQUENCE_UNPACK_FAILED, f"Sequence unpack failed: {exc}")
             logger.exception("unpack failed")
-            return self.record_end(models.ERRORED, ExitCode.SEQUENCE_UNPACK_FAILED, f"Sequence unpack failed: {exc}")
+            return self.record_end(ERRORED, ExitCode.SEQUENCE_UNPACK_FAILED, f"Sequence unpack failed: {exc}")
         runtime = manifest_rules.runtime_of(manifest)
         if not any((seq_dir / c).is_file() for c in manifest_rules.entrypoint_candidates(manifest)):
-            return self.record_end(models.ERRORED, ExitCode.INVALID_SEQUENCE_PATH, manifest_rules.invalid_main_message(manifest))
+            return self.record_end(ERRORED, ExitCode.INVALID_SEQUENCE_PATH, manifest_rules.invalid_main_message(manifest))
         args, app_config = self.repo.start_data(self.inst)
         start = {"main": manifest["main"], "args": args if args is not None else [],
                  "config": app_config, "instanceId": self.id}
@@ -133,17 +134,17 @@ class _Run:
             # The sandbox copies the package into a tmpfs sized for it (its size as scanned at upload).
             child = child_mod.spawn(runtime, seq_dir, start, self.work, self.box, int(seq.get("unpacked_bytes") or 0))
         except child_mod.HostUnavailable as exc:
-            return self.record_end(models.ERRORED, ExitCode.HOST_UNAVAILABLE, str(exc))
+            return self.record_end(ERRORED, ExitCode.HOST_UNAVAILABLE, str(exc))
         except OSError as exc:  # e.g. a Node layer built for another architecture (exec format error)
-            return self.record_end(models.ERRORED, ExitCode.HOST_UNAVAILABLE, f"Runtime host could not start: {exc}")
+            return self.record_end(ERRORED, ExitCode.HOST_UNAVAILABLE, f"Runtime host could not start: {exc}")
         try:
             return self.supervise(child, manifest)
         except Exception as exc:  # our own failure: never leave the sequence running unrecorded
             logger.exception("runner failed")
             child_mod.kill_group(child)
-            return self.record_end(models.ERRORED, ExitCode.UNCAUGHT_EXCEPTION, f"Runner failed: {exc}")
+            return self.record_end(ERRORED, ExitCode.UNCAUGHT_EXCEPTION, f"Runner failed: {exc}")
 
-    def unpack(self, seq: dict, dest: Path) -> None:
+    def unpack(self, seq: dict[str, Any], dest: Path) -> None:
         """Download the package, check it is the one uploaded (sha256), extract it by the package rules."""
         limits = packages.Limits(self.settings.max_unpacked_bytes, self.settings.max_package_files)
         with tempfile.TemporaryFile(dir=self.work) as fh:
@@ -157,7 +158,7 @@ class _Run:
             fh.seek(0)
             packages.scan(fh, limits, dest=dest)
 
-    def supervise(self, child: child_mod.Child, manifest: dict) -> str:
+    def supervise(self, child: child_mod.Child, manifest: dict[str, Any]) -> str:
         fds = child.fds
         pumps = [pump_fd(fds[name], self.channels[name]) for name in CHANNELS]
         threading.Thread(target=self.read_events, args=(fds["events"],), daemon=True).start()
@@ -209,9 +210,9 @@ class _Run:
             exit_code, killed=self.killed, stopped=self.stopped,
             invalid_main_message=manifest_rules.invalid_main_message(manifest))
         if self.timed_out:
-            status, reason = models.ERRORED, models.REASON_TIMED_OUT
+            status, reason = ERRORED, models.REASON_TIMED_OUT
         elif self.box is not None and not self.killed and self.box.out_of_memory():
-            status, code = models.ERRORED, int(ExitCode.KILLED)
+            status, code = ERRORED, int(ExitCode.KILLED)
             reason = f"Out of memory: the instance's limit is {self.box.limits.memory_mb} MiB"
         return self.record_end(status, code, reason)
 
@@ -292,7 +293,7 @@ class _Run:
         announced, self.announced_output = self.announced_output, None
         if announced is not None and not self.output_routed:
             name = self.inst.provides or announced.get("topic")
-            if name and not models.valid_topic(name):
+            if name and not protocol.valid_topic(name):
                 self.log_line("ERROR", f"output not sent to topic {str(name)[:64]!r}: not a valid topic name")
             elif name:
                 if not self.inst.provides:
@@ -302,7 +303,7 @@ class _Run:
         wanted, self.announced_requires = self.announced_requires, None
         if wanted is not None and not self.inst.requires:
             name, ctype = wanted.get("topic"), wanted.get("contentType")
-            if not models.valid_topic(name) or (ctype is not None and ctype not in models.CONTENT_TYPES):
+            if not protocol.valid_topic(name) or (ctype is not None and ctype not in protocol.CONTENT_TYPES):
                 self.log_line("ERROR", f"input not read from topic {str(name)[:64]!r}: not a valid topic name "
                                        "or content type")
             elif not feeders["input"].hand_over():
@@ -313,12 +314,12 @@ class _Run:
                 self.repo.record_topics(self.id, {"requires": name})
                 self.topic_input = TopicInput(self.settings, name, ctype, child.input_w)
 
-    def tee_output(self, name: str, announced: dict | None) -> None:
+    def tee_output(self, name: str, announced: dict[str, Any] | None) -> None:
         self.output_routed = True
         declared = self.inst.provides_type or (announced or {}).get("contentType")
-        if declared is not None and declared not in models.CONTENT_TYPES:
+        if declared is not None and declared not in protocol.CONTENT_TYPES:
             self.log_line("ERROR", f"output not sent to topic {name}: content type {str(declared)[:64]!r} "
-                                   f"is not one of {', '.join(models.CONTENT_TYPES)}")
+                                   f"is not one of {', '.join(protocol.CONTENT_TYPES)}")
             return
         ctype = topicio.output_type(self.settings, name, declared, (announced or {}).get("format"))
         self.channels["output"].tee(TopicOutput(self.settings, name, ctype, self.log_line))
@@ -367,7 +368,7 @@ class _Run:
     def record_end(self, status: str, exit_code: int, reason: str) -> str:
         exit_code = int(exit_code)  # an ExitCode is stored and shown as its number
         self.publish_events()  # first: a refused event's log line goes before the log's last line
-        self.log_line("INFO" if status == models.COMPLETED else "ERROR", f"{reason} (exit code {exit_code})",
+        self.log_line("INFO" if status == COMPLETED else "ERROR", f"{reason} (exit code {exit_code})",
                       last=True)
         for ch in self.channels.values():
             ch.close()

@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import click
 
@@ -22,7 +22,7 @@ def inst() -> None:
 
 
 
-def _inst_rows(items: list[dict]) -> list[dict]:
+def _inst_rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"id": i["id"], "status": i["status"], "sequence": i["sequence"].get("name") or i["sequence"]["id"],
              "args": json.dumps(i.get("args", [])), "created": output.age(i.get("created")),
              "exit": (i.get("terminated") or {}).get("exitcode", "")} for i in items]
@@ -56,13 +56,13 @@ def inst_use(ctx: Ctx, inst_id: str) -> None:
     session.remember("instance", ctx.client.instance(inst_id)["id"])
 
 
-def _copy_channel(ctx: Ctx, inst_id: str, channel: str, follow: bool, sink) -> None:
+def _copy_channel(ctx: Ctx, inst_id: str, channel: str, follow: bool, sink: IO[bytes]) -> None:
     for chunk in ctx.client.follow(inst_id, channel, follow=follow):
         sink.write(chunk)
         sink.flush()
 
 
-def _channel_command(channel: str, follow_default: bool, summary: str):
+def _channel_command(channel: str, follow_default: bool, summary: str) -> click.Command:
     @click.argument("inst_id")
     @click.option("--follow/--no-follow", default=follow_default,
                   help=f"Keep reading until the {channel} ends (default: {'on' if follow_default else 'off'}).")
@@ -84,7 +84,7 @@ def _stream_until_end(ctx: Ctx, inst_id: str, channels: list[tuple[str, Any]]) -
     """Follow several channels at once, each into its sink, until all have ended."""
     errors: list[BaseException] = []
 
-    def pump(channel: str, sink) -> None:
+    def pump(channel: str, sink: IO[bytes]) -> None:
         try:
             _copy_channel(ctx, inst_id, channel, True, sink)
         except BaseException as exc:  # reported below, in the main thread
@@ -102,7 +102,7 @@ def _stream_until_end(ctx: Ctx, inst_id: str, channels: list[tuple[str, Any]]) -
 FINAL = protocol.FINAL
 
 
-def _wait_for_end(ctx: Ctx, inst_id: str) -> dict:
+def _wait_for_end(ctx: Ctx, inst_id: str) -> dict[str, Any]:
     """The instance's info once it has ended (its channels can end before its status does)."""
     info = ctx.client.instance(inst_id)
     while info["status"] not in FINAL:

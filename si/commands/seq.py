@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from .. import output, protocol, session
-from ..context import Ctx, json_option, parse_positional, pass_ctx
+from ..context import Ctx, F, json_option, parse_positional, pass_ctx
 from ..errors import SiError
 from .inst import attach_until_end
 
@@ -82,8 +82,9 @@ def _send(ctx: Ctx, package: str) -> str:
             result = ctx.client.send_large(reader, size)
         else:
             result = ctx.client.send_sequence(reader)
-    session.remember("sequence", result["id"])
-    return result["id"]
+    seq_id: str = result["id"]
+    session.remember("sequence", seq_id)
+    return seq_id
 
 
 @seq.command("send")
@@ -95,7 +96,7 @@ def seq_send(ctx: Ctx, package: str) -> None:
     output.data({"_id": seq_id, "id": seq_id, "sequenceURL": f"sequence/{seq_id}"}, pretty=seq_id)
 
 
-def _seq_rows(items: list[dict]) -> list[dict]:
+def _seq_rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"id": s["id"], "name": s.get("name") or "", "version": s["config"].get("version") or "",
              "runtime": s["config"].get("language"), "size": s.get("size"),
              "instances": len(s.get("instances", [])), "created": output.age(s.get("created"))}
@@ -174,7 +175,7 @@ def seq_prune(ctx: Ctx, force: bool, yes: bool) -> None:
         raise SiError("Some Sequences may have not been deleted: " + "; ".join(failed))
 
 
-def _start_options(func):
+def _start_options(func: F) -> F:
     options = [
         click.option("--args", "args_json", help="Arguments as a JSON array, passed exactly."),
         click.option("-s", "--config-string", help="appConfig as a JSON object."),
@@ -222,7 +223,7 @@ def _start(ctx: Ctx, seq_id: str, args: tuple[str, ...], args_json: str | None, 
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @_start_options
 @pass_ctx
-def seq_start(ctx: Ctx, seq_id: str, args: tuple[str, ...], **opts: Any) -> None:
+def seq_start(ctx: Ctx, /, seq_id: str, args: tuple[str, ...], **opts: Any) -> None:
     """Start an instance of a sequence with arguments.  Example: si seq start - 3000 10"""
     _start(ctx, seq_id, args, **opts)
 
@@ -232,7 +233,7 @@ def seq_start(ctx: Ctx, seq_id: str, args: tuple[str, ...], **opts: Any) -> None
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @_start_options
 @pass_ctx
-def seq_deploy(ctx: Ctx, package: str, args: tuple[str, ...], **opts: Any) -> None:
+def seq_deploy(ctx: Ctx, /, package: str, args: tuple[str, ...], **opts: Any) -> None:
     """Pack (if a directory), send and start in one step.  Example: si seq deploy examples/counter-js 1 5 --wait"""
     seq_id = _send(ctx, package)
     output.message(f"sequence {seq_id}")

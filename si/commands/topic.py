@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
+from typing import cast
 
 import click
 
 from .. import output, protocol
-from ..context import Ctx, pass_ctx
+from ..context import Ctx, F, pass_ctx
 
 # text/plain first: the default of Scramjet's CLI (0.26) for `topic send`, and right for any text.
 TOPIC_TYPES = list(protocol.CONTENT_TYPES)
@@ -20,7 +22,7 @@ def topic() -> None:
     """Write to, read from and manage topics.  Example: si topic get names"""
 
 
-def _content_type_option(func):
+def _content_type_option(func: F) -> F:
     return click.option("-t", "--content-type", default=TOPIC_TYPES[0], show_default=True,
                         type=click.Choice(TOPIC_TYPES), help="The topic's type (fixed by its first writer).")(func)
 
@@ -32,7 +34,8 @@ def _content_type_option(func):
 @pass_ctx
 def topic_send(ctx: Ctx, name: str, file: Path | None, content_type: str) -> None:
     """Send a file, or stdin as it comes, to a topic.  Example: si topic send names names.txt -t text/plain"""
-    source = file.open("rb") if file is not None else sys.stdin.buffer
+    # stdin's binary side is a BufferedReader too, whatever typeshed calls it.
+    source = file.open("rb") if file is not None else cast(io.BufferedReader, sys.stdin.buffer)
     sent = False
     with source:
         # read1: what is there now, so a pipe (tail -f) reaches the topic as it flows.

@@ -14,6 +14,9 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import AsyncIterator, Callable
+from types import ModuleType
+from typing import Any, NoReturn
 
 EXIT_INVALID_MAIN = 21
 EXIT_FAILED_ON_START = 22
@@ -27,18 +30,18 @@ _FDS = {key[len("SEQHUB_FD_"):].lower(): int(os.environ.pop(key))
         for key in [k for k in os.environ if k.startswith("SEQHUB_FD_")]}
 
 
-def _fd(name):
+def _fd(name: str) -> int:
     return _FDS[name]
 
 
 class Output:
     """Buffered writer of the output channel: STH text/plain (str as-is) or ndjson items."""
 
-    def __init__(self, fd, ndjson=False):
+    def __init__(self, fd: int, ndjson: bool = False):
         self._file = open(fd, "wb", buffering=64 * 1024, closefd=True)
         self.ndjson = ndjson
 
-    def write(self, item):
+    def write(self, item: Any) -> None:
         if item is None:
             return
         if self.ndjson:
@@ -51,18 +54,18 @@ class Output:
             data = (json.dumps(item) + "\n").encode()
         self._file.write(data)
 
-    def flush(self):
+    def flush(self) -> None:
         self._file.flush()
 
-    def close(self):
+    def close(self) -> None:
         self._file.close()
 
 
 class JsonLines:
-    def __init__(self, fd):
+    def __init__(self, fd: int):
         self._file = open(fd, "w", buffering=1, encoding="utf-8", closefd=True)
 
-    def send(self, obj):
+    def send(self, obj: dict[str, Any]) -> None:
         try:
             self._file.write(json.dumps(obj, default=str) + "\n")
         except (BrokenPipeError, ValueError):
@@ -72,11 +75,11 @@ class JsonLines:
 class LogHandler(logging.Handler):
     LEVELS = {"WARNING": "WARN", "CRITICAL": "FATAL"}
 
-    def __init__(self, sink):
+    def __init__(self, sink: JsonLines):
         super().__init__(logging.DEBUG)
         self.sink = sink
 
-    def emit(self, record):
+    def emit(self, record: logging.LogRecord) -> None:
         self.sink.send({"ts": int(record.created * 1000),
                         "level": self.LEVELS.get(record.levelname, record.levelname),
                         "from": "Sequence", "msg": record.getMessage()})
@@ -85,38 +88,38 @@ class LogHandler(logging.Handler):
 class AppContext:
     """What a sequence receives as ``context`` (the STH Python AppContext API)."""
 
-    def __init__(self, config, events, logger):
+    def __init__(self, config: dict[str, Any], events: JsonLines, logger: logging.Logger):
         self.config = config
         self.logger = logger
         self._events = events
-        self._handlers = {}
-        self._early = {}  # events that came before any handler for them: delivered on registration
-        self._stop_handler = None
-        self._health_check = lambda: {"healthy": True}
+        self._handlers: dict[str, list[Callable[[Any], Any]]] = {}
+        self._early: dict[str, list[Any]] = {}  # events that came before any handler for them: delivered on registration
+        self._stop_handler: Callable[[float, bool], Any] | None = None
+        self._health_check: Callable[[], Any] = lambda: {"healthy": True}
         self.keep_alive_requested = False
 
-    def set_stop_handler(self, handler):
+    def set_stop_handler(self, handler: Callable[[float, bool], Any]) -> None:
         self._stop_handler = handler
 
-    def set_health_check(self, check):
+    def set_health_check(self, check: Callable[[], Any]) -> None:
         self._health_check = check
 
-    def on(self, event_name, callback):
+    def on(self, event_name: str, callback: Callable[[Any], Any]) -> None:
         self._handlers.setdefault(event_name, []).append(callback)
         for message in self._early.pop(event_name, []):
             asyncio.ensure_future(self.dispatch(event_name, message))
 
-    def emit(self, event_name, message=""):
+    def emit(self, event_name: str, message: Any = "") -> None:
         self._events.send({"type": "event", "name": event_name, "message": message})
 
-    async def keep_alive(self, timeout=0):
+    async def keep_alive(self, timeout: float = 0) -> None:
         self.keep_alive_requested = True
         self._events.send({"type": "keepalive", "timeout": timeout})
         if timeout:
             await asyncio.sleep(timeout)
 
     # -- used by the host ---------------------------------------------------------------------
-    def health(self):
+    def health(self) -> dict[str, bool]:
         try:
             result = self._health_check()
             return {"healthy": bool(result.get("healthy", True))} if isinstance(result, dict) \
@@ -124,7 +127,7 @@ class AppContext:
         except Exception:  # a broken health check means unhealthy, not a dead host
             return {"healthy": False}
 
-    async def dispatch(self, name, message):
+    async def dispatch(self, name: str, message: Any) -> None:
         if name not in self._handlers:
             self._early.setdefault(name, []).append(message)
             return
@@ -133,7 +136,7 @@ class AppContext:
             if inspect.isawaitable(result):
                 await result
 
-    async def run_stop_handler(self, timeout_s, can_keep_alive):
+    async def run_stop_handler(self, timeout_s: float, can_keep_alive: bool) -> None:
         if self._stop_handler is None:
             return
         result = self._stop_handler(timeout_s, can_keep_alive)
@@ -141,7 +144,7 @@ class AppContext:
             await result
 
 
-async def _input_items(reader):
+async def _input_items(reader: asyncio.StreamReader) -> AsyncIterator[Any]:
     """STH input decoding: text/plain gives lines (with "\\n"), octet-stream gives ≤8192-byte chunks."""
     preamble = await reader.readuntil(b"\r\n\r\n")
     content_type = preamble.decode("latin-1").split(":", 1)[1].strip().lower()
@@ -159,7 +162,7 @@ async def _input_items(reader):
         raise TypeError(f"Unsupported input type {content_type}")
 
 
-async def _pipe_reader(fd):
+async def _pipe_reader(fd: int) -> asyncio.StreamReader:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=16 * 1024 * 1024)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", 0))
@@ -167,20 +170,19 @@ async def _pipe_reader(fd):
 
 
 class Host:
-    def __init__(self, start):
+    def __init__(self, start: dict[str, Any]):
         self.start = start
         self.events = JsonLines(_fd("events"))
         logger = logging.getLogger("Sequence")
         logger.setLevel(logging.DEBUG)
         logger.addHandler(LogHandler(JsonLines(_fd("log"))))
         logger.propagate = False
-        logger.warn = logger.warning
+        logger.warn = logger.warning  # type: ignore[method-assign]  # Scramjet's sequences call warn
         self.logger = logger
         self.context = AppContext(start.get("config") or {}, self.events, logger)
-        self.output = None
-        self.exit_code = None
+        self.output: Output | None = None
 
-    def load(self):
+    def load(self) -> ModuleType:
         path = os.path.abspath(self.start["main"])
         seq_dir = os.getcwd()
         sys.path[:0] = [seq_dir, os.path.join(seq_dir, "__pypackages__")]
@@ -189,6 +191,8 @@ class Host:
             sys.exit(EXIT_INVALID_MAIN)
         try:
             spec = importlib.util.spec_from_file_location("sequence", path)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"cannot load {path}")
             module = importlib.util.module_from_spec(spec)
             sys.modules["sequence"] = module
             spec.loader.exec_module(module)
@@ -199,7 +203,7 @@ class Host:
             sys.exit(EXIT_FAILED_ON_START)
         return module
 
-    async def control_loop(self):
+    async def control_loop(self) -> None:
         reader = await _pipe_reader(_fd("control"))
         async for line in reader:
             msg = json.loads(line)
@@ -211,7 +215,7 @@ class Host:
             elif kind == "stop":
                 asyncio.ensure_future(self.stop(msg))
 
-    async def stop(self, msg):
+    async def stop(self, msg: dict[str, Any]) -> None:
         timeout_s = (msg.get("timeout") or 0) / 1000
         can_keep_alive = bool(msg.get("canCallKeepalive"))
         try:
@@ -221,12 +225,12 @@ class Host:
         if not (can_keep_alive and self.context.keep_alive_requested):
             self.finish(EXIT_STOPPED)
 
-    async def health_loop(self):
+    async def health_loop(self) -> None:
         while True:
             self.events.send({"type": "health", **self.context.health()})
             await asyncio.sleep(1)
 
-    def finish(self, code):
+    def finish(self, code: int) -> NoReturn:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         if self.output is not None:
@@ -236,37 +240,37 @@ class Host:
                 pass
         os._exit(code)
 
-    async def forward(self, result, ndjson):
-        self.output = Output(_fd("output"), ndjson=ndjson)
+    async def forward(self, result: Any, ndjson: bool) -> None:
+        output = self.output = Output(_fd("output"), ndjson=ndjson)
         # Not isawaitable(): a scramjet Stream defines __await__ only to refuse it.
         if inspect.iscoroutine(result) or isinstance(result, asyncio.Future):
             result = await result
-        flusher = asyncio.ensure_future(self._flush_often())
+        flusher = asyncio.ensure_future(self._flush_often(output))
         try:
             if result is None:
                 return
             if isinstance(result, (str, bytes, bytearray)):
-                self.output.write(result)
+                output.write(result)
             elif hasattr(result, "__aiter__"):
                 async for item in result:
-                    self.output.write(item)
+                    output.write(item)
             elif hasattr(result, "__iter__"):
                 for item in result:
-                    self.output.write(item)
+                    output.write(item)
                     await asyncio.sleep(0)
             else:
-                self.output.write(result)
+                output.write(result)
         finally:
             flusher.cancel()
-            self.output.close()
+            output.close()
 
-    async def _flush_often(self):
+    async def _flush_often(self, output: Output) -> None:
         # Items may trickle in slowly: push what is buffered every 50 ms so readers see it.
         while True:
             await asyncio.sleep(0.05)
-            self.output.flush()
+            output.flush()
 
-    async def main(self):
+    async def main(self) -> None:
         module = self.load()
         os.environ.pop("SEQHUB_START", None)
         asyncio.ensure_future(self.control_loop())
@@ -274,7 +278,7 @@ class Host:
         input_reader = await _pipe_reader(_fd("input"))
         try:
             from scramjet.streams import Stream
-            input_stream = Stream.read_from(_input_items(input_reader))
+            input_stream: Any = Stream.read_from(_input_items(input_reader))
         except ImportError:  # scramjet is optional for sequences that ignore input
             input_stream = _input_items(input_reader)
         provides = _declared(module, "provides")
@@ -298,13 +302,13 @@ class Host:
         self.finish(0)
 
 
-def _declared(module, key):
+def _declared(module: ModuleType, key: str) -> dict[str, Any]:
     """A module's Scramjet topic declaration: {"provides"|"requires": name, "contentType": type}."""
     value = getattr(module, key, None)
     return value if isinstance(value, dict) else {}
 
 
-def main():
+def main() -> None:
     with open(os.environ["SEQHUB_START"], encoding="utf-8") as fh:
         start = json.load(fh)
     asyncio.run(Host(start).main())
