@@ -1,8 +1,8 @@
 """The embedded hub: moto (provisioned from infra/template.yaml), the Chalice app, local runners.
 
 It runs from a checkout of the server (it needs ``app.py``, ``.chalice/`` and ``infra/`` beside
-``chalicelib/``). Everything runs in this one foreground process, except the runners: each instance gets its own OS
-process, as Lambda would give it its own invocation.
+``chalicelib/``). Everything runs in this one foreground process, except the runners: each instance
+gets its own OS process, as Lambda would give it its own invocation.
 """
 
 from __future__ import annotations
