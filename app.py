@@ -109,9 +109,11 @@ def route(path: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[.
                 return _error(exc.status, exc.message)
             except config.ConfigError as exc:
                 logger.exception("misconfigured")
+                observability.request_failed()
                 return _error(500, f"hub misconfigured: {exc}")
             except Exception:
                 logger.exception("unhandled error")
+                observability.request_failed()
                 return _error(500, "internal error; see the hub's logs")
 
         return app.route(API + path, authorizer=IAM, **kwargs)(handler)

@@ -46,6 +46,12 @@ def package_stored(size: int) -> None:
         metrics.add_metric(name="PackageBytes", unit=MetricUnit.Bytes, value=size)
 
 
+def request_failed() -> None:
+    """An API request that failed inside the hub (answered 500), not one the user got wrong."""
+    if metrics_enabled():
+        metrics.add_metric(name="RequestFailed", unit=MetricUnit.Count, value=1)
+
+
 def instance_ended(status: str, duration_ms: float) -> None:
     """An end by status (``errored`` are the failures) and how long the instance ran, sent now with
     the status as a dimension of these two metrics only."""

@@ -60,6 +60,18 @@ def test_starts_ends_durations_and_package_sizes_are_sent_as_emf(measured, capsy
     assert {d["dimensions"]["status"] for d in durations} == {"completed", "errored"}
 
 
+def test_a_request_that_fails_inside_the_hub_is_counted(measured, capsys, monkeypatch):
+    from chalicelib import sequences
+
+    def broken(_settings):
+        raise RuntimeError("the table is gone")
+
+    monkeypatch.setattr(sequences, "list_items", broken)
+    resp = measured.http.get("/api/v1/sequences")
+    assert resp.status_code == 500 and json.loads(resp.body) == {"error": "internal error; see the hub's logs"}
+    assert [m["values"] for m in metric(emf(capsys.readouterr().out), "RequestFailed")] == [[1.0]]
+
+
 def test_the_embedded_hub_sends_no_metrics(api, capsys, settings):
     seq = json.loads(api.http.post("/api/v1/sequence", headers=PACKAGE, body=py_package("def run(c, i):\n    return 1\n")).body)["id"]
     api.http.post(f"/api/v1/sequence/{seq}/start", headers=JS, body="{}")
