@@ -5,6 +5,8 @@ self-contained (standard library plus scramjet-framework-py) because it runs in 
 scrubbed environment, not in the runner's.
 """
 
+from __future__ import annotations
+
 import asyncio
 import importlib.util
 import inspect
