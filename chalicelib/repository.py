@@ -106,6 +106,15 @@ def _inst_key(inst_id: str, sk: str = META) -> dict[str, Any]:
     return {"pk": {"S": f"inst#{inst_id}"}, "sk": {"S": sk}}
 
 
+def _numbered_sk(prefix: str, number: int, digits: int = 10) -> str:
+    """The sort key of item ``number`` of a numbered series (input chunks, events, topic chunks):
+    zero-padded, so the keys sort as the numbers do."""
+    return f"{prefix}{number:0{digits}d}"
+
+
+TOPIC_CHUNK_DIGITS = 12  # topic chunks: more digits than an instance's series (a topic lives longer)
+
+
 def _topic_key(name: str, sk: str = META) -> dict[str, Any]:
     return {"pk": {"S": f"topic#{name}"}, "sk": {"S": sk}}
 
@@ -445,8 +454,18 @@ class Repository:
             raise
         return int(_from_ddb(result["Attributes"])[f"{stream}_seq"])
 
+    def _numbered(self, pk: str, prefix: str, first: int, last: int, digits: int = 10) -> Iterator[dict[str, Any]]:
+        """Items ``first``..``last`` (inclusive) of a numbered series under ``pk``, in order, read page
+        by page as the caller goes; each with its number as ``n``."""
+        for item in self._query(KeyConditionExpression="pk = :p AND sk BETWEEN :a AND :b", ConsistentRead=True,
+                                ExpressionAttributeValues={":p": {"S": pk},
+                                                           ":a": {"S": _numbered_sk(prefix, first, digits)},
+                                                           ":b": {"S": _numbered_sk(prefix, last, digits)}}):
+            item["n"] = int(item["sk"][len(prefix):])
+            yield item
+
     def put_chunk(self, inst_id: str, stream: str, number: int, data: bytes | None, s3_key: str | None) -> None:
-        item: dict[str, Any] = {"pk": f"inst#{inst_id}", "sk": f"in#{stream}#{number:010d}"}
+        item: dict[str, Any] = {"pk": f"inst#{inst_id}", "sk": _numbered_sk(f"in#{stream}#", number)}
         if s3_key is not None:
             item["s3_key"] = s3_key
         else:
@@ -455,12 +474,8 @@ class Repository:
 
     def chunks(self, inst_id: str, stream: str, first: int, last: int) -> list[dict[str, Any]]:
         """Chunks ``first``..``last`` (inclusive) of ``stream``: {"n", "data"} or {"n", "s3_key"}."""
-        found = self._query(KeyConditionExpression="pk = :p AND sk BETWEEN :a AND :b", ConsistentRead=True,
-                            ExpressionAttributeValues={":p": {"S": f"inst#{inst_id}"},
-                                                       ":a": {"S": f"in#{stream}#{first:010d}"},
-                                                       ":b": {"S": f"in#{stream}#{last:010d}"}})
-        return [{"n": int(i["sk"].rsplit("#", 1)[1]), **{k: i[k] for k in ("data", "s3_key") if k in i}}
-                for i in found]
+        return [{"n": i["n"], **{k: i[k] for k in ("data", "s3_key") if k in i}}
+                for i in self._numbered(f"inst#{inst_id}", f"in#{stream}#", first, last)]
 
     # -- events ----------------------------------------------------------------------------------
     def add_event_in(self, inst_id: str, name: str, message_json: str) -> bool:
@@ -470,16 +485,13 @@ class Repository:
         if result is None:
             return False
         number = int(result["evin_seq"])
-        self._put({"pk": f"inst#{inst_id}", "sk": f"evin#{number:010d}", "name": name, "message": message_json},
+        self._put({"pk": f"inst#{inst_id}", "sk": _numbered_sk("evin#", number), "name": name, "message": message_json},
                   condition=None)
         return True
 
     def events_in(self, inst_id: str, first: int, last: int) -> list[dict[str, Any]]:
-        found = self._query(KeyConditionExpression="pk = :p AND sk BETWEEN :a AND :b", ConsistentRead=True,
-                            ExpressionAttributeValues={":p": {"S": f"inst#{inst_id}"},
-                                                       ":a": {"S": f"evin#{first:010d}"},
-                                                       ":b": {"S": f"evin#{last:010d}"}})
-        return [{"n": int(i["sk"].rsplit("#", 1)[1]), "name": i["name"], "message": i["message"]} for i in found]
+        return [{"n": i["n"], "name": i["name"], "message": i["message"]}
+                for i in self._numbered(f"inst#{inst_id}", "evin#", first, last)]
 
     def put_event_out(self, inst_id: str, name: str, message_json: str, at: float) -> None:
         self._put({"pk": f"inst#{inst_id}", "sk": f"evout#{name}", "message": message_json, "at": at},
@@ -516,7 +528,7 @@ class Repository:
 
     def put_topic_chunk(self, name: str, chunk: dict[str, Any]) -> bool:
         """Chunk ``chunk["n"]``, if that number is free (False: another writer has it)."""
-        return self._put({"pk": f"topic#{name}", "sk": f"d#{chunk['n']:012d}", **chunk})
+        return self._put({"pk": f"topic#{name}", "sk": _numbered_sk("d#", chunk["n"], TOPIC_CHUNK_DIGITS), **chunk})
 
     def advance_topic(self, name: str, number: int, expires_at: int, now: float) -> bool:
         """Count chunk ``number`` in (readers read up to the count), if the count is just below it
@@ -527,12 +539,7 @@ class Repository:
 
     def topic_chunks(self, name: str, first: int, last: int) -> Iterator[dict[str, Any]]:
         """Chunks ``first``..``last`` of the topic, in order, read page by page as the caller goes."""
-        for item in self._query(KeyConditionExpression="pk = :p AND sk BETWEEN :a AND :b", ConsistentRead=True,
-                                ExpressionAttributeValues={":p": {"S": f"topic#{name}"},
-                                                           ":a": {"S": f"d#{first:012d}"},
-                                                           ":b": {"S": f"d#{last:012d}"}}):
-            item["n"] = int(item["sk"][2:])
-            yield item
+        return self._numbered(f"topic#{name}", "d#", first, last, TOPIC_CHUNK_DIGITS)
 
     def listed_topics(self) -> list[dict[str, Any]]:
         return sorted(self._batch_get(self._topic_keys()), key=lambda t: t["name"])

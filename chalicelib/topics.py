@@ -87,7 +87,7 @@ def get(settings: Settings, name: str) -> Topic | None:
 
 def listed(settings: Settings) -> list[Topic]:
     now = clock.now()
-    return [t for t in map(_topic, _repo(settings).listed_topics()) if t is not None and t.live(now)]
+    return [t for t in map(_topic, _repo(settings).listed_topics()) if t.live(now)]
 
 
 # -- writing ------------------------------------------------------------------------------------
@@ -234,7 +234,7 @@ def expire(settings: Settings, budget_seconds: float) -> list[str]:
     s3: Any = aws.client("s3")
     stop_at = time.monotonic() + budget_seconds
     gone = []
-    for topic in filter(None, map(_topic, repo.listed_topics())):
+    for topic in map(_topic, repo.listed_topics()):
         if time.monotonic() > stop_at:
             break
         now = clock.now()
