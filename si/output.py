@@ -6,7 +6,7 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
 
@@ -38,6 +38,13 @@ def data(obj: Any, pretty: str | None = None) -> None:
         click.echo(pretty)
     else:
         click.echo(json.dumps(obj, indent=2))
+
+
+def copy(chunks: Iterable[bytes], sink: IO[bytes]) -> None:
+    """Write a stream (a channel, a topic) as it comes, each piece flushed so a pipe sees it at once."""
+    for chunk in chunks:
+        sink.write(chunk)
+        sink.flush()
 
 
 def age(iso: str | None) -> str:

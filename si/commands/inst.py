@@ -56,19 +56,13 @@ def inst_use(ctx: Ctx, inst_id: str) -> None:
     session.remember("instance", ctx.client.instance(inst_id)["id"])
 
 
-def _copy_channel(ctx: Ctx, inst_id: str, channel: str, follow: bool, sink: IO[bytes]) -> None:
-    for chunk in ctx.client.follow(inst_id, channel, follow=follow):
-        sink.write(chunk)
-        sink.flush()
-
-
 def _channel_command(channel: str, follow_default: bool, summary: str) -> click.Command:
     @click.argument("inst_id")
     @click.option("--follow/--no-follow", default=follow_default,
                   help=f"Keep reading until the {channel} ends (default: {'on' if follow_default else 'off'}).")
     @pass_ctx
     def command(ctx: Ctx, inst_id: str, follow: bool) -> None:
-        _copy_channel(ctx, session.resolve("instance", inst_id), channel, follow, sys.stdout.buffer)
+        output.copy(ctx.client.follow(session.resolve("instance", inst_id), channel, follow=follow), sys.stdout.buffer)
 
     command.__doc__ = summary
     return inst.command(channel)(command)
@@ -86,7 +80,7 @@ def _stream_until_end(ctx: Ctx, inst_id: str, channels: list[tuple[str, Any]]) -
 
     def pump(channel: str, sink: IO[bytes]) -> None:
         try:
-            _copy_channel(ctx, inst_id, channel, True, sink)
+            output.copy(ctx.client.follow(inst_id, channel), sink)
         except BaseException as exc:  # reported below, in the main thread
             errors.append(exc)
 

@@ -53,9 +53,7 @@ def topic_send(ctx: Ctx, name: str, file: Path | None, content_type: str) -> Non
 @pass_ctx
 def topic_get(ctx: Ctx, name: str, follow: bool, content_type: str | None) -> None:
     """Print a topic from where its retained data begins, following new data.  Example: si topic get names"""
-    for chunk in ctx.client.follow_topic(name, follow=follow):
-        sys.stdout.buffer.write(chunk)
-        sys.stdout.buffer.flush()
+    output.copy(ctx.client.follow_topic(name, follow=follow), sys.stdout.buffer)
 
 
 @topic.command("ls")
