@@ -8,12 +8,12 @@ from typing import Any
 
 from .protocol import ACTIVE, CHANNELS, COMPLETED, ERRORED, FINAL, INPUT_STREAMS, ExitCode
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 def valid_id(ident: str) -> bool:
     """Sequence and instance ids: checked before any AWS call, so a bad one never reaches a query."""
-    return bool(_ID.match(ident or ""))
+    return isinstance(ident, str) and _ID.fullmatch(ident) is not None
 
 
 REASON_COMPLETED = "Instance completed"

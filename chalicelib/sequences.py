@@ -24,7 +24,7 @@ def package_key(seq_id: str) -> str:
 
 
 UPLOAD_URL_SECONDS = 3600
-_UPLOAD_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_UPLOAD_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def upload_key(seq_id: str) -> str:
@@ -100,7 +100,7 @@ class _Streamed:
 def commit_upload(settings: Settings, seq_id: str) -> dict[str, Any]:
     """Validate an uploaded package exactly as a direct upload; keep it only if it passes.
     Committing the same upload again answers the same id."""
-    if not _UPLOAD_ID.match(seq_id):
+    if _UPLOAD_ID.fullmatch(seq_id) is None:
         raise NotFound(f"Upload {seq_id} not found")
     if Repository(settings.table).get_sequence(seq_id) is not None:
         return {"id": seq_id}

@@ -21,7 +21,7 @@ DEFAULTS = {"apiUrl": DEFAULT_API_URL, "token": "", "format": "pretty", "auth": 
 # work at all (it spins, never sending a request), so a profile we write carries them too.
 SCRAMJET_DEFAULTS = {"configVersion": 1, "middlewareApiUrl": "", "env": "development", "scope": "",
                      "log": {"debug": False, "format": "pretty"}}
-_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 def root() -> Path:
@@ -40,7 +40,7 @@ def current_name() -> str:
 
 
 def _file(name: str) -> Path:
-    if not _NAME.match(name):
+    if _NAME.fullmatch(name) is None:
         raise SiError(f"invalid profile name {name!r}: use letters, digits, '.', '_' or '-'")
     return root() / "profiles" / f"{name}.json"
 

@@ -159,10 +159,25 @@ def test_bad_start_bodies_are_400(api):
                           ('{"appConfig": 3}', "appConfig must be a JSON object"),
                           ("{nope", "request body: not valid JSON: Expecting property name enclosed in double "
                                     "quotes: line 1 column 2 (char 1)"),
-                          ('{"instanceId": "../x"}', "instanceId must be 1-64 letters, digits, '-' or '_'")):
+                          ('{"instanceId": "../x"}', "instanceId must be 1-64 letters, digits, '-' or '_'"),
+                          # Matched whole: a regex's $ also matches before a final newline.
+                          ('{"instanceId": "x\\n"}', "instanceId must be 1-64 letters, digits, '-' or '_'"),
+                          ('{"outputTopic": "names\\n"}', "outputTopic must be a topic name: 1-200 letters, digits, "
+                                                          "'_', '+', '-'")):
         resp = api.http.post(f"/api/v1/sequence/{seq_id}/start", headers=JSON, body=body)
         assert resp.status_code == 400, body
         assert error_of(resp) == message
+    assert json.loads(api.http.get("/api/v1/instances").body) == []
+
+
+def test_ids_and_names_with_a_trailing_newline_are_refused(api):
+    for path in ("/api/v1/instance/x%0A", "/api/v1/sequence/x%0A", "/api/v1/topic/names%0A?cursor=&wait=0"):
+        resp = api.http.get(path)
+        assert resp.status_code in (400, 404) and "error" in json.loads(resp.body), path
+    resp = api.http.post("/api/v1/topics", headers=JSON, body='{"id": "names\\n", "content-type": "text/plain"}')
+    assert resp.status_code == 400 and "Topic id incorrect format" in error_of(resp)
+    resp = api.http.post("/api/v1/sequence/00000000-0000-4000-8000-00000000000a%0A/commit", headers=JSON, body="{}")
+    assert resp.status_code == 404
 
 
 def test_duplicate_instance_id_is_409(api):

@@ -58,8 +58,8 @@ MAX_WRITE_BYTES = 1024 * 1024  # one input, stdin or topic request
 MAX_PAGE_BYTES = 4 * 1024 * 1024  # one page of a channel or topic: fits a Lambda response after base64
 
 # Scramjet's topic names (topicId.ts, its CLI's validateTopicName), at a length DynamoDB keys allow.
-TOPIC_NAME = re.compile(r"^[\\a-zA-Z0-9_+-]{1,200}$")
+TOPIC_NAME = re.compile(r"[\\a-zA-Z0-9_+-]{1,200}")
 
 
 def valid_topic(name: object) -> TypeGuard[str]:
-    return isinstance(name, str) and bool(TOPIC_NAME.match(name))
+    return isinstance(name, str) and TOPIC_NAME.fullmatch(name) is not None
