@@ -15,6 +15,10 @@ from botocore.config import Config
 _clients: dict[str, Any] = {}
 _lock = threading.Lock()
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=50)
+# S3: presigned URLs signed with SigV4 at the bucket's regional, virtual-hosted endpoint (botocore
+# would presign with SigV2 at the global endpoint, which newer buckets and regions refuse). With a
+# custom endpoint (moto) botocore keeps path style.
+_SERVICE_CONFIG = {"s3": _CONFIG.merge(Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))}
 
 
 def client(service: str) -> Any:
@@ -25,7 +29,7 @@ def client(service: str) -> Any:
             found = _clients.get(service)
             if found is None:
                 session: Any = boto3.session.Session()  # typed per service name; ours is a str
-                found = session.client(service, config=_CONFIG)
+                found = session.client(service, config=_SERVICE_CONFIG.get(service, _CONFIG))
                 _clients[service] = found
     return found
 

@@ -213,3 +213,19 @@ def test_a_process_holding_a_pipe_cannot_push_the_end_past_the_deadline(settings
     assert run_instance(settings, inst, remaining_ms) == protocol.COMPLETED
     assert remaining_ms() > 0  # recorded before the deadline
     assert instances.read_channel(settings, inst, "output", None, 0, until_end=True)["data"] == b"done\n"
+
+
+def test_presigned_uploads_are_signed_with_sigv4_at_the_buckets_regional_endpoint(monkeypatch):
+    """botocore presigns S3 URLs with SigV2 at the global endpoint unless told otherwise; S3 refuses
+    SigV2 for buckets made since 2020 and in regions opened since 2019."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    for key, value in {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret",
+                       "AWS_DEFAULT_REGION": "eu-west-1", "AWS_REGION": "eu-west-1"}.items():
+        monkeypatch.setenv(key, value)
+    aws.reset()
+    try:
+        url = aws.client("s3").generate_presigned_url("put_object", Params={"Bucket": "sequence-hub-dev-1", "Key": "k"})
+    finally:
+        aws.reset()
+    assert url.startswith("https://sequence-hub-dev-1.s3.eu-west-1.amazonaws.com/k?")
+    assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in url and "eu-west-1%2Fs3%2Faws4_request" in url
