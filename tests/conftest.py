@@ -21,7 +21,7 @@ from chalicelib import aws, config, invoker
 from chalicelib.embedded import hub as localhub
 from chalicelib.embedded.hub import free_port
 
-from .helpers import ROOT, SI
+from .helpers import CHROMIUM, CHROMIUM_FLAGS, ROOT, SI
 
 _DYNAMODB = threading.Lock()
 REAL_INVOKE = invoker.invoke
@@ -143,3 +143,14 @@ def hub(tmp_path_factory):
 def session() -> str:
     """A terminal session of its own: what '-' means is per session."""
     return f"test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium, headless, driven by Playwright (tests using it are marked needs_chromium)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
