@@ -467,7 +467,12 @@ def _console_file(name: str) -> Response:
     if found is None:
         return _error(404, f"no console file {name}")
     body, content_type = found
-    return Response(body=body, status_code=200, headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
+    try:
+        endpoint = _settings().storage_endpoint
+    except config.ConfigError:  # the page still loads; it shows the API's errors itself
+        endpoint = ""
+    return Response(body=body, status_code=200, headers={"Content-Type": content_type, "Cache-Control": "no-cache",
+                                                         **console.security_headers(endpoint)})
 
 
 # -- Lambda entry points --------------------------------------------------------------------------

@@ -26,6 +26,19 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Quotas:
+    """What one instance or topic may store, in all (see docs/security.md). Each is refused with a
+    clear 413/429 above it, and an instance that outgrows one ends, its log saying which."""
+
+    output_bytes: int         # every channel of one instance together
+    input_bytes: int          # input and stdin sent to one instance, in all
+    unread_input_bytes: int   # sent to one instance and not yet read by it
+    event_bytes: int          # events sent to one instance, as JSON, in all
+    event_names: int          # distinct event names one instance emits (the last message of each is kept)
+    topic_bytes: int          # data one topic holds (written since it was made, while it lives)
+
+
+@dataclass(frozen=True)
 class Settings:
     table: str
     bucket: str
@@ -46,11 +59,17 @@ class Settings:
     max_running: int
     max_running_per_sequence: int
     max_topics: int
+    quotas: Quotas
     local_token: str
     stage: str
     sandbox: str
     sandbox_limits: Limits
     wipe_tmp: bool
+    storage_endpoint: str = ""  # botocore's AWS_ENDPOINT_URL: the embedded hub's moto, else AWS
+    # The embedded hub's HTTP server: how long a client may take to send headers, and how long a
+    # request body may send nothing, before the connection is cut.
+    http_header_seconds: int = 10
+    http_body_idle_seconds: int = 30
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -106,6 +125,13 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         max_running_per_sequence=_int(env, "SEQHUB_MAX_RUNNING_PER_SEQUENCE", 50),
         # Topics are cheap to make: a cap keeps GET /topics within one response and the sweep short.
         max_topics=_int(env, "SEQHUB_MAX_TOPICS", 1000),
+        quotas=Quotas(output_bytes=_int(env, "SEQHUB_MAX_OUTPUT_BYTES", 1024**3),
+                      input_bytes=_int(env, "SEQHUB_MAX_INPUT_BYTES", 1024**3),
+                      # Like a pipe's buffer, only bigger: a reader that falls behind holds up the writer.
+                      unread_input_bytes=_int(env, "SEQHUB_MAX_UNREAD_INPUT_BYTES", 64 * 1024**2),
+                      event_bytes=_int(env, "SEQHUB_MAX_EVENTS_BYTES", 64 * 1024**2),
+                      event_names=_int(env, "SEQHUB_MAX_EVENT_NAMES", 100),
+                      topic_bytes=_int(env, "SEQHUB_MAX_TOPIC_BYTES", 1024**3)),
         # Set by the embedded hub when it listens beyond loopback; never on AWS (IAM there).
         local_token=env.get("SEQHUB_LOCAL_TOKEN", ""),
         stage=env.get("SEQHUB_STAGE", "dev"),
@@ -117,4 +143,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
                               disk_mb=_int(env, "SEQHUB_SANDBOX_DISK_MB", 512)),
         # On Lambda the runner empties /tmp after each instance: the next may be another user's.
         wipe_tmp=bool(env.get("AWS_LAMBDA_FUNCTION_NAME")),
+        storage_endpoint=env.get("AWS_ENDPOINT_URL", ""),
+        http_header_seconds=_int(env, "SEQHUB_HTTP_HEADER_SECONDS", 10),
+        http_body_idle_seconds=_int(env, "SEQHUB_HTTP_BODY_IDLE_SECONDS", 30),
     )

@@ -11,6 +11,8 @@ import importlib.util
 import json
 import logging
 import os
+import resource
+import secrets
 import signal
 import socket
 import sys
@@ -24,6 +26,7 @@ from types import ModuleType
 from typing import Any
 
 from .. import aws
+from .storage_guard import StorageGuard
 
 ROOT = Path(__file__).resolve().parents[2]  # the server's checkout: app.py, .chalice/, infra/
 TEMPLATE = ROOT / "infra" / "template.yaml"
@@ -64,6 +67,20 @@ def hub_environment(outputs: dict[str, str], retention: int, stage: str = "local
             "POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
 
 
+def _connection_limit() -> int:
+    """Raise this process's open-file limit as far as allowed, and keep connections well below it
+    (runners, moto's sockets and files need descriptors too)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(hard, 65536) if hard != resource.RLIM_INFINITY else 65536
+    if wanted > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass
+    return max(64, min(1024, soft // 4))
+
+
 class CannotStart(RuntimeError):
     """The embedded hub cannot run here; the message says why."""
 
@@ -87,23 +104,25 @@ def load_app() -> ModuleType:
     return module
 
 
-def moto_server(port: int = 0) -> Any:
+def moto_server(port: int = 0, guard: StorageGuard | None = None) -> Any:
     """moto's threaded server, with one DynamoDB request at a time: moto's DynamoDB is not thread
     safe (two conditional writes at once may both pass their condition, and a read may see a write
-    half done), where DynamoDB makes each request atomic, which the hub relies on."""
+    half done), where DynamoDB makes each request atomic, which the hub relies on. With ``guard``,
+    only requests signed with the hub's own key reach it (see ``storage_guard``)."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from moto.server import ThreadedMotoServer
     from werkzeug.serving import make_server
 
     lock = threading.Lock()
 
-    def app(environ: dict[str, Any], start_response: Any) -> Any:
+    def serialised(environ: dict[str, Any], start_response: Any) -> Any:
         if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
             with lock:
                 return list(moto_app(environ, start_response))
         return moto_app(environ, start_response)
 
     moto_app = DomainDispatcherApplication(create_backend_app)
+    app = guard.wrap(serialised) if guard is not None else serialised
 
     class Server(ThreadedMotoServer):
         def _server_entry(self) -> None:  # ThreadedMotoServer's, with the lock in front of the app
@@ -132,6 +151,7 @@ class LocalHub:
     port: int = 8000
     retention: int = 3600
     token: str = ""  # required from clients when set (a hub listening beyond loopback)
+    allow_origins: tuple[str, ...] = ()  # web origins whose pages may use the hub (CORS)
     sandbox: bool = True  # isolate each instance (bubblewrap); off only on request, on loopback
     not_isolated: str = ""  # why instances are not isolated, once start() has looked
 
@@ -150,17 +170,23 @@ class LocalHub:
         from chalice.config import Config
 
         from .. import config as config_mod
-        from .gateway import Bridge, JsonErrorsH11
+        from .gateway import BodyLimits, Bridge, HubH11
+        from .guard import Guard, loopback_hosts
 
         # The hub announces itself; per-request lines from werkzeug and Chalice are noise here.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         logging.getLogger("chalice").setLevel(logging.WARNING)
-        self._moto = moto_server()
+        # The storage's own key, new at every start: only the hub and its runners hold it.
+        self._storage_guard = StorageGuard(access_key="LOCALHUB", secret_key=secrets.token_urlsafe(32))
+        # moto keeps every S3 object in a buffer that spills to a temporary file past this size:
+        # channel segments, inputs and packages then live on disk, not in the hub's memory.
+        os.environ.setdefault("MOTO_S3_DEFAULT_KEY_BUFFER_SIZE", str(64 * 1024))
+        self._moto = moto_server(guard=self._storage_guard)
         self._moto.start()
         moto_url = self._moto.url
-        # Fake credentials, the moto endpoint: botocore in this process and in every runner it starts.
-        os.environ.update({"AWS_ENDPOINT_URL": moto_url, "AWS_ACCESS_KEY_ID": "local",
-                           "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": REGION,
+        # The key and the moto endpoint: botocore in this process and in every runner it starts.
+        os.environ.update({"AWS_ENDPOINT_URL": moto_url, "AWS_ACCESS_KEY_ID": self._storage_guard.access_key,
+                           "AWS_SECRET_ACCESS_KEY": self._storage_guard.secret_key, "AWS_DEFAULT_REGION": REGION,
                            "AWS_REGION": REGION})
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
             os.environ.pop(name, None)
@@ -184,18 +210,27 @@ class LocalHub:
         config = Config.create(chalice_stage="local", app_name="sequence-hub", chalice_app=hub_app.app,
                                config_from_disk=json.loads((ROOT / ".chalice" / "config.json").read_text()),
                                project_dir=str(ROOT))
-        if "SEQHUB_MAX_PACKAGE_BYTES" not in os.environ:
-            # No API Gateway in front of this hub: Scramjet-sized packages may be posted directly.
-            os.environ["SEQHUB_MAX_PACKAGE_BYTES"] = str(config_mod.load().max_upload_bytes)
         settings = config_mod.load()
-        bridge = Bridge(hub_app.app, config, max_body=max(settings.max_package_bytes, settings.max_request_bytes),
-                        max_input_chunk=settings.max_input_chunk_bytes)
         family = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)[0][0]
         sock = socket.create_server((self.host, self.port), family=family)  # OSError here: the CLI says why
         # Headers and body go out in separate writes; without TCP_NODELAY (inherited by accepted
         # sockets) Nagle's algorithm and the client's delayed ACK add ~40 ms to every answer.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._server = uvicorn.Server(uvicorn.Config(bridge, http=JsonErrorsH11, log_level="warning",
+        port = sock.getsockname()[1]
+        # Beyond loopback the hub is reached by names it cannot know; its token protects it there.
+        guard = Guard(hosts=frozenset() if self.token else loopback_hosts(self.host, port),
+                      origins=frozenset(self.allow_origins))
+        # The console (this hub's own origin) uploads large packages to the storage, presigned.
+        self._storage_guard.origins = {f"http://{h}" for h in guard.hosts} if guard.hosts else None
+        # No API Gateway in front of this hub: packages of any allowed size may be posted directly
+        # (the bridge stores large ones through the presigned path, never holding them in memory).
+        limits = BodyLimits(body=settings.max_request_bytes, input_piece=settings.max_input_chunk_bytes,
+                            package=settings.max_upload_bytes, direct_package=settings.max_package_bytes,
+                            input_request=settings.quotas.input_bytes, idle_seconds=settings.http_body_idle_seconds)
+        bridge = Bridge(hub_app.app, config, limits, guard=guard)
+        HubH11.max_connections = _connection_limit()
+        HubH11.header_seconds = settings.http_header_seconds
+        self._server = uvicorn.Server(uvicorn.Config(bridge, http=HubH11, log_level="warning",
                                                      access_log=False, lifespan="off", timeout_keep_alive=30,
                                                      # At Ctrl-C, followers' streams and long polls are cut
                                                      # after this, not waited for.
@@ -206,7 +241,6 @@ class LocalHub:
             if not self._thread.is_alive():
                 raise OSError(f"the HTTP server did not start on {self.host}:{self.port}")
             time.sleep(0.01)
-        port = sock.getsockname()[1]
         hub_logger.info(f"hub started on {self.host}:{port}")
         from .. import invoker
 
