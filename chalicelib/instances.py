@@ -15,7 +15,7 @@ from .longpoll import LongPoll
 from .models import Instance
 from .observability import logger
 from .protocol import manifest as manifest_rules
-from .repository import INLINE_CHUNK_BYTES, INLINE_START_DATA_BYTES, Repository
+from .repository import HUB_SLOTS, INLINE_CHUNK_BYTES, INLINE_START_DATA_BYTES, Repository, sequence_slots
 
 INPUT_TYPES = protocol.CONTENT_TYPES
 MAX_EVENT_NAME_CHARS = 256
@@ -121,15 +121,23 @@ def start(settings: Settings, seq_id: str, body: Any) -> dict[str, Any]:
     provides, provides_type = _start_topic(body, manifest, "outputTopic", "provides")
     requires, requires_type = _start_topic(body, manifest, "inputTopic", "requires")
     repo = _repo(settings)
-    _check_caps(settings, repo, seq_id)
+    hub_slot, seq_slot = _take_running_slots(settings, repo, seq_id, inst_id)
     args_stored = sizes["args"] > INLINE_START_DATA_BYTES
     config_stored = sizes["appConfig"] > INLINE_START_DATA_BYTES
     inst = Instance(id=inst_id, sequence_id=seq_id, sequence_name=seq.get("name"), status=protocol.STARTING,
                     created=clock.now(), runtime=seq["runtime"], args=args, app_config=app_config,
                     args_stored=args_stored, config_stored=config_stored,
                     stored_bytes=sizes["args"] * args_stored + sizes["appConfig"] * config_stored,
-                    provides=provides, provides_type=provides_type, requires=requires, requires_type=requires_type)
-    if not repo.create_instance(inst):
+                    provides=provides, provides_type=provides_type, requires=requires, requires_type=requires_type,
+                    hub_slot=hub_slot, seq_slot=seq_slot)
+    created = False
+    try:
+        created = repo.create_instance(inst)
+    finally:
+        if not created:  # refused or failed: the slots go back at once
+            repo.release_slot(HUB_SLOTS, hub_slot, inst_id)
+            repo.release_slot(sequence_slots(seq_id), seq_slot, inst_id)
+    if not created:
         raise Conflict("Instance with a given ID already exists")
     try:
         invoker.invoke(settings, inst_id)
@@ -154,17 +162,25 @@ def _start_topic(body: dict[str, Any], manifest: dict[str, Any], option: str, ke
     return name, declared[1] if declared[0] == name else None
 
 
-def _check_caps(settings: Settings, repo: Repository, seq_id: str) -> None:
-    """Soft caps from the active index alone (Lambda's reserved concurrency is the hard one)."""
-    active = repo.active_keys()
-    if len(active) >= settings.max_running:
-        raise TooMany(f"too many instances running on this hub ({len(active)} of {settings.max_running}); "
+def _take_running_slots(settings: Settings, repo: Repository, seq_id: str, inst_id: str) -> tuple[int, int]:
+    """A running slot on the hub and one of the sequence's (the caps hold under any burst of starts:
+    each slot is an item of its own, taken by a conditional write); 429 when either cap is reached."""
+    now = clock.now()
+    hub_slot = repo.take_slot(HUB_SLOTS, settings.max_running, inst_id, now, repo.still_running)
+    if hub_slot is None:
+        raise TooMany(f"too many instances running on this hub ({settings.max_running}, its most); "
                       "wait for some to end, or raise SEQHUB_MAX_RUNNING")
-    mine = sum(1 for seq, _ in active if seq == seq_id)
-    if mine >= settings.max_running_per_sequence:
-        raise TooMany(f"too many instances of sequence {seq_id} running ({mine} of "
-                      f"{settings.max_running_per_sequence}); wait for some to end, or raise "
-                      "SEQHUB_MAX_RUNNING_PER_SEQUENCE")
+    try:
+        seq_slot = repo.take_slot(sequence_slots(seq_id), settings.max_running_per_sequence, inst_id, now,
+                                  repo.still_running)
+    except BaseException:
+        repo.release_slot(HUB_SLOTS, hub_slot, inst_id)
+        raise
+    if seq_slot is None:
+        repo.release_slot(HUB_SLOTS, hub_slot, inst_id)
+        raise TooMany(f"too many instances of sequence {seq_id} running ({settings.max_running_per_sequence}, its "
+                      "most); wait for some to end, or raise SEQHUB_MAX_RUNNING_PER_SEQUENCE")
+    return hub_slot, seq_slot
 
 
 # -- channels -----------------------------------------------------------------------------------

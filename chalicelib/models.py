@@ -93,6 +93,9 @@ class Instance:
     provides_type: str | None = None
     requires: str | None = None
     requires_type: str | None = None
+    # The running slots it holds while active (the caps; see ``Repository.take_slot``).
+    hub_slot: int | None = None
+    seq_slot: int | None = None
 
     @property
     def active(self) -> bool:

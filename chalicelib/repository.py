@@ -12,6 +12,8 @@ One table, key ``pk`` + ``sk``:
     inst#<id>       evout#<name>        the last message the instance emitted as event <name>
     topic#<name>    #                   a topic: type, chunk count, version  (listing index: lpk "topics")
     topic#<name>    d#<n>               the n-th chunk written to the topic (bytes, or an S3 key when large)
+    slots#<group>   <n>                 slot n of a cap, held by one owner: running instances on the hub
+                                        ("hub") and of a sequence ("seq#<id>"), topics ("topics")
 
 Two sparse, keys-only indexes: ``listing`` holds every sequence and every unexpired instance,
 ``active`` only instances that are starting or running. Instance entries are spread over
@@ -22,8 +24,9 @@ what one request costs never depends on how many came before it.
 from __future__ import annotations
 
 import json
+import random
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -31,11 +34,14 @@ from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from . import aws, models, protocol
+from .errors import Busy
 from .models import Instance
 from .protocol import CHANNELS, INPUT_STREAMS
 
 SHARDS = 4
 META = "#"
+HUB_SLOTS = "hub"  # running instances on the hub
+TOPIC_SLOTS = "topics"
 LISTING_INDEX = "listing"
 ACTIVE_INDEX = "active"
 INLINE_START_DATA_BYTES = 4096  # args/appConfig JSON up to this stays on the instance record
@@ -90,6 +96,11 @@ def _conditional(exc: ClientError) -> bool:
     return exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
 
 
+def sequence_slots(seq_id: str) -> str:
+    """The slot group of a sequence's running instances."""
+    return f"seq#{seq_id}"
+
+
 def shard(ident: str) -> int:
     return zlib.crc32(ident.encode()) % SHARDS
 
@@ -125,6 +136,15 @@ def instance_id_of(keys: dict[str, Any]) -> str | None:
     return pk[len("inst#"):] if pk.startswith("inst#") and sk == META else None
 
 
+SLOT_GRACE_SECONDS = 60  # a slot this young is never taken back: its owner may still be being written
+SLOT_PROBES = 2  # blind tries at a random slot before the held ones are read
+SLOT_ATTEMPTS = 10  # then a slot lost to a concurrent taker is looked for again, up to this
+
+
+def _slot_key(group: str, number: int) -> dict[str, Any]:
+    return {"pk": {"S": f"slots#{group}"}, "sk": {"S": f"{number:06d}"}}
+
+
 # -- the instance record <-> the model ---------------------------------------------------------------
 def _instance_item(inst: Instance) -> dict[str, Any]:
     item: dict[str, Any] = {
@@ -134,6 +154,7 @@ def _instance_item(inst: Instance) -> dict[str, Any]:
         "lpk": f"inst#{shard(inst.id)}", "lsk": f"{inst.sequence_id}#{_ms(inst.created)}#{inst.id}",
         "apk": f"act#{shard(inst.id)}", "ask": f"{inst.sequence_id}#{inst.id}",
         "args_stored": inst.args_stored, "config_stored": inst.config_stored, "stored_bytes": inst.stored_bytes,
+        "hub_slot": inst.hub_slot, "seq_slot": inst.seq_slot,
     }
     for name in ("provides", "provides_type", "requires", "requires_type"):
         if getattr(inst, name) is not None:
@@ -166,7 +187,8 @@ def _instance(item: dict[str, Any]) -> Instance:
         remove_on_end=bool(item.get("remove_on_end")),
         stop_requested=item.get("stop_requested"), health=item.get("health"),
         provides=item.get("provides"), provides_type=item.get("provides_type"),
-        requires=item.get("requires"), requires_type=item.get("requires_type"))
+        requires=item.get("requires"), requires_type=item.get("requires_type"),
+        hub_slot=item.get("hub_slot"), seq_slot=item.get("seq_slot"))
 
 
 class Repository:
@@ -259,6 +281,68 @@ class Repository:
                 return None
             raise
         return _from_ddb(result.get("Attributes", {}))
+
+    # -- slots: caps that hold under any burst of requests --------------------------------------
+    def slot_owners(self, group: str) -> dict[int, dict[str, Any]]:
+        """The held slots of ``group``: {number: {"owner", "at"}} (at most its cap: never history)."""
+        return {int(i["sk"]): i for i in self._query(
+            KeyConditionExpression="pk = :p", ConsistentRead=True, ProjectionExpression="sk, #o, #t",
+            ExpressionAttributeNames={"#o": "owner", "#t": "at"},
+            ExpressionAttributeValues={":p": {"S": f"slots#{group}"}})}
+
+    def take_slot(self, group: str, cap: int, owner: str, now: float,
+                  holding: Callable[[list[str]], set[str]]) -> int | None:
+        """One of ``cap`` slots of ``group`` for ``owner`` (its number); None when all are held.
+
+        A slot is a conditional put of its own item, so however many take at once, no two hold one
+        slot and no more than ``cap`` are held. Slots whose owners no longer hold them (``holding``
+        answers which still do: a runner that died before releasing, say) are taken back when
+        every slot looks held. Raises Busy when other takers keep winning the free ones."""
+        for attempt in range(SLOT_ATTEMPTS):
+            if attempt < SLOT_PROBES:  # far from the cap a blind try is one write and no read
+                number = random.randrange(cap)
+            else:
+                held = self.slot_owners(group)
+                free = [n for n in range(cap) if n not in held]
+                if not free:
+                    stale = self._stale_slots(held, now, holding)
+                    if not stale:
+                        return None
+                    for number in stale:
+                        self.release_slot(group, number, held[number]["owner"])
+                    continue
+                number = random.choice(free)  # takers at once rarely pick the same one
+            if self._put({"pk": f"slots#{group}", "sk": f"{number:06d}", "owner": owner, "at": now}):
+                return number
+        raise Busy(f"too many starts at once for {group}; try again")
+
+    @staticmethod
+    def _stale_slots(held: dict[int, dict[str, Any]], now: float, holding: Callable[[list[str]], set[str]]) -> list[int]:
+        old = {n: i["owner"] for n, i in held.items() if now - float(i["at"]) > SLOT_GRACE_SECONDS}
+        still = holding(list(old.values())) if old else set()
+        return [n for n, owner in old.items() if owner not in still]
+
+    def release_slot(self, group: str, number: int, owner: str) -> None:
+        """Give slot ``number`` back, if ``owner`` still holds it."""
+        try:
+            self._ddb.delete_item(TableName=self.table, Key=_slot_key(group, number), ConditionExpression="#o = :o",
+                                  ExpressionAttributeNames={"#o": "owner"}, ExpressionAttributeValues={":o": _av(owner)})
+        except ClientError as exc:
+            if not _conditional(exc):
+                raise
+
+    def _release_instance_slots(self, item: dict[str, Any] | None) -> None:
+        """An instance that just ended gives back the running slots it held."""
+        if item is None:
+            return
+        if item.get("hub_slot") is not None:
+            self.release_slot(HUB_SLOTS, int(item["hub_slot"]), item["id"])
+        if item.get("seq_slot") is not None:
+            self.release_slot(sequence_slots(item["sequence_id"]), int(item["seq_slot"]), item["id"])
+
+    def still_running(self, inst_ids: list[str]) -> set[str]:
+        """Which of ``inst_ids`` are starting or running (for taking back their slots)."""
+        return {i["id"] for i in self._batch_get([_inst_key(i) for i in inst_ids]) if i["status"] in protocol.ACTIVE}
 
     # -- sequences -------------------------------------------------------------------------------
     def put_sequence(self, seq: dict[str, Any]) -> bool:
@@ -366,6 +450,7 @@ class Repository:
         sets["heartbeat"] = now
         sets.update({f"n_{c}": n for c, n in (segments or {}).items()})
         item = self._update(_inst_key(inst_id), sets, remove=("apk", "ask"), returns="ALL_NEW")
+        self._release_instance_slots(item)
         if item is not None and item.get("remove_on_end") and retention > 0:
             self.expire_now(inst_id, now)
 
@@ -377,8 +462,10 @@ class Repository:
             condition, values = "#st = :was AND #hb = :hb", {":was": inst.status, ":hb": inst.heartbeat}
         else:
             condition, values = "#st = :was AND attribute_not_exists(#hb)", {":was": inst.status}
-        return self._update(_inst_key(inst.id), sets, condition=condition, values=values,
-                            names={"#st": "status", "#hb": "heartbeat"}, remove=("apk", "ask")) is not None
+        item = self._update(_inst_key(inst.id), sets, condition=condition, values=values,
+                            names={"#st": "status", "#hb": "heartbeat"}, remove=("apk", "ask"), returns="ALL_NEW")
+        self._release_instance_slots(item)
+        return item is not None
 
     # -- instances: control from the API ---------------------------------------------------------
     def kill_unclaimed(self, inst_id: str, now: float, retention: int) -> Instance | None:
@@ -386,6 +473,7 @@ class Repository:
         sets = self._end_sets(protocol.COMPLETED, 137, models.REASON_KILLED, now, retention)
         item = self._update(_inst_key(inst_id), sets, condition="#st = :s", names={"#st": "status"},
                             values={":s": protocol.STARTING}, remove=("apk", "ask"), returns="ALL_NEW")
+        self._release_instance_slots(item)
         return _instance(item) if item is not None else None
 
     def kill(self, inst_id: str, now: float, retention: int, status: str | None = None,

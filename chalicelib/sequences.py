@@ -16,7 +16,7 @@ from . import aws, clock, models, observability, packages
 from .config import Settings
 from .errors import Conflict, NotFound, TooLarge
 from .observability import logger
-from .repository import Repository
+from .repository import Repository, sequence_slots
 
 
 def package_key(seq_id: str) -> str:
@@ -158,7 +158,7 @@ def delete(settings: Settings, seq_id: str, force: bool) -> dict[str, Any]:
     """Delete a sequence and its package; 409 while instances run unless ``force`` (which kills them)."""
     get_item(settings, seq_id)
     repo = Repository(settings.table)
-    running = [inst for seq, inst in repo.active_keys() if seq == seq_id]
+    running = [slot["owner"] for slot in repo.slot_owners(sequence_slots(seq_id)).values()]
     if running and not force:
         raise Conflict(f"Can't remove sequence {seq_id}: {len(running)} instance(s) still running "
                        "(kill them first, or force with x-seq-kill-inst: true / si seq rm --force)")

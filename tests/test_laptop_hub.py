@@ -26,7 +26,7 @@ from chalicelib.embedded.hub import moto_server
 from chalicelib.embedded.storage_guard import StorageGuard
 
 from .conftest import running_hub
-from .helpers import CHROMIUM, CHROMIUM_FLAGS, EXAMPLES, SI, needs_chromium, package_dir, si
+from .helpers import CHROMIUM, CHROMIUM_FLAGS, EXAMPLES, SEQUENCES, SI, needs_chromium, package_dir, si
 
 
 def _port(hub) -> int:
@@ -397,3 +397,32 @@ def test_a_large_package_posted_directly_is_stored(hub, session, tmp_path):
 def _rss(proc) -> int:
     status = Path(f"/proc/{proc.pid}/status").read_text()
     return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) * 1024
+
+
+# -- caps under a burst ----------------------------------------------------------------------------
+def test_a_burst_of_starts_through_the_api_never_passes_the_caps(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    os.environ.update(SEQHUB_MAX_RUNNING="12", SEQHUB_MAX_RUNNING_PER_SEQUENCE="4")
+    try:
+        with running_hub(tmp_path) as own:
+            seqs = [requests.post(f"{own['url']}/sequence", data=package_dir(SEQUENCES / "py-keep-alive"), timeout=60,
+                                  headers={"Content-Type": "application/octet-stream"}).json()["id"] for _ in range(4)]
+
+            def start(n: int) -> tuple[str, int]:
+                resp = requests.post(f"{own['url']}/sequence/{seqs[n % 4]}/start", json={}, timeout=120)
+                return seqs[n % 4], resp.status_code
+
+            with ThreadPoolExecutor(max_workers=60) as pool:
+                answers = list(pool.map(start, range(60)))
+            started = [seq for seq, status in answers if status == 200]
+            assert {status for _, status in answers} <= {200, 429, 503}  # 503: lost every try to others
+            assert 8 <= len(started) <= 12 and all(started.count(s) <= 4 for s in seqs), answers
+            live = [i for i in requests.get(f"{own['url']}/instances", timeout=30).json()
+                    if i["status"] in ("starting", "running")]
+            assert len(live) == len(started)
+            for inst in live:
+                requests.post(f"{own['url']}/instance/{inst['id']}/_kill", json={}, timeout=30)
+    finally:
+        for key in ("SEQHUB_MAX_RUNNING", "SEQHUB_MAX_RUNNING_PER_SEQUENCE"):
+            del os.environ[key]

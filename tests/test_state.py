@@ -224,6 +224,64 @@ def test_running_caps_count_only_live_instances(settings, not_invoked, monkeypat
     instances.start(capped, seq_id, {})
 
 
+def test_three_hundred_simultaneous_starts_never_pass_the_caps(settings, not_invoked, monkeypatch):
+    """The caps were read-then-write: 300 starts at once across 6 sequences ran 297 (cap 200), 70 of
+    one sequence (cap 50). Each running instance now holds a slot item taken by a conditional put."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from chalicelib import config
+    from chalicelib.errors import Busy, TooMany
+
+    seqs = [sequences.create(settings, py_package(ECHO_INPUT))["id"] for _ in range(6)]
+    capped = config.load()
+    assert (capped.max_running, capped.max_running_per_sequence) == (200, 50)
+
+    def start(n: int) -> tuple[str, str]:
+        seq_id = seqs[0] if n % 3 == 0 else seqs[n % 6]  # one sequence gets a third of the burst
+        try:
+            return seq_id, instances.start(capped, seq_id, {})["id"]
+        except (TooMany, Busy) as exc:
+            return seq_id, type(exc).__name__
+
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        results = list(pool.map(start, range(300)))
+    started = [(seq, inst) for seq, inst in results if inst not in ("TooMany", "Busy")]
+    per_seq = Counter(seq for seq, _ in started)
+    assert len(started) <= 200 and max(per_seq.values()) <= 50, (len(started), per_seq)
+    assert per_seq[seqs[0]] == 50  # the one asked for 100 times reached its cap exactly
+    live = [i for i in instances.listed(capped) if i.active]
+    assert len(live) == len(started)
+    repo = Repository(settings.table)
+    assert len(repo.slot_owners("hub")) == len(started)
+    for inst in live:  # every slot goes back when its instance ends
+        instances.request_kill(capped, inst.id)
+    assert repo.slot_owners("hub") == {} and all(repo.slot_owners(f"seq#{s}") == {} for s in seqs)
+
+
+def test_a_slot_its_owner_never_gave_back_is_taken_back_when_the_cap_is_reached(settings, not_invoked, monkeypatch):
+    """A runner that died between recording its end and giving its slot back: the slot is taken
+    back by the next start that finds every slot held (its owner has ended)."""
+    from chalicelib import config
+    from chalicelib.repository import SLOT_GRACE_SECONDS
+
+    seq_id = sequences.create(settings, py_package(ECHO_INPUT))["id"]
+    monkeypatch.setenv("SEQHUB_MAX_RUNNING", "2")
+    capped = config.load()
+    repo = Repository(settings.table)
+    held = instances.start(capped, seq_id, {})["id"]
+    ghost = instances.start(capped, seq_id, {})["id"]
+    ended = repo.get_instance(ghost)
+    with monkeypatch.context() as crash:
+        crash.setattr(Repository, "_release_instance_slots", lambda self, item: None)
+        instances.request_kill(capped, ghost)  # its end is recorded, its slot is not given back
+    assert len(repo.slot_owners("hub")) == 2
+    with pytest.raises(Exception, match="too many instances running"):
+        instances.start(capped, seq_id, {})  # too young to be taken back: its owner may still be writing
+    monkeypatch.setattr(clock, "now", lambda: ended.created + SLOT_GRACE_SECONDS + 1)
+    third = instances.start(capped, seq_id, {})["id"]
+    assert {s["owner"] for s in repo.slot_owners("hub").values()} == {held, third}
+
+
 def test_a_broken_record_is_skipped_by_the_sweeper_and_breaks_no_listing_or_start(settings, api, not_invoked,
                                                                                   monkeypatch):
     """Real DynamoDB refuses an update that would take an item past 400 KB; so does moto. A record in
