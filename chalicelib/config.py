@@ -10,6 +10,8 @@ from . import protocol
 
 INVOKE_MODES = ("lambda", "local")
 SANDBOXES = ("none", "bwrap")
+# Which channels are copied to CloudWatch Logs (readers read S3; the copy is for search and audit).
+LOG_COPIES = ("all", "log", "none")
 
 
 class ConfigError(RuntimeError):
@@ -70,6 +72,7 @@ class Settings:
     # request body may send nothing, before the connection is cut.
     http_header_seconds: int = 10
     http_body_idle_seconds: int = 30
+    log_copy: str = "all"  # one of LOG_COPIES
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -93,6 +96,9 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(f"RUNNER_INVOKE_MODE must be one of {', '.join(INVOKE_MODES)}, got {mode!r}")
     if mode == "lambda" and not env.get("RUNNER_FUNCTION"):
         raise ConfigError("RUNNER_FUNCTION must name the runner Lambda when RUNNER_INVOKE_MODE=lambda")
+    log_copy = env.get("SEQHUB_LOG_COPY", "all")
+    if log_copy not in LOG_COPIES:
+        raise ConfigError(f"SEQHUB_LOG_COPY must be one of {', '.join(LOG_COPIES)}, got {log_copy!r}")
     sandbox = env.get("SEQHUB_SANDBOX", "none")
     if sandbox not in SANDBOXES:
         raise ConfigError(f"SEQHUB_SANDBOX must be one of {', '.join(SANDBOXES)}, got {sandbox!r}")
@@ -146,4 +152,5 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         storage_endpoint=env.get("AWS_ENDPOINT_URL", ""),
         http_header_seconds=_int(env, "SEQHUB_HTTP_HEADER_SECONDS", 10),
         http_body_idle_seconds=_int(env, "SEQHUB_HTTP_BODY_IDLE_SECONDS", 30),
+        log_copy=log_copy,
     )

@@ -272,7 +272,12 @@ def send_event(settings: Settings, inst_id: str, body: Any) -> dict[str, Any]:
         raise TooLarge(f"the event's message is {len(message.encode())} bytes of JSON; the limit is "
                        f"{settings.max_event_bytes} (SEQHUB_MAX_EVENT_BYTES)")
     get(settings, inst_id)
-    if not _repo(settings).add_event_in(inst_id, name, message):
+    quota = settings.quotas.event_bytes
+    if not _repo(settings).add_event_in(inst_id, name, message, quota):
+        inst = get(settings, inst_id)
+        if inst.active and inst.event_bytes >= quota:
+            raise TooLarge(f"instance {inst_id} has been sent {inst.event_bytes} bytes of events, its most "
+                           f"(SEQHUB_MAX_EVENTS_BYTES={quota})")
         raise BadRequest("Instance not running")
     return {"accepted": "OK"}
 
@@ -336,7 +341,9 @@ def append_input(settings: Settings, inst_id: str, stream: str, body: bytes,
     if not models.valid_id(inst_id):
         raise NotFound(f"Instance {inst_id} not found")
     repo = _repo(settings)
-    number = repo.reserve_chunk(inst_id, stream, ctype if stream == "input" else None, bool(body), end)
+    quotas = settings.quotas
+    number = repo.reserve_chunk(inst_id, stream, ctype if stream == "input" else None, len(body), end,
+                                quotas.input_bytes, quotas.unread_input_bytes)
     if number is None:  # refused: read the record to say why (404 when it is gone or expired)
         inst = get(settings, inst_id)
         if stream == "input" and inst.requires:
@@ -345,6 +352,14 @@ def append_input(settings: Settings, inst_id: str, stream: str, body: bytes,
             raise Conflict(f"Instance {inst_id} has ended; it takes no more {stream}")
         if stream in inst.chunks_end:
             raise Conflict(f"the {stream} of instance {inst_id} has already been ended")
+        if body and inst.input_bytes >= quotas.input_bytes:
+            raise TooLarge(f"instance {inst_id} has taken {inst.input_bytes} bytes of input and stdin, its most "
+                           f"(SEQHUB_MAX_INPUT_BYTES={quotas.input_bytes})")
+        limit = inst.input_limit if inst.input_limit is not None else quotas.unread_input_bytes
+        if body and inst.input_bytes >= limit:
+            raise TooMany(f"instance {inst_id} has not read the last {inst.input_bytes - limit + quotas.unread_input_bytes}"
+                          f" bytes it was sent (its most is {quotas.unread_input_bytes}, SEQHUB_MAX_UNREAD_INPUT_BYTES); "
+                          "send more once it reads")
         raise BadRequest("Content-Type must be defined")
     if body:
         s3_key = None

@@ -83,6 +83,9 @@ class Instance:
     chunks: dict[str, int] = field(default_factory=lambda: {s: 0 for s in INPUT_STREAMS})
     chunks_end: dict[str, int] = field(default_factory=dict)
     events_in: int = 0  # events sent to the instance so far
+    input_bytes: int = 0  # input and stdin bytes taken so far
+    event_bytes: int = 0  # JSON bytes of the events sent to it so far
+    input_limit: int | None = None  # taken bytes may not pass this (what it has read + its unread quota)
     kill_requested: float | None = None
     remove_on_end: bool = False  # killed with Scramjet's removeImmediately: no retention after the end
     stop_requested: dict[str, Any] | None = None

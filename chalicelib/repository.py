@@ -184,6 +184,8 @@ def _instance(item: dict[str, Any]) -> Instance:
         chunks={s: int(item.get(f"{s}_seq", 0)) for s in INPUT_STREAMS},
         chunks_end={s: int(item[f"{s}_end"]) for s in INPUT_STREAMS if f"{s}_end" in item},
         events_in=int(item.get("evin_seq", 0)), kill_requested=item.get("kill_requested"),
+        input_bytes=int(item.get("in_bytes", 0)), event_bytes=int(item.get("evin_bytes", 0)),
+        input_limit=int(item["in_limit"]) if "in_limit" in item else None,
         remove_on_end=bool(item.get("remove_on_end")),
         stop_requested=item.get("stop_requested"), health=item.get("health"),
         provides=item.get("provides"), provides_type=item.get("provides_type"),
@@ -421,8 +423,12 @@ class Repository:
         return _instance(item) if item is not None else None
 
     def heartbeat(self, inst_id: str, now: float, segments: dict[str, int], ended: set[str],
-                  health: dict[str, Any] | None) -> Instance | None:
+                  health: dict[str, Any] | None, input_limit: int | None = None) -> Instance | None:
+        """The runner's regular write: liveness, channel progress, health, and how far the API may
+        take input (``input_limit``: what the instance has read, plus what it may leave unread)."""
         sets: dict[str, Any] = {"heartbeat": now}
+        if input_limit is not None:
+            sets["in_limit"] = input_limit
         # Ends first, counts second: an ended channel's count is then final when it is written.
         sets.update({f"end_{c}": True for c in ended})
         sets.update({f"n_{c}": n for c, n in segments.items()})
@@ -510,17 +516,24 @@ class Repository:
         return _instance(item) if item is not None else None
 
     # -- input and stdin -------------------------------------------------------------------------
-    def reserve_chunk(self, inst_id: str, stream: str, content_type: str | None, has_data: bool,
-                      end: bool) -> int | None:
-        """Number the next chunk of ``stream`` (and end it, when ``end``); None when the instance has
-        ended, the stream has ended, or (first input request) no content type is known."""
-        inc = 1 if has_data else 0
-        sets_expr = ["#seq = if_not_exists(#seq, :zero) + :inc"]
-        names = {"#seq": f"{stream}_seq", "#end": f"{stream}_end", "#st": "status"}
-        values: dict[str, Any] = {":zero": 0, ":inc": inc, **_ACTIVE_VALUES}
+    def reserve_chunk(self, inst_id: str, stream: str, content_type: str | None, size: int,
+                      end: bool, quota: int, unread: int) -> int | None:
+        """Number the next chunk of ``stream`` (``size`` bytes; and end it, when ``end``); None when
+        the instance has ended, the stream has ended, (first input request) no content type is
+        known, or it would take the instance past its input quota: ``quota`` bytes in all, or
+        ``unread`` bytes more than it has read (the runner keeps ``in_limit`` at that mark)."""
+        inc = 1 if size else 0
+        sets_expr = ["#seq = if_not_exists(#seq, :zero) + :inc", "#inb = if_not_exists(#inb, :zero) + :size"]
+        names = {"#seq": f"{stream}_seq", "#end": f"{stream}_end", "#st": "status", "#inb": "in_bytes",
+                 "#lim": "in_limit"}
+        values: dict[str, Any] = {":zero": 0, ":inc": inc, ":size": size, ":quota": quota, ":unread": unread,
+                                  **_ACTIVE_VALUES}
         if end:
             sets_expr.append("#end = if_not_exists(#seq, :zero) + :inc")
         condition = f"attribute_exists(pk) AND attribute_not_exists(#end) AND {_IS_ACTIVE}"
+        if size:  # an empty request (one that only ends the stream) is never over a quota
+            condition += (" AND (attribute_not_exists(#inb) OR (#inb < :quota AND"
+                          " ((attribute_not_exists(#lim) AND #inb < :unread) OR #lim > #inb)))")
         if stream == "input":
             condition += " AND attribute_not_exists(requires)"  # its input comes from a topic
             names["#ct"] = "input_type"
@@ -566,10 +579,13 @@ class Repository:
                 for i in self._numbered(f"inst#{inst_id}", f"in#{stream}#", first, last)]
 
     # -- events ----------------------------------------------------------------------------------
-    def add_event_in(self, inst_id: str, name: str, message_json: str) -> bool:
-        """Queue an event for the instance; False when it is no longer active."""
-        result = self._update(_inst_key(inst_id), {}, adds={"evin_seq": 1}, condition=_IS_ACTIVE,
-                              names={"#st": "status"}, values=_ACTIVE_VALUES, returns="UPDATED_NEW")
+    def add_event_in(self, inst_id: str, name: str, message_json: str, quota: int) -> bool:
+        """Queue an event for the instance; False when it is no longer active, or when the events
+        sent to it would pass ``quota`` bytes of JSON in all."""
+        result = self._update(_inst_key(inst_id), {}, adds={"evin_seq": 1, "evin_bytes": len(message_json)},
+                              condition=f"{_IS_ACTIVE} AND (attribute_not_exists(#eb) OR #eb < :quota)",
+                              names={"#st": "status", "#eb": "evin_bytes"}, values={**_ACTIVE_VALUES, ":quota": quota},
+                              returns="UPDATED_NEW")
         if result is None:
             return False
         number = int(result["evin_seq"])
@@ -595,7 +611,7 @@ class Repository:
     def create_topic(self, name: str, meta: dict[str, Any]) -> dict[str, Any] | None:
         """A new topic's record, as written; None when it exists (another writer made it first)."""
         item = {"pk": f"topic#{name}", "sk": META, "kind": "topic", "name": name, "lpk": "topics",
-                "lsk": name, "seq": 0, "floor": 0, "version": 1, **meta}
+                "lsk": name, "seq": 0, "floor": 0, "version": 1, "bytes": 0, **meta}
         return item if self._put(item) else None
 
     def renew_topic(self, name: str, version: int, content_type: str, expires_at: int, now: float) -> dict[str, Any] | None:
@@ -607,6 +623,10 @@ class Repository:
             condition="#v = :v", names={"#v": "version"}, values={":v": version, ":one": 1},
             extra_set="#v = #v + :one, seq = seq + :one, floor = seq + :one", remove=("deleted",),
             returns="ALL_NEW")
+
+    def count_topic_bytes(self, name: str, size: int) -> None:
+        """What the topic holds grows (a chunk counted in) or shrinks (chunks expired) by ``size``."""
+        self._update(_topic_key(name), {}, adds={"bytes": size})
 
     def mark_topic_deleted(self, name: str, version: int, now: float) -> bool:
         """Out of view at once, and none of its chunks read again (the floor); they expire later."""
@@ -632,9 +652,9 @@ class Repository:
     def listed_topics(self) -> list[dict[str, Any]]:
         return sorted(self._batch_get(self._topic_keys()), key=lambda t: t["name"])
 
-    def count_topics(self) -> int:
-        """Topic records, unexpired or not yet swept (keys only: cheap)."""
-        return len(self._topic_keys())
+    def existing_topics(self, names: list[str]) -> set[str]:
+        """Which of ``names`` still have a record (for taking back the slots of the others)."""
+        return {i["name"] for i in self._batch_get([_topic_key(n) for n in names])}
 
     def _topic_keys(self) -> list[dict[str, Any]]:
         return [{"pk": {"S": i["pk"]}, "sk": {"S": i["sk"]}} for i in self._query(

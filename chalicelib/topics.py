@@ -26,7 +26,7 @@ from .config import Settings
 from .errors import BadRequest, Busy, NotFound, TooLarge, TooMany, UnsupportedType
 from .longpoll import LongPoll
 from .protocol import CONTENT_TYPES
-from .repository import INLINE_CHUNK_BYTES, Repository
+from .repository import INLINE_CHUNK_BYTES, TOPIC_SLOTS, Repository
 
 DEFAULT_TYPE = "application/x-ndjson"  # what Scramjet's CLI sends when no type is given
 S3_PREFIX = "topics/"  # large chunks (the bucket's lifecycle rule for it is the backstop)
@@ -43,6 +43,8 @@ class Topic:
     version: int
     expires_at: int
     deleted: bool
+    bytes: int = 0  # what its unexpired chunks hold (the quota counts it)
+    slot: int | None = None  # the one of the hub's topic slots it holds (the cap on topics)
 
     def live(self, now: float) -> bool:
         return not self.deleted and self.expires_at > now
@@ -59,7 +61,8 @@ def _topic_or_none(item: dict[str, Any] | None) -> Topic | None:
 def _topic(item: dict[str, Any]) -> Topic:
     return Topic(name=item["name"], content_type=item["content_type"], seq=int(item["seq"]),
                  floor=int(item["floor"]), version=int(item["version"]), expires_at=int(item["expires_at"]),
-                 deleted=bool(item.get("deleted")))
+                 deleted=bool(item.get("deleted")), bytes=max(0, int(item.get("bytes", 0))),
+                 slot=int(item["slot"]) if "slot" in item else None)
 
 
 def check_name(name: Any) -> str:
@@ -119,21 +122,26 @@ def _write(settings: Settings, name: str, ctype: str, data: bytes, must_be_new: 
             now = clock.now()
             expires_at = math.ceil(now) + settings.retention_seconds  # TTL takes whole seconds: never sooner
             topic = _topic_or_none(repo.get_topic(name))
-            if topic is None and repo.count_topics() >= settings.max_topics:
-                raise TooMany(f"this hub holds {settings.max_topics} topics, its most (SEQHUB_MAX_TOPICS); "
-                              "remove some (si topic rm) or let them expire")
-            if topic is None or not topic.live(now):
-                made = (repo.create_topic(name, {"content_type": ctype, "expires_at": expires_at, "updated": now})
-                        if topic is None else repo.renew_topic(name, topic.version, ctype, expires_at, now))
+            if topic is None:
+                made = _make(settings, repo, name, {"content_type": ctype, "expires_at": expires_at, "updated": now})
                 if made is None:
-                    continue  # another writer made or changed it first: look again
-                topic = _topic(made)
+                    continue  # another writer made it first: look again
+                topic = made
+            elif not topic.live(now):
+                renewed = repo.renew_topic(name, topic.version, ctype, expires_at, now)
+                if renewed is None:
+                    continue  # another writer changed it first: look again
+                topic = _topic(renewed)
             elif must_be_new:
                 raise BadRequest("Topic with given id already exist")
             elif topic.content_type != ctype:
                 raise UnsupportedType(f"Acceptable Content-Type for {name} is {topic.content_type}")
             if not data:
                 return topic
+            quota = settings.quotas.topic_bytes
+            if topic.bytes + len(data) > quota:  # writers at once may pass it by a request each
+                raise TooMany(f"topic {name} holds {topic.bytes} bytes, its most is {quota} (SEQHUB_MAX_TOPIC_BYTES); "
+                              "its data expires after the retention, or remove it (si topic rm)")
             number = topic.seq + 1
             chunk = {"n": number, "size": len(data), "expires_at": expires_at, "at": now,
                      **({"s3_key": s3_key} if s3_key else {"data": data})}
@@ -142,6 +150,7 @@ def _write(settings: Settings, name: str, ctype: str, data: bytes, must_be_new: 
             # gone): so the count only ever covers stored chunks, and never stalls.
             repo.advance_topic(name, number, expires_at, now)
             if stored:
+                repo.count_topic_bytes(name, len(data))
                 return topic
             time.sleep(random.uniform(0, min(0.05, 0.002 * 2 ** attempt)))
         raise Busy(f"topic {name} is too busy right now; try again")
@@ -149,6 +158,22 @@ def _write(settings: Settings, name: str, ctype: str, data: bytes, must_be_new: 
         if s3_key:  # refused or failed: nothing of it stays
             aws.client("s3").delete_object(Bucket=settings.bucket, Key=s3_key)
         raise
+
+
+def _make(settings: Settings, repo: Repository, name: str, meta: dict[str, Any]) -> Topic | None:
+    """A new topic's record, holding one of the hub's topic slots (the cap holds under any burst of
+    writers); None when another writer made it first. 429 when the hub holds its most topics."""
+    slot = repo.take_slot(TOPIC_SLOTS, settings.max_topics, name, meta["updated"], repo.existing_topics)
+    if slot is None:
+        raise TooMany(f"this hub holds {settings.max_topics} topics, its most (SEQHUB_MAX_TOPICS); "
+                      "remove some (si topic rm) or let them expire")
+    made = None
+    try:
+        made = repo.create_topic(name, {**meta, "slot": slot})
+    finally:
+        if made is None:
+            repo.release_slot(TOPIC_SLOTS, slot, name)
+    return _topic(made) if made is not None else None
 
 
 def delete(settings: Settings, name: str) -> None:
@@ -245,8 +270,13 @@ def expire(settings: Settings, budget_seconds: float) -> list[str]:
             s3.delete_objects(Bucket=settings.bucket,
                               Delete={"Objects": [{"Key": k} for k in keys[start:start + 1000]], "Quiet": True})
         repo.delete_topic_items(topic.name, [c["sk"] for c in dead])
+        freed = sum(int(c["size"]) for c in dead)  # each was counted in by the writer that stored it
+        if freed:
+            repo.count_topic_bytes(topic.name, -freed)
         left = next(iter(repo.topic_chunks(topic.name, 1, topic.seq)), None)
         # Only if no writer brought it back meanwhile (the record's version is unchanged).
         if not topic.live(now) and left is None and repo.delete_topic(topic.name, topic.version):
+            if topic.slot is not None:
+                repo.release_slot(TOPIC_SLOTS, topic.slot, topic.name)
             gone.append(topic.name)
     return gone

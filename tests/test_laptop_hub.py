@@ -4,6 +4,7 @@ issue 24, each run against the embedded hub as a user starts it (``si hub start`
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import re
 import resource
@@ -26,7 +27,7 @@ from chalicelib.embedded.hub import moto_server
 from chalicelib.embedded.storage_guard import StorageGuard
 
 from .conftest import running_hub
-from .helpers import CHROMIUM, CHROMIUM_FLAGS, EXAMPLES, SEQUENCES, SI, needs_chromium, package_dir, si
+from .helpers import CHROMIUM, CHROMIUM_FLAGS, EXAMPLES, SEQUENCES, SI, js_package, needs_chromium, package_dir, si
 
 
 def _port(hub) -> int:
@@ -426,3 +427,90 @@ def test_a_burst_of_starts_through_the_api_never_passes_the_caps(tmp_path):
     finally:
         for key in ("SEQHUB_MAX_RUNNING", "SEQHUB_MAX_RUNNING_PER_SEQUENCE"):
             del os.environ[key]
+
+
+# -- quotas on what a user can store ---------------------------------------------------------------
+FLOOD = ("def run(context, input):\n"
+         "    block = 'x' * (1024 * 1024)\n"
+         "    while True:\n"
+         "        yield block\n")
+
+
+def test_floods_are_refused_at_their_quotas_and_the_hubs_memory_stays_bounded(tmp_path, session):
+    """Output, input to an instance that never reads, events and a topic, each flooded past its
+    quota (set small here, to keep the test short): each is refused with a clear answer, the
+    instance's log says why, and the hub's memory does not grow with what was stored."""
+    quotas = {"SEQHUB_MAX_OUTPUT_BYTES": str(96 * 1024**2), "SEQHUB_MAX_UNREAD_INPUT_BYTES": str(8 * 1024**2),
+              "SEQHUB_MAX_EVENTS_BYTES": str(4 * 1024**2), "SEQHUB_MAX_TOPIC_BYTES": str(16 * 1024**2)}
+    os.environ.update(quotas)
+    try:
+        with running_hub(tmp_path) as own:
+            url = own["url"]
+            rss_before = _rss(own["proc"])
+            flood = si(own, "seq", "send", str(_package_dir(tmp_path / "flood", FLOOD)), session=session)
+            inst = si(own, "seq", "start", flood.stdout.decode().split()[-1], session=session).stdout.decode().split()[-1]
+            info = _wait_ended(url, inst)
+            assert info["status"] == "errored" and "Output quota exceeded" in info["terminated"]["reason"]
+            log = requests.get(f"{url}/instance/{inst}/log", timeout=60).text
+            assert "SEQHUB_MAX_OUTPUT_BYTES" in log
+            output = requests.get(f"{url}/instance/{inst}/output", timeout=120).content
+            assert 80 * 1024**2 <= len(output) <= 96 * 1024**2 and set(output) == {ord("x")}  # nothing past it
+
+            # It never reads its input (nor its events): a busy loop.
+            sleeper = requests.post(f"{url}/sequence", data=package_dir(SEQUENCES / "js-busy-loop"), timeout=60,
+                                    headers={"Content-Type": "application/octet-stream"}).json()["id"]
+            idle = requests.post(f"{url}/sequence/{sleeper}/start", json={}, timeout=60).json()["id"]
+            while requests.get(f"{url}/instance/{idle}", timeout=30).json()["status"] != "running":
+                time.sleep(0.1)
+            block = b"y" * 1024**2
+            answers = [requests.post(f"{url}/instance/{idle}/input", data=block, timeout=60, headers={
+                "Content-Type": "application/octet-stream", "x-end-stream": "false"}) for _ in range(12)]
+            statuses = [a.status_code for a in answers]
+            assert statuses[:8] == [202] * 8 and set(statuses[8:]) == {429}, statuses
+            assert "has not read" in answers[-1].json()["error"]
+            # A Node sequence that waits without reading: Node leaves the input in the pipe too.
+            waiter = requests.post(f"{url}/sequence", timeout=60, headers={"Content-Type": "application/octet-stream"},
+                                   data=js_package("module.exports = async function (input) {\n"
+                                                   "  await new Promise((resolve) => setTimeout(resolve, 1e9));\n};\n"))
+            waiting = requests.post(f"{url}/sequence/{waiter.json()['id']}/start", json={}, timeout=60).json()["id"]
+            while requests.get(f"{url}/instance/{waiting}", timeout=30).json()["status"] != "running":
+                time.sleep(0.1)
+            taken = 0
+            while requests.post(f"{url}/instance/{waiting}/input", data=block, timeout=60, headers={
+                    "Content-Type": "application/octet-stream", "x-end-stream": "false"}).status_code == 202:
+                taken += 1
+                assert taken < 24, "the Node host took input it never read without end"
+                time.sleep(1.1)  # a heartbeat: the runner tells the API what the instance has read
+            requests.post(f"{url}/instance/{waiting}/_kill", json={}, timeout=60)
+            events = [requests.post(f"{url}/instance/{idle}/_event", timeout=60, json=[5001, {
+                "eventName": "flood", "message": "z" * 200_000}]) for _ in range(24)]
+            assert [e.status_code for e in events[:20]] == [200] * 20 and events[-1].status_code == 413
+            assert "SEQHUB_MAX_EVENTS_BYTES" in events[-1].json()["error"]
+            writes = [requests.post(f"{url}/topic/flooded", data=block, timeout=60,
+                                    headers={"Content-Type": "application/octet-stream"}) for _ in range(20)]
+            assert [w.status_code for w in writes[:16]] == [200] * 16 and writes[-1].status_code == 429
+            assert "SEQHUB_MAX_TOPIC_BYTES" in writes[-1].json()["error"]
+            requests.post(f"{url}/instance/{idle}/_kill", json={}, timeout=60)
+            grown = _rss(own["proc"]) - rss_before
+            # ~130 MiB was stored: it is on disk (moto's buffers spill), not in the hub's memory.
+            assert grown < 80 * 1024**2, f"the hub grew {grown >> 20} MiB"
+    finally:
+        for key in quotas:
+            del os.environ[key]
+
+
+def _package_dir(path: Path, source: str) -> Path:
+    path.mkdir()
+    (path / "package.json").write_text(json.dumps({"name": path.name, "main": "main.py", "engines": {"python3": "3"}}))
+    (path / "main.py").write_text(source)
+    return path
+
+
+def _wait_ended(url: str, inst: str, timeout: float = 120) -> dict:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        info = requests.get(f"{url}/instance/{inst}", timeout=30).json()
+        if info["status"] in ("completed", "errored"):
+            return info
+        time.sleep(0.2)
+    raise AssertionError(f"instance {inst} did not end")

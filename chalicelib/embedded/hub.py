@@ -7,6 +7,7 @@ gets its own OS process, as Lambda would give it its own invocation.
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import json
 import logging
@@ -65,6 +66,21 @@ def hub_environment(outputs: dict[str, str], retention: int, stage: str = "local
             # The hub's console is for problems, not for every instance's progress; and there is no
             # CloudWatch to send metrics to.
             "POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
+
+
+def _return_large_blocks() -> None:
+    """Have glibc give blocks of 128 KiB and more back to the system when they are freed. Its
+    default threshold grows after each large free, after which every megabyte a segment, page or
+    body passed through stays in the heap: the hub's memory would grow with the traffic it served."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
+        libc.mallopt(_M_TRIM_THRESHOLD, 512 * 1024)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameters (malloc.h)
 
 
 def _connection_limit() -> int:
@@ -166,6 +182,7 @@ class LocalHub:
                               " (install bubblewrap: apt install bubblewrap)")
         self.not_isolated = reason or ""
         harden()  # the hub holds the (fake) AWS settings its runners get: keep sequences out
+        _return_large_blocks()
         import uvicorn
         from chalice.config import Config
 
@@ -192,6 +209,9 @@ class LocalHub:
             os.environ.pop(name, None)
         os.environ.update(hub_environment(provision(), self.retention))
         os.environ["SEQHUB_SANDBOX"] = "none" if reason else "bwrap"
+        # No one reads CloudWatch here (readers read the S3 segments), and moto would keep a copy of
+        # every byte of output in this process's memory.
+        os.environ.setdefault("SEQHUB_LOG_COPY", "none")
         if self.token:
             os.environ["SEQHUB_LOCAL_TOKEN"] = self.token
         # Chalice warns, per request, that it does not check IAM locally: the token is our check here.

@@ -57,10 +57,11 @@ class Feeder:
         self.preamble = preamble  # the input channel starts with STH's Content-Type preamble
         self.read_chunks = read_chunks
         self.order = InOrder(name)
-        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()  # (bytes|key|end, its value)
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()  # (preamble|bytes|key|end, its value)
         self._closed = False
         self._fed = False
         self._keep_fd = False
+        self.written = 0  # chunk bytes the child has taken from the pipe (the preamble not counted)
         self._thread = threading.Thread(target=self._run, name=f"feed-{name}", daemon=True)
         self._thread.start()
 
@@ -71,7 +72,7 @@ class Feeder:
         for chunk in self.order.take(numbered, self.read_chunks):
             self._fed = True
             if chunk["n"] == 1 and self.preamble:
-                self._queue.put(("bytes", preamble(content_type or "text/plain")))
+                self._queue.put(("preamble", preamble(content_type or "text/plain")))
             self._queue.put(("key", chunk["s3_key"]) if "s3_key" in chunk else ("bytes", chunk["data"]))
         if end_at is not None and self.order.next > end_at:
             self.close()
@@ -95,6 +96,9 @@ class Feeder:
                 kind, value = self._queue.get()
                 if kind == "end":
                     break
+                if kind == "preamble":
+                    write_all(self.fd, value)
+                    continue
                 if kind == "bytes":
                     self._write(value)
                     continue
@@ -109,6 +113,7 @@ class Feeder:
 
     def _write(self, data: bytes) -> None:
         write_all(self.fd, data)
+        self.written += len(data)
 
 
 def preamble(content_type: str) -> bytes:

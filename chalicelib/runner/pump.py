@@ -24,7 +24,7 @@ class Channel:
     """One channel's buffer, its S3 segments and its CloudWatch stream."""
 
     def __init__(self, bucket: str, group: str, instance_id: str, name: str, max_buffer: int = 4 * 1024 * 1024,
-                 data_ready: threading.Event | None = None):
+                 data_ready: threading.Event | None = None, copy_to_logs: bool = True):
         self.bucket = bucket
         self.group = group
         self.instance_id = instance_id
@@ -43,6 +43,7 @@ class Channel:
         # the segment count it records is final.
         self._flushing = threading.Lock()
         self._tee: Tee | None = None  # a topic the output also goes to
+        self.copy_to_logs = copy_to_logs  # the CloudWatch copy (SEQHUB_LOG_COPY)
 
     def tee(self, target: Tee) -> None:
         """From now on also hand every written byte to ``target`` (a topic), starting with those
@@ -129,6 +130,8 @@ class Channel:
             raise
         if self._tee is not None:
             self._tee.write(b"".join(segments))
+        if not self.copy_to_logs:
+            return
         try:
             if not self._created:
                 logstore.create_stream(self.group, self.stream)
@@ -142,8 +145,27 @@ class Channel:
             logger.exception("CloudWatch write failed", extra={"channel": self.name})
 
 
-def pump_fd(fd: int, channel: Channel) -> threading.Thread:
-    """Start a thread copying ``fd`` into ``channel`` until EOF, then closing both."""
+class Budget:
+    """Bytes the channels of one instance may still take, in all (its output quota)."""
+
+    def __init__(self, total: int):
+        self.left = total
+        self.exceeded = threading.Event()
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> bool:
+        """Whether ``size`` more bytes fit; once one does not, none do."""
+        with self._lock:
+            if self.exceeded.is_set() or size > self.left:
+                self.exceeded.set()
+                return False
+            self.left -= size
+            return True
+
+
+def pump_fd(fd: int, channel: Channel, budget: Budget | None = None) -> threading.Thread:
+    """Start a thread copying ``fd`` into ``channel`` until EOF, then closing both. Past the
+    ``budget`` the bytes are read and not kept (the runner ends the instance, saying why)."""
 
     def run() -> None:
         try:
@@ -151,7 +173,8 @@ def pump_fd(fd: int, channel: Channel) -> threading.Thread:
                 data = os.read(fd, 256 * 1024)
                 if not data:
                     break
-                channel.append(data)
+                if budget is None or budget.take(len(data)):
+                    channel.append(data)
         except OSError:
             pass
         finally:

@@ -30,7 +30,7 @@ from ..repository import Repository
 from . import child as child_mod
 from . import leftovers, sandbox, topicio
 from .feed import Feeder, InOrder
-from .pump import Channel, pump_fd
+from .pump import Budget, Channel, pump_fd
 from .topicio import TopicInput, TopicOutput
 
 FLUSH_INTERVAL = 0.2        # CloudWatch writes while output flows
@@ -83,8 +83,9 @@ class _Run:
         self.remaining_ms = remaining_ms
         self.data_ready = threading.Event()  # bytes arrived: the flusher should look
         self.flushed = threading.Event()  # bytes were written: the record may need telling
-        self.channels = {name: Channel(settings.bucket, settings.log_group, self.id, name,
-                                       data_ready=self.data_ready) for name in CHANNELS}
+        self.channels = {name: Channel(settings.bucket, settings.log_group, self.id, name, data_ready=self.data_ready,
+                                       copy_to_logs=settings.log_copy == "all" or (settings.log_copy == "log" and name == "log"))
+                         for name in CHANNELS}
         self.health: dict[str, Any] | None = None
         self.keepalive = False
         self.events: dict[str, object] = {}
@@ -101,6 +102,10 @@ class _Run:
         self.announced_requires: dict[str, Any] | None = None
         self.output_routed = False  # the output's topic has been decided (once)
         self.topic_input: TopicInput | None = None
+        self.feeders: dict[str, Feeder] = {}
+        self.output_budget = Budget(settings.quotas.output_bytes)
+        self.event_names: set[str] = set()  # the names it has emitted (each one record: their number is capped)
+        self.over_quota = False
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> str:
@@ -160,11 +165,11 @@ class _Run:
 
     def supervise(self, child: child_mod.Child, manifest: dict[str, Any]) -> str:
         fds = child.fds
-        pumps = [pump_fd(fds[name], self.channels[name]) for name in CHANNELS]
+        pumps = [pump_fd(fds[name], self.channels[name], self.output_budget) for name in CHANNELS]
         threading.Thread(target=self.read_events, args=(fds["events"],), daemon=True).start()
-        feeders = {name: Feeder(self.settings.bucket, fd, name, preamble=name == "input",
-                                read_chunks=functools.partial(self.repo.chunks, self.id, name))
-                   for name, fd in (("input", child.input_w), ("stdin", fds["stdin"]))}
+        feeders = self.feeders = {name: Feeder(self.settings.bucket, fd, name, preamble=name == "input",
+                                               read_chunks=functools.partial(self.repo.chunks, self.id, name))
+                                  for name, fd in (("input", child.input_w), ("stdin", fds["stdin"]))}
         if self.inst.requires:  # from the start (inputTopic) or the package: never the API's input
             feeders["input"].hand_over()
             self.topic_input = TopicInput(self.settings, self.inst.requires, self.inst.requires_type, child.input_w)
@@ -209,7 +214,11 @@ class _Run:
         status, code, reason = models.end_state(
             exit_code, killed=self.killed, stopped=self.stopped,
             invalid_main_message=manifest_rules.invalid_main_message(manifest))
-        if self.timed_out:
+        if self.over_quota:
+            status, code = ERRORED, int(ExitCode.KILLED)
+            reason = (f"Output quota exceeded: the instance wrote more than {self.settings.quotas.output_bytes} bytes "
+                      "to its channels (SEQHUB_MAX_OUTPUT_BYTES)")
+        elif self.timed_out:
             status, reason = ERRORED, models.REASON_TIMED_OUT
         elif self.box is not None and not self.killed and self.box.out_of_memory():
             status, code = ERRORED, int(ExitCode.KILLED)
@@ -285,6 +294,11 @@ class _Run:
                 self.log_line("ERROR", f"event {name[:64]!r} not sent: names are at most {MAX_EVENT_NAME_CHARS} "
                                        f"characters and messages at most {self.settings.max_event_bytes} bytes of JSON")
                 continue
+            if name not in self.event_names and len(self.event_names) >= self.settings.quotas.event_names:
+                self.log_line("ERROR", f"event {name[:64]!r} not sent: the instance has emitted "
+                                       f"{self.settings.quotas.event_names} event names, its most (SEQHUB_MAX_EVENT_NAMES)")
+                continue
+            self.event_names.add(name)
             self.repo.put_event_out(self.id, name, encoded, clock.now())
 
     def route_topics(self, child: child_mod.Child, feeders: dict[str, Feeder]) -> None:
@@ -333,7 +347,9 @@ class _Run:
             self.channels["log"].append(data)
 
     def heartbeat(self) -> Instance | None:
-        return self.repo.heartbeat(self.id, clock.now(), self.counters(), self.ended_channels(), self.health)
+        read = sum(feeder.written for feeder in self.feeders.values())
+        return self.repo.heartbeat(self.id, clock.now(), self.counters(), self.ended_channels(), self.health,
+                                   input_limit=read + self.settings.quotas.unread_input_bytes)
 
     def control(self, child: child_mod.Child, feeders: dict[str, Feeder], inst: Instance | None) -> None:
         """Act on what the API asked for since the last heartbeat: kill, stop, events, input."""
@@ -356,6 +372,11 @@ class _Run:
 
     def enforce(self, child: child_mod.Child) -> None:
         now = time.monotonic()
+        if self.output_budget.exceeded.is_set() and not self.over_quota:
+            self.over_quota = True
+            self.log_line("ERROR", f"the instance wrote more than its {self.settings.quotas.output_bytes} bytes of "
+                                   "output (SEQHUB_MAX_OUTPUT_BYTES): it is ended, and what it wrote past that is not kept")
+            child_mod.kill_group(child)
         if self.kill_at is not None and now >= self.kill_at:
             child_mod.kill_group(child)
         if self.stop_deadline is not None and now >= self.stop_deadline and not self.keepalive:

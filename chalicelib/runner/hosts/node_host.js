@@ -158,6 +158,14 @@ function inputStream() {
   let type = null;
   let rest = "";
   const decoder = new (require("string_decoder").StringDecoder)("utf8");
+  // Backpressure: a sequence that reads slowly (or not at all) leaves the rest in the pipe, and the
+  // runner stops taking input for it at its quota, instead of Node buffering all of it.
+  const push = (item) => {
+    if (!stream.write(item) && !src.isPaused()) {
+      src.pause();
+      stream.once("drain", () => src.resume());
+    }
+  };
   src.on("data", (data) => {
     if (type === null) {
       head = Buffer.concat([head, data]);
@@ -167,13 +175,13 @@ function inputStream() {
       data = head.slice(at + 4);
       if (!data.length) return;
     }
-    if (type === "application/octet-stream") stream.write(data);
+    if (type === "application/octet-stream") push(data);
     else if (type.endsWith("x-ndjson")) {
       rest += decoder.write(data);
       const lines = rest.split("\n");
       rest = lines.pop();
-      for (const line of lines) if (line.trim()) stream.write(JSON.parse(line));
-    } else stream.write(decoder.write(data));
+      for (const line of lines) if (line.trim()) push(JSON.parse(line));
+    } else push(decoder.write(data));
   });
   src.on("end", () => {
     if (type && type.endsWith("x-ndjson") && rest.trim()) stream.write(JSON.parse(rest));
