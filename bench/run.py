@@ -62,9 +62,14 @@ def host_direct(seq_dir: Path, runtime: str, args: list, box: sandbox.Box | None
         seq = work / "sequence"
         shutil.copytree(seq_dir, seq)
         manifest = json.loads((seq / "package.json").read_text())
+        if box is not None:  # the sandbox unpacks the package itself
+            from tests.helpers import package_dir
+
+            archive = work / "package.tar.gz"
+            archive.write_bytes(package_dir(seq))
         t0 = time.perf_counter()
-        proc = child.spawn(runtime, seq, {"main": manifest["main"], "args": args, "config": {},
-                                          "instanceId": "bench"}, work, box, 0)
+        proc = child.spawn(runtime, archive if box is not None else seq,
+                           {"main": manifest["main"], "args": args, "config": {}, "instanceId": "bench"}, work, box)
         first = [0.0]
         total = [0]
 

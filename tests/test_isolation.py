@@ -142,6 +142,61 @@ def _cgroups_available() -> bool:
         box.remove()
 
 
+def test_the_kernels_risky_surface_is_filtered_out_and_etc_is_the_runtimes_only(hub, attacker):
+    """issue 24: inside an instance, `unshare -Urn` gave a user namespace with every capability;
+    keys added to the keyring outlived the instance; io_uring worked; all of /etc was readable."""
+    report = attack(hub, attacker, "kernel")["report"]
+    for call in ("unshare(user)", "unshare(net)", "clone(user)", "add_key", "keyctl", "io_uring_setup", "bpf",
+                 "perf_event_open", "userfaultfd", "mount"):
+        assert report[call] == "EPERM", (call, report[call])
+    assert report["unshare -Urn"] != "allowed"
+    assert {"shadow", "gshadow", "sudoers", "ssh", "machine-id", "crontab", "apt"}.isdisjoint(report["etc"])
+    assert {"passwd", "group", "hosts", "ld.so.cache"} <= set(report["etc"])
+    users = [line.split(":")[0] for line in report["passwd"].splitlines()]
+    assert users == ["root", "sequence", "nobody"]
+
+
+def test_a_package_unpacks_inside_its_instance_and_costs_the_host_no_disk(hub, session, tmp_path):
+    """issue 24: a 369 KB package of 380 MB of zeros, started 5 times, put 1.8 GB on the host's /tmp.
+    The sandbox unpacks a package inside the instance (its own tmpfs, under its own limits): the
+    host holds only the archive."""
+    from .corpus import gzip_bomb
+
+    resp = requests.post(f"{hub['url']}/sequence", data=gzip_bomb(380 * 1024**2), timeout=120,
+                         headers={"Content-Type": "application/octet-stream"})
+    assert resp.status_code == 200, resp.text  # within the upload limits (400 MB unpacked)
+    free_before = os.statvfs("/tmp").f_bavail * os.statvfs("/tmp").f_frsize
+    started = [si(hub, "seq", "start", resp.json()["id"], session=session).stdout.decode().split()[-1] for _ in range(5)]
+    low = free_before
+    ended: list[dict] = []
+    while len(ended) < len(started):
+        low = min(low, os.statvfs("/tmp").f_bavail * os.statvfs("/tmp").f_frsize)
+        ended = [i for i in (json.loads(si(hub, "inst", "info", inst, session=session).stdout) for inst in started)
+                 if i["status"] in ("completed", "errored")]
+        time.sleep(0.1)
+    assert free_before - low < 50 * 1024**2, f"the host's /tmp lost {(free_before - low) >> 20} MiB"
+    # Each unpacked it (its main, "x", then fails to load), within its own disk and memory.
+    assert {i["terminated"]["reason"] for i in ended} == {"Sequence failed on start"}
+
+
+def test_a_package_larger_than_the_instances_disk_is_refused_before_it_is_unpacked(hub_env, monkeypatch):
+    from chalicelib import instances, invoker, sequences
+    from chalicelib.runner.service import run_instance
+
+    from .helpers import make_package
+
+    monkeypatch.setenv("SEQHUB_SANDBOX", "bwrap")
+    monkeypatch.setenv("SEQHUB_SANDBOX_DISK_MB", "1")
+    monkeypatch.setattr(invoker, "invoke", lambda settings, inst_id: run_instance(settings, inst_id, lambda: 60_000))
+    settings = config.load()
+    seq_id = sequences.create(settings, make_package({"package.json": {"main": "index.js"}, "index.js": "x",
+                                                      "data": b"\0" * (2 * 1024**2)}))["id"]
+    inst = instances.start(settings, seq_id, {})["id"]
+    info = instances.info(settings, inst)
+    assert info["status"] == "errored" and info["terminated"]["exitcode"] == 10
+    assert "unpacks to 2097" in info["terminated"]["reason"] and "SEQHUB_SANDBOX_DISK_MB" in info["terminated"]["reason"]
+
+
 def test_without_a_sandbox_the_runner_still_leaves_nothing_running(tmp_path):
     """The clean-up that also runs on AWS: no namespaces, only the runner as a subreaper."""
     with running_hub(tmp_path, "--no-sandbox") as plain:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import sandbox
 from .hosts import NODE_HOST, PYTHON_HOST
 from .sandbox import HOSTS_INSIDE, PACKAGE_DIR, START_INSIDE, Box
 
@@ -110,10 +112,9 @@ class Child:
             pass
 
 
-def spawn(runtime: str, seq_dir: Path, start: dict[str, Any], work_dir: Path, box: Box | None = None,
-          package_bytes: int = 0) -> Child:
-    """Start the host for ``runtime`` in ``seq_dir`` (inside ``box`` when given);
-    ``start`` is {"main","args","config","instanceId"}."""
+def spawn(runtime: str, package: Path, start: dict[str, Any], work_dir: Path, box: Box | None = None) -> Child:
+    """Start the host for ``runtime``: in ``package``, the unpacked directory; or inside ``box``,
+    which unpacks ``package``, the archive, itself. ``start`` is {"main","args","config","instanceId"}."""
     start_file = work_dir / "start.json"
     fd = os.open(start_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -121,17 +122,17 @@ def spawn(runtime: str, seq_dir: Path, start: dict[str, Any], work_dir: Path, bo
     if box is not None and box.uid is not None:
         os.chown(start_file, box.uid, box.uid)  # the instance's own uid reads it, nobody else
     # Paths as the host sees them: the sandbox's fixed places, or the runner's own.
-    package = PACKAGE_DIR if box else str(seq_dir)
+    package_dir = PACKAGE_DIR if box else str(package)
     hosts = Path(HOSTS_INSIDE) if box else PYTHON_HOST.parent
     if runtime == "python":
         # The host needs the runner's own libraries (scramjet-framework-py), not its environment.
         paths = [p for p in sys.path if p and Path(p).is_dir()]
         argv = [sys.executable, "-u", str(hosts / PYTHON_HOST.name)]
-        extra = {"PYTHONPATH": os.pathsep.join([f"{package}/__pypackages__", *paths]),
+        extra = {"PYTHONPATH": os.pathsep.join([f"{package_dir}/__pypackages__", *paths]),
                  "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     else:
         argv = [node_binary(), str(hosts / NODE_HOST.name)]
-        extra = {"NODE_PATH": f"{package}/node_modules"}
+        extra = {"NODE_PATH": f"{package_dir}/node_modules"}
 
     pipes = {name: os.pipe() for name in ("output", "log", "events", "control", "input")}
     child_ends = {name: (r if name in ("control", "input") else w) for name, (r, w) in pipes.items()}
@@ -143,22 +144,25 @@ def spawn(runtime: str, seq_dir: Path, start: dict[str, Any], work_dir: Path, bo
                 "AWS_EC2_METADATA_DISABLED": "true"})
     env.update({f"SEQHUB_FD_{name.upper()}": str(fd) for name, fd in child_ends.items()})
     (work_dir / "tmp").mkdir(exist_ok=True)
-    cwd: Path | str = seq_dir
-    if box is not None:
-        argv = box.command(argv, env, seq_dir, start_file, package_bytes)
-        cwd = work_dir
-
-    stdout_r, stdout_w = os.pipe()
-    stderr_r, stderr_w = os.pipe()
-    stdin_r, stdin_w = os.pipe()
-    try:
-        popen = subprocess.Popen if box is not None else _popen_without_capabilities
-        proc = popen(
-            argv, cwd=cwd, env=env, stdin=stdin_r, stdout=stdout_w, stderr=stderr_w,
-            pass_fds=tuple(child_ends.values()), start_new_session=True, close_fds=True)
-    finally:
-        for fd in (*child_ends.values(), stdout_w, stderr_w, stdin_r):
-            os.close(fd)
+    cwd: Path | str = package
+    extra_fds: tuple[int, ...] = ()
+    with contextlib.ExitStack() as opened:
+        if box is not None:
+            program = opened.enter_context(sandbox.program_file())
+            extra_fds = (program.fileno(),)
+            argv = box.command(argv, env, package, start_file, work_dir, program.fileno())
+            cwd = work_dir
+        stdout_r, stdout_w = os.pipe()
+        stderr_r, stderr_w = os.pipe()
+        stdin_r, stdin_w = os.pipe()
+        try:
+            popen = subprocess.Popen if box is not None else _popen_without_capabilities
+            proc = popen(
+                argv, cwd=cwd, env=env, stdin=stdin_r, stdout=stdout_w, stderr=stderr_w,
+                pass_fds=(*child_ends.values(), *extra_fds), start_new_session=True, close_fds=True)
+        finally:
+            for fd in (*child_ends.values(), stdout_w, stderr_w, stdin_r):
+                os.close(fd)
     fds = {"output": pipes["output"][0], "log": pipes["log"][0], "events": pipes["events"][0],
            "stdout": stdout_r, "stderr": stderr_r, "stdin": stdin_w}
     return Child(proc=proc, control_w=pipes["control"][1], input_w=pipes["input"][1], fds=fds)

@@ -2,10 +2,13 @@
 
 Each instance's host runs in namespaces of its own (PID, mount, IPC, network, UTS): it sees no other
 process, has no network (so neither the hub's API nor its storage), and sees a read-only system with a
-private, size-limited ``/tmp`` and working directory ``/package`` (a copy of its package). Where the
-runner is root, the host runs as a uid of its own with no capabilities, under per-instance limits on
-processes and memory (cgroups where the runner may create them; RLIMIT_NPROC otherwise). When the
-host's PID namespace ends, every process the instance started ends with it.
+private, size-limited ``/tmp`` and working directory ``/package``, into which its package is unpacked
+inside the sandbox (so the unpacked bytes count against its own limits, never the host's disk). Of
+``/etc`` it sees only what a runtime needs. Where the runner is root, the host runs as a uid of its
+own with no capabilities, under per-instance limits on processes and memory (cgroups where the
+runner may create them; RLIMIT_NPROC otherwise), and a system-call filter (``syscalls``) keeps it
+from new user namespaces, the keyring, io_uring, bpf and the like. When the host's PID namespace
+ends, every process the instance started ends with it.
 
 On AWS there is no sandbox tool: Lambda gives each concurrent instance its own execution environment,
 and ``leftovers`` cleans that environment up after each instance.
@@ -13,27 +16,38 @@ and ``leftovers`` cleans that environment up after each instance.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from ..config import Limits
+from . import syscalls
 from .hosts import HOSTS_DIR
 
 PACKAGE_DIR = "/package"            # where the sequence runs, as in Scramjet's Docker runner
 HOSTS_INSIDE = "/opt/seqhub/hosts"
 START_INSIDE = "/run/seqhub/start.json"
-_PACKAGE_SOURCE = "/run/seqhub/package"
+_ARCHIVE_INSIDE = "/run/seqhub/package.tar.gz"
 _UID_BASE = 2_000_000                # far above any uid a system hands out
-_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc")
-# Runs as the sandbox's root (when the runner is root): copy the package into the private working
-# directory, hand it to the instance's uid, then become that uid with no capabilities left.
-_SETUP = (f'set -e; cp -RP --preserve=mode,timestamps "$0"/. {PACKAGE_DIR}/; '
-          f'if [ -n "$1" ]; then chown -R "$1:$1" {PACKAGE_DIR}; fi; shift; exec "$@"')
+_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64")
+# Of /etc, what the runtimes and their C library read (linker cache, time zone, certificates, name
+# service rules); the rest (the machine's users, hosts, services' configuration) stays hidden.
+_ETC_SHARED = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "timezone", "ssl", "ca-certificates",
+               "mime.types", "os-release", "alternatives", "gai.conf", "host.conf", "protocols", "services")
+# Runs as the sandbox's root (when the runner is root): give the empty working directory to the
+# instance's uid, then become that uid with no capabilities left...
+_SETUP = f'set -e; if [ -n "$1" ]; then chown "$1:$1" {PACKAGE_DIR}; fi; shift; exec "$@"'
+# ...and, as that uid, unpack the package (checked at upload, its sha256 checked since) into it.
+_UNPACK = (f'tar -xzf "$0" -C {PACKAGE_DIR} --no-same-owner --delay-directory-restore || '
+           '{ echo "Sequence unpack failed" >&2; exit 10; }; exec "$@"')
 # Runs outside, before bwrap: join the instance's cgroups, so everything it starts is counted.
 _JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
 
@@ -43,10 +57,18 @@ def unavailable_reason() -> str | None:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return "bubblewrap (bwrap) is not installed"
-    probe = [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", *_user_ns(), "--die-with-parent",
-             "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "true"]
+    if shutil.which("tar") is None:
+        return "tar is not installed (the sandbox unpacks packages with it)"
     try:
-        done = subprocess.run(probe, capture_output=True, text=True, timeout=20)
+        program = syscalls.program()
+    except syscalls.Unavailable as exc:
+        return str(exc)
+    probe = [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", *_user_ns(), "--die-with-parent",
+             "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"]
+    try:
+        with program_file(program) as fh:
+            done = subprocess.run([*probe, "--seccomp", str(fh.fileno()), "true"], capture_output=True, text=True,
+                                  timeout=20, pass_fds=(fh.fileno(),))
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bubblewrap cannot run here: {exc}"
     if done.returncode != 0:
@@ -78,9 +100,11 @@ class Box:
         box.cgroups = _make_cgroups(name, limits)
         return box
 
-    def command(self, argv: list[str], env: dict[str, str], seq_dir: Path, start_file: Path,
-                package_bytes: int) -> list[str]:
-        """The command line that runs ``argv`` (paths as seen inside) in this sandbox."""
+    def command(self, argv: list[str], env: dict[str, str], archive: Path, start_file: Path, work_dir: Path,
+                seccomp_fd: int) -> list[str]:
+        """The command line that runs ``argv`` (paths as seen inside) in this sandbox, its package
+        ``archive`` unpacked into ``/package`` first, under the system-call filter read from
+        ``seccomp_fd`` (which the caller passes on to it)."""
         disk = self.limits.disk_mb * 1024 * 1024
         bwrap = [shutil.which("bwrap") or "bwrap", "--die-with-parent", "--new-session",
                  "--unshare-pid", "--unshare-ipc", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
@@ -90,22 +114,24 @@ class Box:
                 bwrap += ["--symlink", os.readlink(path), path]
             elif os.path.isdir(path):
                 bwrap += ["--ro-bind", path, path]
+        bwrap += self._etc(work_dir / "etc")
         # The private filesystems first: a bind below /tmp (a checkout there) must land on top of them.
+        # /package holds the unpacked package and whatever the instance writes there: its disk limit.
         bwrap += ["--proc", "/proc", "--dev", "/dev",
                   "--perms", "1777", "--size", str(disk), "--tmpfs", "/tmp",
                   "--perms", "1777", "--size", str(disk), "--tmpfs", "/dev/shm",
-                  "--perms", "0755", "--size", str(disk + package_bytes), "--tmpfs", PACKAGE_DIR]
+                  "--perms", "0755", "--size", str(disk), "--tmpfs", PACKAGE_DIR]
         binds = [(path, path) for path in _runtime_dirs()]
-        binds += [(str(HOSTS_DIR), HOSTS_INSIDE), (str(seq_dir), _PACKAGE_SOURCE), (str(start_file), START_INSIDE)]
+        binds += [(str(HOSTS_DIR), HOSTS_INSIDE), (str(archive), _ARCHIVE_INSIDE), (str(start_file), START_INSIDE)]
         made: set[str] = set()
         for source, dest in binds:
             # bwrap would make the parents root-only; the instance's uid must pass through them.
             for parent in reversed(Path(dest).parents[:-1]):
-                if str(parent) not in made and str(parent) not in ("/tmp", "/dev"):
+                if str(parent) not in made and str(parent) not in ("/tmp", "/dev", "/etc"):
                     made.add(str(parent))
                     bwrap += ["--perms", "0755", "--dir", str(parent)]
             bwrap += ["--ro-bind", source, dest]
-        bwrap += ["--chdir", PACKAGE_DIR, "--clearenv"]
+        bwrap += ["--chdir", PACKAGE_DIR, "--clearenv", "--seccomp", str(seccomp_fd)]
         for key, value in env.items():
             bwrap += ["--setenv", key, value]
         drop: list[str] = []
@@ -113,13 +139,37 @@ class Box:
             drop = ["prlimit", f"--nproc={self.limits.max_procs}",
                     "setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
                     "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
-        inside = ["/bin/sh", "-c", _SETUP, _PACKAGE_SOURCE, "" if self.uid is None else str(self.uid),
-                  *drop, *argv]
+        inside = ["/bin/sh", "-c", _SETUP, "seqhub-setup", "" if self.uid is None else str(self.uid),
+                  *drop, "/bin/sh", "-c", _UNPACK, _ARCHIVE_INSIDE, *argv]
         command = [*bwrap, "--", *inside]
         if self.cgroups:
             command = ["/bin/sh", "-c", _JOIN_CGROUPS, "seqhub-cgroups",
                        *[str(cg / "cgroup.procs") for cg in self.cgroups], "--", *command]
         return command
+
+    def _etc(self, etc: Path) -> list[str]:
+        """``/etc`` as the sandbox sees it: a passwd and a group naming only its own users, its
+        hosts, and the host's entries a runtime reads (``_ETC_SHARED``), bound over placeholders."""
+        etc.mkdir()
+        uid = self.uid if self.uid is not None else os.geteuid()
+        (etc / "passwd").write_text(f"root:x:0:0:root:/root:/bin/sh\nsequence:x:{uid}:{uid}:sequence:/tmp:/bin/sh\n"
+                                    "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
+        (etc / "group").write_text(f"root:x:0:\nsequence:x:{uid}:\nnogroup:x:65534:\n")
+        (etc / "hosts").write_text("127.0.0.1 localhost sequence\n::1 localhost\n")
+        (etc / "hostname").write_text("sequence\n")
+        (etc / "nsswitch.conf").write_text("passwd: files\ngroup: files\nhosts: files\n")
+        binds = ["--ro-bind", str(etc), "/etc"]
+        for name in _ETC_SHARED:
+            source = Path("/etc") / name
+            if source.is_symlink():
+                (etc / name).symlink_to(os.readlink(source))
+            elif source.is_dir():
+                (etc / name).mkdir()
+                binds += ["--ro-bind", str(source), f"/etc/{name}"]
+            elif source.is_file():
+                (etc / name).touch()
+                binds += ["--ro-bind", str(source), f"/etc/{name}"]
+        return binds
 
     def out_of_memory(self) -> bool:
         """Whether the kernel killed a process of this instance for exceeding its memory limit."""
@@ -144,6 +194,15 @@ class Box:
                     break
                 except OSError:
                     time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def program_file(program: bytes | None = None) -> Iterator[IO[bytes]]:
+    """The system-call filter in a file to hand bwrap by descriptor (it reads it to the end)."""
+    with tempfile.TemporaryFile() as fh:
+        fh.write(syscalls.program() if program is None else program)
+        fh.seek(0)
+        yield fh
 
 
 def _runtime_dirs() -> list[str]:

@@ -112,20 +112,26 @@ class _Run:
         seq = self.repo.get_sequence(self.inst.sequence_id)
         if seq is None:
             return self.record_end(ERRORED, ExitCode.SEQUENCE_UNPACK_FAILED, DELETED_BEFORE_START)
-        seq_dir = self.work / "sequence"
-        seq_dir.mkdir()
         manifest = json.loads(seq["manifest"])
+        sandboxed = self.settings.sandbox == "bwrap"
+        unpacked = int(seq.get("unpacked_bytes") or 0)
+        disk = self.settings.sandbox_limits.disk_mb * 1024 * 1024
+        if sandboxed and unpacked > disk:
+            return self.record_end(ERRORED, ExitCode.SEQUENCE_UNPACK_FAILED,
+                                   f"Sequence unpack failed: the package unpacks to {unpacked} bytes, more than the "
+                                   f"{disk} bytes of disk an instance has here (SEQHUB_SANDBOX_DISK_MB)")
+        # In a sandbox the package is unpacked inside it, where its bytes count against the instance.
+        package = self.work / ("package.tar.gz" if sandboxed else "sequence")
         try:
-            self.unpack(seq, seq_dir)
+            self.fetch(seq, package) if sandboxed else self.unpack(seq, package)
         except Exception as exc:  # a package that cannot be unpacked ends the instance, not the runner
             if isinstance(exc, ClientError) and exc.response["Error"]["Code"] in _MISSING:
                 return self.record_end(ERRORED, ExitCode.SEQUENCE_UNPACK_FAILED, DELETED_BEFORE_START)  # deleted while starting
-            if isinstance(exc, PackageChanged):
-                return self.record_end(ERRORED, ExitCode.SEQUENCE_UNPACK_FAILED, f"Sequence unpack failed: {exc}")
-            logger.exception("unpack failed")
+            if not isinstance(exc, PackageChanged):
+                logger.exception("unpack failed")
             return self.record_end(ERRORED, ExitCode.SEQUENCE_UNPACK_FAILED, f"Sequence unpack failed: {exc}")
         runtime = manifest_rules.runtime_of(manifest)
-        if not any((seq_dir / c).is_file() for c in manifest_rules.entrypoint_candidates(manifest)):
+        if not sandboxed and not any((package / c).is_file() for c in manifest_rules.entrypoint_candidates(manifest)):
             return self.record_end(ERRORED, ExitCode.INVALID_SEQUENCE_PATH, manifest_rules.invalid_main_message(manifest))
         args, app_config = self.repo.start_data(self.inst)
         start = {"main": manifest["main"], "args": args if args is not None else [],
@@ -136,8 +142,7 @@ class _Run:
             self.box = sandbox.Box.create(self.id, self.settings.sandbox_limits)
         child_mod.harden()
         try:
-            # The sandbox copies the package into a tmpfs sized for it (its size as scanned at upload).
-            child = child_mod.spawn(runtime, seq_dir, start, self.work, self.box, int(seq.get("unpacked_bytes") or 0))
+            child = child_mod.spawn(runtime, package, start, self.work, self.box)
         except child_mod.HostUnavailable as exc:
             return self.record_end(ERRORED, ExitCode.HOST_UNAVAILABLE, str(exc))
         except OSError as exc:  # e.g. a Node layer built for another architecture (exec format error)
@@ -149,19 +154,26 @@ class _Run:
             child_mod.kill_group(child)
             return self.record_end(ERRORED, ExitCode.UNCAUGHT_EXCEPTION, f"Runner failed: {exc}")
 
-    def unpack(self, seq: dict[str, Any], dest: Path) -> None:
-        """Download the package, check it is the one uploaded (sha256), extract it by the package rules."""
-        limits = packages.Limits(self.settings.max_unpacked_bytes, self.settings.max_package_files)
-        with tempfile.TemporaryFile(dir=self.work) as fh:
-            body = aws.client("s3").get_object(Bucket=self.settings.bucket, Key=seq["package_key"])["Body"]
-            digest = hashlib.sha256()
+    def fetch(self, seq: dict[str, Any], dest: Path) -> None:
+        """Download the package to ``dest``; PackageChanged unless it is the one uploaded (sha256)."""
+        body = aws.client("s3").get_object(Bucket=self.settings.bucket, Key=seq["package_key"])["Body"]
+        digest = hashlib.sha256()
+        with dest.open("wb") as fh:
             for chunk in body.iter_chunks(1024 * 1024):
                 digest.update(chunk)
                 fh.write(chunk)
-            if digest.hexdigest() != seq["sha256"]:
-                raise PackageChanged("the stored package does not match the sha256 recorded at upload")
-            fh.seek(0)
+        if digest.hexdigest() != seq["sha256"]:
+            raise PackageChanged("the stored package does not match the sha256 recorded at upload")
+
+    def unpack(self, seq: dict[str, Any], dest: Path) -> None:
+        """Fetch the package and extract it into ``dest`` by the package rules."""
+        limits = packages.Limits(self.settings.max_unpacked_bytes, self.settings.max_package_files)
+        archive = self.work / "package.tar.gz"
+        self.fetch(seq, archive)
+        dest.mkdir()
+        with archive.open("rb") as fh:
             packages.scan(fh, limits, dest=dest)
+        archive.unlink()
 
     def supervise(self, child: child_mod.Child, manifest: dict[str, Any]) -> str:
         fds = child.fds
