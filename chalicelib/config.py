@@ -66,7 +66,7 @@ class Settings:
     stage: str
     sandbox: str
     sandbox_limits: Limits
-    wipe_tmp: bool
+    owns_environment: bool
     storage_endpoint: str = ""  # botocore's AWS_ENDPOINT_URL: the embedded hub's moto, else AWS
     # The embedded hub's HTTP server: how long a client may take to send headers, and how long a
     # request body may send nothing, before the connection is cut.
@@ -148,7 +148,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
                               # Lambda's default /tmp, for /tmp and again for the working directory.
                               disk_mb=_int(env, "SEQHUB_SANDBOX_DISK_MB", 512)),
         # On Lambda the runner empties /tmp after each instance: the next may be another user's.
-        wipe_tmp=bool(env.get("AWS_LAMBDA_FUNCTION_NAME")),
+        owns_environment=bool(env.get("AWS_LAMBDA_FUNCTION_NAME")),
         storage_endpoint=env.get("AWS_ENDPOINT_URL", ""),
         http_header_seconds=_int(env, "SEQHUB_HTTP_HEADER_SECONDS", 10),
         http_body_idle_seconds=_int(env, "SEQHUB_HTTP_BODY_IDLE_SECONDS", 30),

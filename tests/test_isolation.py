@@ -232,10 +232,10 @@ def test_a_hub_beyond_loopback_keeps_its_token_from_runners_and_refuses_to_run_u
 
 
 def test_the_runner_empties_a_directory_whatever_the_sequence_left(tmp_path):
-    """On Lambda the runner empties /tmp after each instance (``Settings.wipe_tmp``)."""
+    """On Lambda the runner empties /tmp after each instance (``Settings.owns_environment``)."""
     base = {"SEQHUB_TABLE": "t", "SEQHUB_BUCKET": "b", "SEQHUB_LOG_GROUP": "g", "RUNNER_FUNCTION": "r"}
-    assert config.load({**base, "AWS_LAMBDA_FUNCTION_NAME": "sequence-hub-dev-runner"}).wipe_tmp
-    assert not config.load(base).wipe_tmp  # never on the embedded hub or in tests: /tmp is shared there
+    assert config.load({**base, "AWS_LAMBDA_FUNCTION_NAME": "sequence-hub-dev-runner"}).owns_environment
+    assert not config.load(base).owns_environment  # never on the embedded hub or in tests: /tmp is shared there
     (tmp_path / "locked" / "deep").mkdir(parents=True)
     (tmp_path / "locked" / "deep" / "f").write_bytes(b"x")
     (tmp_path / "file").write_bytes(b"y")

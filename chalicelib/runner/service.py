@@ -68,7 +68,7 @@ def run_instance(settings: Settings, instance_id: str, remaining_ms: RemainingMs
         if run.box is not None:
             run.box.remove()
         shutil.rmtree(work, ignore_errors=True)
-        if settings.wipe_tmp:  # Lambda: the next invocation may be another user's instance
+        if settings.owns_environment:  # Lambda: the next invocation may be another user's instance
             leftovers.empty_dir(Path(tempfile.gettempdir()))
 
 
