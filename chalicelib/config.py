@@ -147,7 +147,8 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
                               memory_mb=_int(env, "SEQHUB_SANDBOX_MEMORY_MB", 1024),
                               # Lambda's default /tmp, for /tmp and again for the working directory.
                               disk_mb=_int(env, "SEQHUB_SANDBOX_DISK_MB", 512)),
-        # On Lambda the runner empties /tmp after each instance: the next may be another user's.
+        # On Lambda the runner cleans its execution environment before and after each instance:
+        # the next may be another user's (leftovers.clean_environment).
         owns_environment=bool(env.get("AWS_LAMBDA_FUNCTION_NAME")),
         storage_endpoint=env.get("AWS_ENDPOINT_URL", ""),
         http_header_seconds=_int(env, "SEQHUB_HTTP_HEADER_SECONDS", 10),

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -192,3 +193,82 @@ def test_a_hostile_sequence_finds_no_credentials(hub, session):
     si(hub, "seq", "start", "-", session=session)
     second = json.loads(si(hub, "inst", "output", "-", session=session).stdout)
     assert "secret.txt" not in second["cwd_before"]
+
+
+POISON = """const fs = require("fs");
+const path = require("path");
+const { spawn } = require("child_process");
+module.exports = async function (input, tmp) {
+  // Plant a module where the next instance's require() looks (its package lies below tmp).
+  fs.mkdirSync(path.join(tmp, "node_modules", "evil"), { recursive: true });
+  fs.writeFileSync(path.join(tmp, "node_modules", "evil", "index.js"),
+                   "module.exports = 'planted: ' + JSON.stringify(require('fs').readFileSync(process.env.SEQHUB_START || '/dev/null', 'utf8'));");
+  spawn("sleep", ["4242"], { detached: true, stdio: "ignore" }).unref();
+  process.kill(process.ppid, "SIGKILL");  // its runner: no clean-up after it
+  await new Promise((resolve) => setTimeout(resolve, 1e9));
+};
+"""
+VICTIM = """module.exports = async function () {
+  try { return String(require("evil")); } catch (e) { return "clean"; }
+};
+"""
+# A Lambda execution environment's process space, played by a PID namespace: its first process
+# starts the runtime (the runner) for each invocation, again after the runtime was killed.
+ENVIRONMENT = """import subprocess, sys
+for line in sys.stdin:
+    done = subprocess.run([sys.executable, "-m", "chalicelib.runner", line.strip()])
+    print(done.returncode, flush=True)
+"""
+
+
+def test_an_instance_that_kills_its_runner_leaves_nothing_for_the_next_one_without_a_sandbox(tmp_path, monkeypatch):
+    """issue 24, on Lambda (no sandbox, one uid for the runner and the sequence): an instance killed its
+    runner, so no clean-up ran; a detached process survived, and a file it planted in
+    /tmp/node_modules was loaded by the next instance's require, which read that instance's start
+    data. The runner now cleans its environment before each instance too."""
+    if subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True).returncode != 0:
+        pytest.skip("cannot make a PID namespace here (unshare --pid needs root or user namespaces)")
+    from chalicelib import config, instances, sequences
+    from chalicelib.embedded import hub as localhub
+
+    from .helpers import ROOT, js_package
+
+    server = localhub.moto_server()
+    server.start()
+    tmp = tmp_path / "lambda-tmp"  # the environment's /tmp (never the machine's: it is emptied)
+    tmp.mkdir()
+    try:
+        for key, value in {"AWS_ENDPOINT_URL": server.url, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                           "AWS_DEFAULT_REGION": localhub.REGION, "AWS_REGION": localhub.REGION}.items():
+            monkeypatch.setenv(key, value)
+        aws.reset()
+        for key, value in localhub.hub_environment(localhub.provision("lambda"), retention=600, stage="lambda").items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setattr(invoker, "invoke", lambda settings, inst_id: None)  # the environment below runs them
+        settings = config.load()
+        poison = instances.start(settings, sequences.create(settings, js_package(POISON))["id"], {"args": [str(tmp)]})["id"]
+        victim = instances.start(settings, sequences.create(settings, js_package(VICTIM))["id"],
+                                 {"args": [], "appConfig": {"secret": "the victim's"}})["id"]
+        env = {**os.environ, "AWS_LAMBDA_FUNCTION_NAME": "sequence-hub-test-runner", "TMPDIR": str(tmp),
+               "PYTHONPATH": str(ROOT)}
+        lambda_env = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", sys.executable,
+                                       "-c", ENVIRONMENT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+                                      cwd=ROOT, text=True)
+        try:
+            lambda_env.stdin.write(f"{poison}\n")
+            lambda_env.stdin.flush()
+            assert lambda_env.stdout.readline().strip() == "-9"  # the runtime was killed by its instance
+            assert (tmp / "node_modules" / "evil" / "index.js").exists()
+            assert subprocess.run(["pgrep", "-f", "^sleep 4242$"], capture_output=True).returncode == 0
+            lambda_env.stdin.write(f"{victim}\n")
+            lambda_env.stdin.flush()
+            assert lambda_env.stdout.readline().strip() == "0"
+        finally:
+            lambda_env.kill()
+            lambda_env.wait()
+        assert instances.read_channel(settings, victim, "output", "", 0)["data"] == b"clean"
+        assert not (tmp / "node_modules").exists()
+        assert subprocess.run(["pgrep", "-f", "^sleep 4242$"], capture_output=True).returncode == 1
+    finally:
+        aws.reset()
+        server.stop()

@@ -6,6 +6,13 @@ detaches (double fork, ``setsid``, ``setpgid``), is re-parented to the runner in
 After the host exits, every process still parented to the runner is the instance's, and is killed
 with everything below it. On Lambda, where the next invocation may be another user's instance,
 the runner also empties ``/tmp``.
+
+That is not enough alone: without a sandbox a sequence runs as the runner's own uid, so it can
+kill its runner, whose clean-up then never runs, and leave a process (frozen with the environment,
+thawed in the next invocation) or a file (``/tmp/node_modules``, which Node's ``require`` looks in)
+for the next instance. So where the runner owns the environment it also cleans it *before* each
+instance: ``clean_environment`` kills every process of its uid that is not one of its ancestors,
+and empties ``/tmp``, before the package is fetched.
 """
 
 from __future__ import annotations
@@ -88,6 +95,45 @@ def kill_all(keep: frozenset[int] = frozenset()) -> int:
         killed |= targets
         _reap(targets)
     return len(killed)
+
+
+def kill_strays() -> int:
+    """SIGKILL every process of this uid except this one and its ancestors; return how many. Only
+    where this process's environment runs nothing but the runner (a Lambda execution environment).
+    Repeats until none is left, so a process forking as fast as it can is caught too."""
+    me, uid = os.getpid(), os.getuid()
+    killed: set[int] = set()
+    for _ in range(100):
+        parents = _parents()
+        keep = {me}
+        pid = me
+        while pid in parents and parents[pid] not in keep and parents[pid] > 0:
+            pid = parents[pid]
+            keep.add(pid)
+        targets = {p for p in parents if p not in keep and _owner(p) == uid}
+        if not targets:
+            break
+        for pid in targets:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        killed |= targets
+        _reap(targets)
+    return len(killed)
+
+
+def _owner(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+
+
+def clean_environment(tmp: Path) -> None:
+    """Before an instance: what earlier ones may have left in this execution environment goes."""
+    kill_strays()
+    empty_dir(tmp)
 
 
 def _reap(pids: set[int]) -> None:

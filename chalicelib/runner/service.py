@@ -52,6 +52,8 @@ class PackageChanged(Exception):
 
 def run_instance(settings: Settings, instance_id: str, remaining_ms: RemainingMs) -> str:
     """Run one instance to its end; returns the final status (or "skipped" if not ours to run)."""
+    if settings.owns_environment:  # Lambda: an earlier instance may have left something behind
+        leftovers.clean_environment(Path(tempfile.gettempdir()))
     repo = Repository(settings.table)
     inst = repo.claim(instance_id, clock.now())
     if inst is None:
