@@ -202,7 +202,8 @@ module.exports = async function (input, tmp) {
   // Plant a module where the next instance's require() looks (its package lies below tmp).
   fs.mkdirSync(path.join(tmp, "node_modules", "evil"), { recursive: true });
   fs.writeFileSync(path.join(tmp, "node_modules", "evil", "index.js"),
-                   "module.exports = 'planted: ' + JSON.stringify(require('fs').readFileSync(process.env.SEQHUB_START || '/dev/null', 'utf8'));");
+                   "module.exports = 'planted: ' + JSON.stringify(require('fs').readFileSync(" +
+                   "process.env.SEQHUB_START || '/dev/null', 'utf8'));");
   spawn("sleep", ["4242"], { detached: true, stdio: "ignore" }).unref();
   process.kill(process.ppid, "SIGKILL");  // its runner: no clean-up after it
   await new Promise((resolve) => setTimeout(resolve, 1e9));
