@@ -523,15 +523,16 @@ class Repository:
         known, or it would take the instance past its input quota: ``quota`` bytes in all, or
         ``unread`` bytes more than it has read (the runner keeps ``in_limit`` at that mark)."""
         inc = 1 if size else 0
-        sets_expr = ["#seq = if_not_exists(#seq, :zero) + :inc", "#inb = if_not_exists(#inb, :zero) + :size"]
-        names = {"#seq": f"{stream}_seq", "#end": f"{stream}_end", "#st": "status", "#inb": "in_bytes",
-                 "#lim": "in_limit"}
-        values: dict[str, Any] = {":zero": 0, ":inc": inc, ":size": size, ":quota": quota, ":unread": unread,
-                                  **_ACTIVE_VALUES}
+        sets_expr = ["#seq = if_not_exists(#seq, :zero) + :inc"]
+        names = {"#seq": f"{stream}_seq", "#end": f"{stream}_end", "#st": "status"}
+        values: dict[str, Any] = {":zero": 0, ":inc": inc, **_ACTIVE_VALUES}
         if end:
             sets_expr.append("#end = if_not_exists(#seq, :zero) + :inc")
         condition = f"attribute_exists(pk) AND attribute_not_exists(#end) AND {_IS_ACTIVE}"
         if size:  # an empty request (one that only ends the stream) is never over a quota
+            sets_expr.append("#inb = if_not_exists(#inb, :zero) + :size")
+            names.update({"#inb": "in_bytes", "#lim": "in_limit"})
+            values.update({":size": size, ":quota": quota, ":unread": unread})
             condition += (" AND (attribute_not_exists(#inb) OR (#inb < :quota AND"
                           " ((attribute_not_exists(#lim) AND #inb < :unread) OR #lim > #inb)))")
         if stream == "input":

@@ -74,23 +74,25 @@ _channel_command("stderr", False, "Print an instance's stderr (--follow to keep 
 _channel_command("log", False, "Print an instance's log, JSON lines (--follow to keep reading).  Example: si inst log -")
 
 
-def _stream_until_end(ctx: Ctx, inst_id: str, channels: list[tuple[str, Any]]) -> None:
-    """Follow several channels at once, each into its sink, until all have ended."""
-    errors: list[BaseException] = []
+def _stream_until_end(ctx: Ctx, inst_id: str, channels: list[tuple[str, Any]],
+                      errors: list[BaseException] | None = None) -> None:
+    """Follow several channels at once, each into its sink, until all have ended or one of them
+    (or whatever else reports into ``errors``) fails."""
+    failed: list[BaseException] = errors if errors is not None else []
 
     def pump(channel: str, sink: IO[bytes]) -> None:
         try:
             output.copy(ctx.client.follow(inst_id, channel), sink)
         except BaseException as exc:  # reported below, in the main thread
-            errors.append(exc)
+            failed.append(exc)
 
     threads = [threading.Thread(target=pump, args=pair, daemon=True) for pair in channels]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
+    while not failed and (running := [t for t in threads if t.is_alive()]):
+        running[0].join(0.1)  # a short wait: an error elsewhere is noticed at once
+    if failed:
+        raise failed[0]
 
 
 FINAL = protocol.FINAL
@@ -124,13 +126,18 @@ def inst_attach(ctx: Ctx, inst_id: str) -> None:
     """Connect your terminal to the instance: stdin to its stdin, its stdout and stderr to yours.  Example: si inst attach -"""
     inst_id = session.resolve("instance", inst_id)
 
+    errors: list[BaseException] = []
+
     def feed() -> None:
-        for line in iter(sys.stdin.buffer.readline, b""):
-            ctx.client.send_input(inst_id, "stdin", line, "application/octet-stream", end=False)
-        ctx.client.send_input(inst_id, "stdin", b"", "application/octet-stream", end=True)
+        try:
+            for line in iter(sys.stdin.buffer.readline, b""):
+                ctx.client.send_input(inst_id, "stdin", line, "application/octet-stream", end=False)
+            ctx.client.send_input(inst_id, "stdin", b"", "application/octet-stream", end=True)
+        except BaseException as exc:  # a refused stdin ends the attach with the hub's answer
+            errors.append(exc)
 
     threading.Thread(target=feed, daemon=True).start()
-    _stream_until_end(ctx, inst_id, [("stdout", sys.stdout.buffer), ("stderr", sys.stderr.buffer)])
+    _stream_until_end(ctx, inst_id, [("stdout", sys.stdout.buffer), ("stderr", sys.stderr.buffer)], errors)
 
 
 @inst.command("restart")
