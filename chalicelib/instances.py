@@ -242,7 +242,8 @@ def request_stop(settings: Settings, inst_id: str, timeout_ms: Any, can_keep_ali
     if not isinstance(can_keep_alive, bool):
         raise BadRequest("Invalid canCallKeepalive format")
     inst = get(settings, inst_id)
-    if inst.status != protocol.RUNNING:
+    # Again while stopping, as Scramjet's hub allows: one that kept itself alive is asked again.
+    if inst.status not in (protocol.RUNNING, protocol.STOPPING):
         raise BadRequest("Instance not running")
     repo = _repo(settings)
     updated = repo.request_stop(inst_id, {"timeout": timeout_ms, "canCallKeepalive": can_keep_alive,

@@ -510,9 +510,10 @@ class Repository:
         return _instance(item) if item is not None else None
 
     def request_stop(self, inst_id: str, request: dict[str, Any]) -> Instance | None:
+        """Ask a running (or already stopping) instance to stop; the latest request is the one acted on."""
         item = self._update(_inst_key(inst_id), {"stop_requested": request, "status": protocol.STOPPING},
-                            condition="#st = :r", names={"#st": "status"}, values={":r": protocol.RUNNING},
-                            returns="ALL_NEW")
+                            condition="#st IN (:r, :s)", names={"#st": "status"},
+                            values={":r": protocol.RUNNING, ":s": protocol.STOPPING}, returns="ALL_NEW")
         return _instance(item) if item is not None else None
 
     # -- input and stdin -------------------------------------------------------------------------

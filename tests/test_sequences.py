@@ -165,13 +165,24 @@ def test_stop_runs_the_stop_handler_then_ends(hub, name):
     assert read(hub, inst, "stdout") == b"Cleaning up... Cleanup done.\n"
 
 
-def test_keep_alive_prevents_the_stop(hub):
+def test_keep_alive_prevents_the_stop_and_a_stop_may_be_sent_again(hub):
+    """Scramjet's E2E-002: stop with keep-alive allowed, twice (the instance keeps itself running,
+    "stopping"), then a stop that does not allow it ends the instance."""
     inst = start(hub, "py-keep-alive", ["SEND_KEEPALIVE"])
     read(hub, inst, "log", until=b"stop handler ready")
-    control(hub, inst, "_stop", {"timeout": 1500, "canCallKeepalive": True})
-    time.sleep(4)  # past the stop's 1.5 s timeout: what is asserted is that it is still alive
-    assert info(hub, inst)["status"] == "stopping"  # STH leaves it "stopping", alive
-    assert json.loads(hub.http.get(f"/api/v1/instance/{inst}/health").body)["healthy"] is True
+    for kept in (1, 2):
+        status, body = control(hub, inst, "_stop", {"timeout": 1500, "canCallKeepalive": True})
+        assert status == 202 and body["status"] == "stopping"
+        end = time.monotonic() + 30
+        while read(hub, inst, "log", until=b"kept itself running").count(b"kept itself running") < kept:
+            assert time.monotonic() < end, "no keep-alive"
+            time.sleep(0.1)
+        time.sleep(2)  # past the stop's 1.5 s timeout: what is asserted is that it is still alive
+        assert info(hub, inst)["status"] == "stopping"  # STH leaves it "stopping", alive
+        assert json.loads(hub.http.get(f"/api/v1/instance/{inst}/health").body)["healthy"] is True
+    status, body = control(hub, inst, "_stop", {"timeout": 0, "canCallKeepalive": False})
+    assert status == 202
+    assert wait_status(hub, inst, protocol.FINAL)["terminated"] == {"exitcode": 138, "reason": "Instance stopped"}
 
 
 def test_kill_a_busy_loop(hub):

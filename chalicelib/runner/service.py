@@ -94,6 +94,7 @@ class _Run:
         self.events_lock = threading.Lock()
         self.kill_at: float | None = None
         self.stop_deadline: float | None = None
+        self.stop_at: float | None = None  # when the stop request acted on was made
         self.killed = False
         self.stopped = False
         self.timed_out = False
@@ -282,6 +283,8 @@ class _Run:
                 if kind == "health":
                     self.health = {"healthy": bool(msg.get("healthy", True))}
                 elif kind == "keepalive":
+                    if self.stop_deadline is not None:
+                        self.log_line("INFO", "the sequence kept itself running (keepAlive): the stop is called off")
                     self.keepalive = True
                     self.stop_deadline = None
                 elif kind == "output" and self.announced_output is None:
@@ -374,8 +377,12 @@ class _Run:
             child.send({"type": "kill"})
             self.kill_at = time.monotonic() + KILL_GRACE
         request = inst.stop_requested
-        if request and not self.stopped and not self.killed:
+        if request and request.get("at") != self.stop_at and not self.killed:
+            # Each stop (a second one after a keep-alive, too) runs the stop handlers again and
+            # waits its own timeout; only a keep-alive sent after it saves the instance.
             self.stopped = True
+            self.stop_at = request.get("at")
+            self.keepalive = False
             child.send({"type": "stop", "timeout": request["timeout"],
                         "canCallKeepalive": request["canCallKeepalive"]})
             self.stop_deadline = time.monotonic() + request["timeout"] / 1000

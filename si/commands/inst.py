@@ -169,10 +169,14 @@ def inst_kill(ctx: Ctx, inst_id: str) -> None:
 @inst.command("stop")
 @click.argument("inst_id")
 @click.argument("timeout", type=int)
+@click.option("--keep-alive/--no-keep-alive", "can_keep_alive", default=True, show_default=True,
+              help="Whether the sequence may keep itself running by calling keepAlive in its stop handler "
+                   "(Scramjet's canCallKeepalive; its si always allows it).")
 @pass_ctx
-def inst_stop(ctx: Ctx, inst_id: str, timeout: int) -> None:
-    """Ask an instance to stop: its stop handlers run, then it ends after TIMEOUT ms.  Example: si inst stop - 5000"""
-    result = ctx.client.stop(session.resolve("instance", inst_id), timeout)
+def inst_stop(ctx: Ctx, inst_id: str, timeout: int, can_keep_alive: bool) -> None:
+    """Ask an instance to stop: its stop handlers run, then it ends after TIMEOUT ms unless it called
+    keepAlive (ask again to stop it then).  Example: si inst stop - 5000 --no-keep-alive"""
+    result = ctx.client.stop(session.resolve("instance", inst_id), timeout, can_keep_alive)
     output.data(result, pretty=f"{result['id']} {result['status']}")
 
 
