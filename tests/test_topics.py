@@ -349,3 +349,27 @@ def test_a_hub_holds_a_bounded_number_of_topics(api, settings, monkeypatch):
     assert refused.status_code == 429 and "SEQHUB_MAX_TOPICS" in json.loads(refused.body)["error"]
     assert stored(settings, "d") == [] and len(topic_objects(settings)) == 0
     assert write(api, "a", b"more").status_code == 200  # the ones it holds take writes
+
+
+SHORT_PRODUCER = """const { PassThrough } = require("stream");
+module.exports = function () {
+  const out = new PassThrough();
+  out.topic = "%s";
+  out.contentType = "text/plain";
+  out.end("run %s\\n");
+  return out;
+};
+"""
+
+
+def test_a_topic_announced_by_a_short_lived_producer_gets_its_output_every_time(api, settings):
+    """The runner acted on announcements only while the host was alive: one read after its last
+    look (a producer that ends at once) was never routed, about one run in three."""
+    from chalicelib import instances, sequences
+
+    topic = f"brief-{uuid.uuid4().hex[:6]}"
+    for n in range(20):
+        seq_id = sequences.create(settings, js_package(SHORT_PRODUCER % (topic, n)))["id"]
+        inst = instances.start(settings, seq_id, {})["id"]  # the tests' invoker runs it to its end
+        assert instances.info(settings, inst)["provides"] == topic
+    assert read_all(api, topic) == "".join(f"run {n}\n" for n in range(20)).encode()

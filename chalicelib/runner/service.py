@@ -181,7 +181,8 @@ class _Run:
     def supervise(self, child: child_mod.Child, manifest: dict[str, Any]) -> str:
         fds = child.fds
         pumps = [pump_fd(fds[name], self.channels[name], self.output_budget) for name in CHANNELS]
-        threading.Thread(target=self.read_events, args=(fds["events"],), daemon=True).start()
+        events = threading.Thread(target=self.read_events, args=(fds["events"],), daemon=True)
+        events.start()
         feeders = self.feeders = {name: Feeder(self.settings.bucket, fd, name, preamble=name == "input",
                                                read_chunks=functools.partial(self.repo.chunks, self.id, name))
                                   for name, fd in (("input", child.input_w), ("stdin", fds["stdin"]))}
@@ -216,6 +217,10 @@ class _Run:
         leftovers.kill_all()  # and anything it detached from the group (none survive a sandbox)
         for pump in pumps:
             pump.join(timeout=max(0.0, drain_until - time.monotonic()))
+        # What the host said last (a short-lived producer's topic, say) may still be in the pipe:
+        # read it to its end and act on it, so every announcement counts, whenever it came.
+        events.join(timeout=max(0.0, drain_until - time.monotonic()))
+        self.route_output_topic()
         for feeder in feeders.values():
             feeder.close()
         if self.topic_input is not None:
@@ -321,16 +326,7 @@ class _Run:
     def route_topics(self, child: child_mod.Child, feeders: dict[str, Feeder]) -> None:
         """Act on the host's announcements: the topic its output goes to (unless the start named
         one: Scramjet's outputTopic wins) and the topic its input comes from."""
-        announced, self.announced_output = self.announced_output, None
-        if announced is not None and not self.output_routed:
-            name = self.inst.provides or announced.get("topic")
-            if name and not protocol.valid_topic(name):
-                self.log_line("ERROR", f"output not sent to topic {str(name)[:64]!r}: not a valid topic name")
-            elif name:
-                if not self.inst.provides:
-                    self.inst.provides = name
-                    self.repo.record_topics(self.id, {"provides": name})
-                self.tee_output(name, announced)
+        self.route_output_topic()
         wanted, self.announced_requires = self.announced_requires, None
         if wanted is not None and not self.inst.requires:
             name, ctype = wanted.get("topic"), wanted.get("contentType")
@@ -344,6 +340,20 @@ class _Run:
                 self.inst.requires = name
                 self.repo.record_topics(self.id, {"requires": name})
                 self.topic_input = TopicInput(self.settings, name, ctype, child.input_w)
+
+    def route_output_topic(self) -> None:
+        """The topic the host announced its output goes to, if any, once."""
+        announced, self.announced_output = self.announced_output, None
+        if announced is None or self.output_routed:
+            return
+        name = self.inst.provides or announced.get("topic")
+        if name and not protocol.valid_topic(name):
+            self.log_line("ERROR", f"output not sent to topic {str(name)[:64]!r}: not a valid topic name")
+        elif name:
+            if not self.inst.provides:
+                self.inst.provides = name
+                self.repo.record_topics(self.id, {"provides": name})
+            self.tee_output(name, announced)
 
     def tee_output(self, name: str, announced: dict[str, Any] | None) -> None:
         self.output_routed = True
