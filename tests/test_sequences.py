@@ -146,6 +146,23 @@ def test_stdin_to_stdout(hub, name, prefix):
     assert read(hub, inst, "stdout") == prefix + b"python runner\n"
 
 
+def test_python_stdin_is_a_stream_that_never_blocks_the_event_loop(hub):
+    """Scramjet's Python runner makes sys.stdin a scramjet Stream of decoded text: `await
+    sys.stdin.read()` waits on the event loop, so events and health go on meanwhile."""
+    inst = start(hub, "py-await-stdin")
+    end = time.monotonic() + 30
+    while True:  # the third tick is emitted while the sequence awaits its stdin
+        resp = hub.http.get(f"/api/v1/instance/{inst}/event/tick?wait=2")
+        if resp.status_code == 200 and json.loads(resp.body) == 3:
+            break
+        assert time.monotonic() < end, resp.body
+    resp = hub.http.post(f"/api/v1/instance/{inst}/stdin", headers={"Content-Type": "application/octet-stream"},
+                         body="żółw\n".encode())
+    assert resp.status_code == 200
+    assert read(hub, inst) == "got żółw\n".encode()
+    assert wait_status(hub, inst, protocol.FINAL)["status"] == "completed"
+
+
 def test_typed_args_reach_a_never_ending_passthrough(hub):
     inst = start(hub, "js-args-to-output", ["Hello", 123, {"abc": 456}, ["789"]])
     assert read(hub, inst, until=b"789\n") == b"Hello\n123\n456\n789\n"

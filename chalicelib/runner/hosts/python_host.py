@@ -96,12 +96,13 @@ class AppContext:
         self._events = events
         self._handlers: dict[str, list[Callable[[Any], Any]]] = {}
         self._early: dict[str, list[Any]] = {}  # events that came before any handler for them: delivered on registration
-        self._stop_handler: Callable[[float, bool], Any] | None = None
+        self._stop_handlers: list[Callable[[float, bool], Any]] = []
         self._health_check: Callable[[], Any] = lambda: {"healthy": True}
         self.keep_alive_requested = False
 
-    def set_stop_handler(self, handler: Callable[[float, bool], Any]) -> None:
-        self._stop_handler = handler
+    def set_stop_handler(self, handler: Callable[[float, bool], Any], *_: Any) -> None:
+        """Add a stop handler (Scramjet's runner keeps every one given, and calls each in turn)."""
+        self._stop_handlers.append(handler)
 
     def set_health_check(self, check: Callable[[], Any]) -> None:
         self._health_check = check
@@ -138,12 +139,13 @@ class AppContext:
             if inspect.isawaitable(result):
                 await result
 
-    async def run_stop_handler(self, timeout_s: float, can_keep_alive: bool) -> None:
-        if self._stop_handler is None:
-            return
-        result = self._stop_handler(timeout_s, can_keep_alive)
-        if inspect.isawaitable(result):
-            await result
+    async def run_stop_handlers(self, timeout_s: float, can_keep_alive: bool) -> None:
+        # A keep-alive counts for the stop it answers only, as in Scramjet's runner.
+        self.keep_alive_requested = False
+        for handler in self._stop_handlers:
+            result = handler(timeout_s, can_keep_alive)
+            if inspect.isawaitable(result):
+                await result
 
 
 async def _input_items(reader: asyncio.StreamReader) -> AsyncIterator[Any]:
@@ -221,7 +223,7 @@ class Host:
         timeout_s = (msg.get("timeout") or 0) / 1000
         can_keep_alive = bool(msg.get("canCallKeepalive"))
         try:
-            await self.context.run_stop_handler(timeout_s, can_keep_alive)
+            await self.context.run_stop_handlers(timeout_s, can_keep_alive)
         except Exception:
             traceback.print_exc()
         if not (can_keep_alive and self.context.keep_alive_requested):
@@ -280,9 +282,13 @@ class Host:
         input_reader = await _pipe_reader(_fd("input"))
         try:
             from scramjet.streams import Stream
-            input_stream: Any = Stream.read_from(_input_items(input_reader))
-        except ImportError:  # scramjet is optional for sequences that ignore input
-            input_stream = _input_items(input_reader)
+        except ImportError:  # scramjet is optional for sequences that ignore their input and stdin
+            input_stream: Any = _input_items(input_reader)
+        else:
+            input_stream = Stream.read_from(_input_items(input_reader))
+            # As in Scramjet's runner: stdin is a Stream of decoded lines (`await sys.stdin.read()`,
+            # `async for line in sys.stdin`), read on the event loop, never blocking it.
+            sys.stdin = Stream.read_from(await _pipe_reader(0)).decode("utf-8")
         provides = _declared(module, "provides")
         requires = _declared(module, "requires")
         if requires.get("requires"):  # Scramjet's PANG: the input comes from this topic
