@@ -33,8 +33,17 @@ def _doc(*statements: dict) -> dict:
     return {"Version": "2012-10-17", "Statement": list(statements)}
 
 
-def _stmt(sid: str, actions: list[str], resources: list[str]) -> dict:
-    return {"Sid": sid, "Effect": "Allow", "Action": sorted(actions), "Resource": resources}
+def _stmt(sid: str, actions: list[str], resources: list[str], condition: dict | None = None) -> dict:
+    statement = {"Sid": sid, "Effect": "Allow", "Action": sorted(actions), "Resource": resources}
+    if condition:
+        statement["Condition"] = condition
+    return statement
+
+
+def _slots_only(table: str) -> dict:
+    # Deleting items of the cap slots (a running slot given back) and of nothing else.
+    return _stmt("GiveBackSlots", ["dynamodb:DeleteItem"], [table],
+                 {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["slots#*"]}})
 
 
 def _own_logs(n: dict) -> dict:
@@ -66,6 +75,7 @@ def policies(stage: str, **known: str) -> dict[str, dict]:
     runner = _doc(
         _stmt("Instance", ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:Query",
                            "dynamodb:BatchGetItem"], [table]),
+        _slots_only(table),
         _stmt("PackagesAndInputs", ["s3:GetObject"], [n["bucket"] + "/packages/*", n["bucket"] + "/inputs/*"]),
         # Read back too: output written before the sequence named its topic goes to the topic first.
         _stmt("WriteSegments", ["s3:PutObject", "s3:GetObject"], [n["bucket"] + "/channels/*"]),

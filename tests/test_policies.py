@@ -200,7 +200,7 @@ def test_every_call_is_allowed_and_every_grant_is_used(settings, hub_env, record
     by_component = {"api": docs["policy-test.json"], "runner": docs["policy-test-runner.json"],
                     "cleanup": docs["policy-test-cleanup.json"], "sweeper": docs["policy-test-sweeper.json"]}
     denied = [c for c in recorded.calls if not allowed(by_component[c[0]], c[1], c[2])]
-    assert denied == []
+    assert denied == [], sorted(set(denied))
     for component, doc in by_component.items():
         granted = {a for st in doc["Statement"] for a in st["Action"]}
         used = {action for comp, action, _ in recorded.calls if comp == component} | _SERVICE_USED.get(component, set())
