@@ -9,6 +9,8 @@ BIN := $(VENV)/bin
 STAGE ?= dev
 # Scramjet's own CLI, which the tests drive against the embedded hub (installed once, then cached).
 SCRAMJET_CLI := .cache/scramjet-cli/node_modules/.bin/si
+# What the Node runtime host loads (scramjet's streams, Scramjet's HostClient), as its lock file says.
+HOST_MODULES := chalicelib/runner/hosts/node_modules/.package-lock.json
 
 # Both parts, editable: the client (si/, with AWS signing) and the server with the embedded hub.
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml si/pyproject.toml
@@ -17,7 +19,10 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml si/pypro
 	$(BIN)/pip install --quiet -r requirements-dev.txt -e './si[aws]' -e '.[local]'
 	touch $@
 
-demo: $(BIN)/.installed
+$(HOST_MODULES): chalicelib/runner/hosts/package.json chalicelib/runner/hosts/package-lock.json
+	npm ci --prefix chalicelib/runner/hosts --no-audit --no-fund --silent
+
+demo: $(BIN)/.installed $(HOST_MODULES)
 	@bash examples/demo.sh
 
 # ruff (config in pyproject.toml), mypy --strict on chalicelib/ and si/ (app.py checked too), cfn-lint.
@@ -30,22 +35,22 @@ $(SCRAMJET_CLI):
 	mkdir -p .cache/scramjet-cli
 	npm install --prefix .cache/scramjet-cli --no-audit --no-fund --silent @scramjet/cli@0.26.1
 
-test: $(BIN)/.installed $(SCRAMJET_CLI) lint
+test: $(BIN)/.installed $(HOST_MODULES) $(SCRAMJET_CLI) lint
 	$(BIN)/pytest
 	$(MAKE) deploy-check
 
 # Ops: deploy a stage to the AWS account of your credentials (safe to re-run), or remove it.
-deploy: $(BIN)/.installed
+deploy: $(BIN)/.installed $(HOST_MODULES)
 	$(BIN)/python -m infra.wire deploy --stage $(STAGE)
 
 destroy: $(BIN)/.installed
 	$(BIN)/python -m infra.wire destroy --stage $(STAGE)
 
 # The ops path rehearsed against a moto server it starts itself: deploy, check, re-deploy, destroy.
-deploy-check: $(BIN)/.installed
+deploy-check: $(BIN)/.installed $(HOST_MODULES)
 	$(BIN)/python -m infra.rehearse
 
-bench: $(BIN)/.installed
+bench: $(BIN)/.installed $(HOST_MODULES)
 	$(BIN)/python bench/run.py
 
 clean:

@@ -73,6 +73,9 @@ class Settings:
     http_header_seconds: int = 10
     http_body_idle_seconds: int = 30
     log_copy: str = "all"  # one of LOG_COPIES
+    # This hub's own API, which the runner serves to its instances' hub clients (Scramjet's this.hub);
+    # none: sequences get no API.
+    api_url: str = ""
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -154,4 +157,5 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         http_header_seconds=_int(env, "SEQHUB_HTTP_HEADER_SECONDS", 10),
         http_body_idle_seconds=_int(env, "SEQHUB_HTTP_BODY_IDLE_SECONDS", 30),
         log_copy=log_copy,
+        api_url=env.get("SEQHUB_API_URL", ""),
     )

@@ -255,3 +255,66 @@ def test_binary_output_round_trips_byte_for_byte(hub, name):
     assert len(data) == 300_000
     digest = read(hub, inst, "stdout").decode().strip()
     assert hashlib.sha256(data).hexdigest() == digest
+
+
+def start_source(api, source: str, args=None) -> str:
+    """Start a JavaScript sequence given as its source."""
+    from .helpers import js_package
+
+    resp = api.http.post("/api/v1/sequence", headers={"Content-Type": "application/octet-stream"}, body=js_package(source))
+    seq_id = json.loads(resp.body)["id"]
+    resp = api.http.post(f"/api/v1/sequence/{seq_id}/start", headers=JSON, body=json.dumps({"args": args or []}))
+    return json.loads(resp.body)["id"]
+
+
+# What Scramjet's runner writes for what the last function returns (runner.ts, runSequence): JSON
+# lines only for a stream that says it holds JSON lines, or for the runner's own DataStream (what it
+# makes of a generator or an iterable, or what .map on its input gives); a sequence's own stream is
+# written as it is, object mode or not; a primitive as `${value}`.
+NODE_OUTPUTS = [
+    ("own object-mode PassThrough of strings: as written",
+     "const { PassThrough } = require('stream');\nmodule.exports = function () {\n"
+     "  const out = new PassThrough({ objectMode: true });\n  out.write('Name is: Hulk\\n'); out.end('Name is: Ada\\n');\n"
+     "  return out;\n};\n", b"Name is: Hulk\nName is: Ada\n", "completed"),
+    ("async generator: JSON lines",
+     "module.exports = async function* () { yield 'x'; yield 3000; yield { a: 1 }; };\n",
+     b'"x"\n3000\n{"a":1}\n', "completed"),
+    ("an array: JSON lines", "module.exports = () => ['a', 2];\n", b'"a"\n2\n', "completed"),
+    ("object stream that says it is JSON lines",
+     "const { PassThrough } = require('stream');\nmodule.exports = function () {\n"
+     "  const out = new PassThrough({ objectMode: true });\n  out.contentType = 'application/x-ndjson';\n"
+     "  out.end({ name: 'Hulk' });\n  return out;\n};\n", b'{"name":"Hulk"}\n', "completed"),
+    ("the runner's DataStream (its input, mapped): JSON lines",
+     "module.exports = function (input) { return input.map((s) => `Hello ${s}!`); };\n", b'"Hello input!"\n',
+     "completed"),
+    ("a number: as text, no newline", "module.exports = async () => 42;\n", b"42", "completed"),
+    ("nothing: the text undefined", "module.exports = async () => {};\n", b"undefined", "completed"),
+    ("a stream that set an encoding: its bytes",
+     "const { PassThrough } = require('stream');\nmodule.exports = function () {\n"
+     "  const out = new PassThrough(); out.setEncoding('hex');\n  out.end(Buffer.from([0, 255, 10]));\n  return out;\n};\n",
+     b"\x00\xff\n", "completed"),
+    ("objects in a stream that does not say it is JSON lines: fails, as piping them does",
+     "const { PassThrough } = require('stream');\nmodule.exports = function () {\n"
+     "  const out = new PassThrough({ objectMode: true });\n  out.end({ name: 'Hulk' });\n  return out;\n};\n",
+     b"", "errored"),
+]
+
+
+@pytest.mark.parametrize("source, expected, status", [c[1:] for c in NODE_OUTPUTS], ids=[c[0] for c in NODE_OUTPUTS])
+def test_node_output_is_written_as_scramjets_runner_writes_it(hub, source, expected, status):
+    inst = start_source(hub, source)
+    send_input(hub, inst, b"input", end=True)
+    assert read(hub, inst) == expected
+    final = wait_status(hub, inst, protocol.FINAL)
+    assert final["status"] == status, final
+    if status == "errored":
+        assert b'The "chunk" argument must be of type string' in read(hub, inst, "stderr")
+
+
+def test_an_exception_nobody_catches_ends_the_instance_errored(hub):
+    inst = start_source(hub, "const { PassThrough } = require('stream');\nmodule.exports = function () {\n"
+                             "  setTimeout(() => { throw new TypeError('thrown later'); }, 10);\n"
+                             "  return new PassThrough();  // never ended\n};\n")
+    final = wait_status(hub, inst, protocol.FINAL)
+    assert final["terminated"] == {"exitcode": 23, "reason": "Sequence failed during execution"}
+    assert b"TypeError: thrown later" in read(hub, inst, "stderr")

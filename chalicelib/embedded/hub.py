@@ -262,6 +262,9 @@ class LocalHub:
                 raise OSError(f"the HTTP server did not start on {self.host}:{self.port}")
             time.sleep(0.01)
         hub_logger.info(f"hub started on {self.host}:{port}")
+        # Runners serve this API to their instances' hub clients (Scramjet's this.hub).
+        local = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+        os.environ["SEQHUB_API_URL"] = f"http://{f'[{local}]' if ':' in local else local}:{port}/api/v1"
         from .. import invoker
 
         invoker.warm_up()

@@ -18,7 +18,7 @@ from typing import Any
 
 from . import sandbox
 from .hosts import NODE_HOST, PYTHON_HOST
-from .sandbox import HOSTS_INSIDE, PACKAGE_DIR, START_INSIDE, Box
+from .sandbox import HOSTS_INSIDE, HUB_SOCKET_INSIDE, PACKAGE_DIR, START_INSIDE, Box
 
 # Only what a program needs to run; never AWS credentials or the hub's configuration.
 _PASS_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
@@ -112,9 +112,11 @@ class Child:
             pass
 
 
-def spawn(runtime: str, package: Path, start: dict[str, Any], work_dir: Path, box: Box | None = None) -> Child:
+def spawn(runtime: str, package: Path, start: dict[str, Any], work_dir: Path, box: Box | None = None,
+          hub_socket: Path | None = None) -> Child:
     """Start the host for ``runtime``: in ``package``, the unpacked directory; or inside ``box``,
-    which unpacks ``package``, the archive, itself. ``start`` is {"main","args","config","instanceId"}."""
+    which unpacks ``package``, the archive, itself. ``start`` is {"main","args","config","instanceId"};
+    ``hub_socket`` is where the runner serves the hub's API to the instance (``hubproxy``)."""
     start_file = work_dir / "start.json"
     fd = os.open(start_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -143,6 +145,8 @@ def spawn(runtime: str, package: Path, start: dict[str, Any], work_dir: Path, bo
                 # SDKs in the sequence must not go looking for the host's instance role.
                 "AWS_EC2_METADATA_DISABLED": "true"})
     env.update({f"SEQHUB_FD_{name.upper()}": str(fd) for name, fd in child_ends.items()})
+    if hub_socket is not None:
+        env["SEQHUB_HUB_SOCKET"] = HUB_SOCKET_INSIDE if box else str(hub_socket)
     (work_dir / "tmp").mkdir(exist_ok=True)
     cwd: Path | str = package
     extra_fds: tuple[int, ...] = ()
@@ -150,7 +154,7 @@ def spawn(runtime: str, package: Path, start: dict[str, Any], work_dir: Path, bo
         if box is not None:
             program = opened.enter_context(sandbox.program_file())
             extra_fds = (program.fileno(),)
-            argv = box.command(argv, env, package, start_file, work_dir, program.fileno())
+            argv = box.command(argv, env, package, start_file, work_dir, program.fileno(), hub_socket)
             cwd = work_dir
         stdout_r, stdout_w = os.pipe()
         stderr_r, stderr_w = os.pipe()

@@ -35,6 +35,7 @@ from .hosts import HOSTS_DIR
 PACKAGE_DIR = "/package"            # where the sequence runs, as in Scramjet's Docker runner
 HOSTS_INSIDE = "/opt/seqhub/hosts"
 START_INSIDE = "/run/seqhub/start.json"
+HUB_SOCKET_INSIDE = "/run/seqhub/hub.sock"
 _ARCHIVE_INSIDE = "/run/seqhub/package.tar.gz"
 _UID_BASE = 2_000_000                # far above any uid a system hands out
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64")
@@ -101,10 +102,11 @@ class Box:
         return box
 
     def command(self, argv: list[str], env: dict[str, str], archive: Path, start_file: Path, work_dir: Path,
-                seccomp_fd: int) -> list[str]:
+                seccomp_fd: int, hub_socket: Path | None = None) -> list[str]:
         """The command line that runs ``argv`` (paths as seen inside) in this sandbox, its package
         ``archive`` unpacked into ``/package`` first, under the system-call filter read from
-        ``seccomp_fd`` (which the caller passes on to it)."""
+        ``seccomp_fd`` (which the caller passes on to it), with ``hub_socket`` (the hub's API, served
+        by the runner) inside."""
         disk = self.limits.disk_mb * 1024 * 1024
         bwrap = [shutil.which("bwrap") or "bwrap", "--die-with-parent", "--new-session",
                  "--unshare-pid", "--unshare-ipc", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
@@ -123,6 +125,8 @@ class Box:
                   "--perms", "0755", "--size", str(disk), "--tmpfs", PACKAGE_DIR]
         binds = [(path, path) for path in _runtime_dirs()]
         binds += [(str(HOSTS_DIR), HOSTS_INSIDE), (str(archive), _ARCHIVE_INSIDE), (str(start_file), START_INSIDE)]
+        if hub_socket is not None:
+            binds.append((str(hub_socket), HUB_SOCKET_INSIDE))
         made: set[str] = set()
         for source, dest in binds:
             # bwrap would make the parents root-only; the instance's uid must pass through them.

@@ -30,6 +30,7 @@ from ..repository import Repository
 from . import child as child_mod
 from . import leftovers, sandbox, topicio
 from .feed import Feeder, InOrder
+from .hubproxy import HubProxy
 from .pump import Budget, Channel, pump_fd
 from .topicio import TopicInput, TopicOutput
 
@@ -67,6 +68,8 @@ def run_instance(settings: Settings, instance_id: str, remaining_ms: RemainingMs
         return run.run()
     finally:
         leftovers.kill_all()  # whatever the instance started, however it detached
+        if run.hub_proxy is not None:
+            run.hub_proxy.close()
         if run.box is not None:
             run.box.remove()
         shutil.rmtree(work, ignore_errors=True)
@@ -106,6 +109,7 @@ class _Run:
         self.output_routed = False  # the output's topic has been decided (once)
         self.topic_input: TopicInput | None = None
         self.feeders: dict[str, Feeder] = {}
+        self.hub_proxy: HubProxy | None = None
         self.output_budget = Budget(settings.quotas.output_bytes)
         self.event_names: set[str] = set()  # the names it has emitted (each one record: their number is capped)
         self.over_quota = False
@@ -144,8 +148,11 @@ class _Run:
         if self.settings.sandbox == "bwrap":
             self.box = sandbox.Box.create(self.id, self.settings.sandbox_limits)
         child_mod.harden()
+        if self.settings.api_url and runtime == "node":  # Scramjet gives JavaScript sequences this.hub
+            self.hub_proxy = HubProxy(self.work / "hub.sock", self.settings.api_url)
         try:
-            child = child_mod.spawn(runtime, package, start, self.work, self.box)
+            child = child_mod.spawn(runtime, package, start, self.work, self.box,
+                                    self.hub_proxy.path if self.hub_proxy else None)
         except child_mod.HostUnavailable as exc:
             return self.record_end(ERRORED, ExitCode.HOST_UNAVAILABLE, str(exc))
         except OSError as exc:  # e.g. a Node layer built for another architecture (exec format error)

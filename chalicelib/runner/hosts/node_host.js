@@ -1,12 +1,18 @@
 // Node runtime host: runs `module.exports = function (input, ...args)` of a Scramjet JS sequence.
 // Started by the runner as a child process; the pipe protocol is described in hosts/__init__.py.
-// No npm dependencies: it runs with nothing but Node.js.
+// As Scramjet's runner does, it gives the sequence scramjet's streams (its input is a DataStream)
+// and a HostClient (this.hub), from its own node_modules (package.json beside it), never the
+// sequence's: a sequence that bundles its own scramjet gets streams the host does not serialise.
 "use strict";
 
 const fs = require("fs");
+const http = require("http");
 const net = require("net");
 const path = require("path");
-const { PassThrough, Readable } = require("stream");
+const { Readable } = require("stream");
+
+const own = (name) => require(path.join(__dirname, "node_modules", name));
+const { DataStream, StringStream, BufferStream } = own("scramjet");
 
 const EXIT_INVALID_MAIN = 21;
 const EXIT_FAILED_ON_START = 22;
@@ -26,6 +32,8 @@ const pipeIn = (name) => new net.Socket({ fd: fd(name), readable: true, writable
 const pipeOut = (name) => new net.Socket({ fd: fd(name), readable: false, writable: true });
 const start = JSON.parse(fs.readFileSync(process.env.SEQHUB_START, "utf8"));
 delete process.env.SEQHUB_START;
+const HUB_SOCKET = process.env.SEQHUB_HUB_SOCKET;  // where the runner serves this hub's API to the instance
+delete process.env.SEQHUB_HUB_SOCKET;
 
 function jsonLines(name) {
   const out = pipeOut(name);
@@ -99,7 +107,39 @@ const context = {
   },
   emit(name, message) { sendEvent({ type: "event", name, message: message === undefined ? "" : message }); return this; },
   describe() { return this; },
+  // Scramjet's HostClient for this hub (made when first used: loading it takes a while).
+  get hub() { return hubClient || (hubClient = makeHubClient()); },
 };
+let hubClient = null;
+
+// The HostClient of Scramjet's @scramjet/api-client, whose requests go to the runner over a Unix
+// socket (the instance has no network); the runner sends them on to this hub's API and nowhere
+// else. Methods Scramjet's newer runner has and this client lacks are added.
+function makeHubClient() {
+  const { HostClient } = own("@scramjet/api-client");
+  const { ClientUtilsBase } = own("@scramjet/client-utils/client-utils");
+  const fetch = own("node-fetch");
+  const agent = new http.Agent({ keepAlive: true });
+  agent.createConnection = (_options, callback) => net.createConnection({ path: HUB_SOCKET }, callback);
+  const send = HUB_SOCKET
+    ? (url, init) => fetch(url, { ...init, agent })
+    : () => Promise.reject(new Error("this hub gives sequences no access to its API here"));
+  class Hub extends HostClient {
+    getStatus() { return this.client.get("status"); }
+    listEntities() { return this.client.get("entities"); }
+    getAuditStream(init) { return this.client.getStream("audit", init); }
+    getTopic(topic, init, contentType = "application/x-ndjson") {
+      return this.client.getStream(`topic/${topic}`, { ...init, headers: { "content-type": contentType } });
+    }
+    createTopic(id, contentType) { return this.client.post("topics", { id, "content-type": contentType }, {}, { json: true, parse: "json" }); }
+    deleteTopic(id) { return this.client.delete(`topics/${id}`); }
+    async getSequenceId(name) {
+      return (await this.listSequences()).filter((seq) => seq.config && seq.config.name === name).map((seq) => seq.id);
+    }
+  }
+  const base = "http://scramjet-host/api/v1";
+  return new Hub(base, new ClientUtilsBase(base, send));
+}
 
 let finishing = false;
 async function finish(code) {
@@ -150,45 +190,34 @@ async function health() {
   sendEvent({ type: "health", healthy });
 }
 
-// Input: "Content-Type: X\r\n\r\n" preamble, then text chunks, Buffers or ndjson objects.
+// Input, as Scramjet's runner gives it: a DataStream, into which the input channel is piped once its
+// "Content-Type: X\r\n\r\n" preamble is read: text/plain as a StringStream of string chunks,
+// x-ndjson as parsed objects, octet-stream as a BufferStream (mapToInputDataStream). Piped streams
+// keep backpressure: input the sequence does not read stays in the pipe.
 function inputStream() {
-  const stream = new PassThrough({ objectMode: true });
+  const input = new DataStream();
   const src = pipeIn("input");
   let head = Buffer.alloc(0);
-  let type = null;
-  let rest = "";
-  const decoder = new (require("string_decoder").StringDecoder)("utf8");
-  // Backpressure: a sequence that reads slowly (or not at all) leaves the rest in the pipe, and the
-  // runner stops taking input for it at its quota, instead of Node buffering all of it.
-  const push = (item) => {
-    if (!stream.write(item) && !src.isPaused()) {
-      src.pause();
-      stream.once("drain", () => src.resume());
-    }
+  const onData = (data) => {
+    head = Buffer.concat([head, data]);
+    const at = head.indexOf("\r\n\r\n");
+    if (at < 0) return;
+    src.off("data", onData);
+    src.pause();
+    const type = head.slice(0, at).toString("latin1").split(":")[1].trim().toLowerCase();
+    const rest = head.slice(at + 4);
+    if (rest.length) src.unshift(rest);
+    let typed;
+    if (type.endsWith("x-ndjson")) typed = StringStream.from(src, { encoding: "utf-8" }).JSONParse(true);
+    else if (type === "text/plain") typed = StringStream.from(src, { encoding: "utf-8" });
+    else if (type === "application/octet-stream") typed = BufferStream.from(src);
+    else { input.end(); return; }
+    typed.pipe(input);
   };
-  src.on("data", (data) => {
-    if (type === null) {
-      head = Buffer.concat([head, data]);
-      const at = head.indexOf("\r\n\r\n");
-      if (at < 0) return;
-      type = head.slice(0, at).toString("latin1").split(":")[1].trim().toLowerCase();
-      data = head.slice(at + 4);
-      if (!data.length) return;
-    }
-    if (type === "application/octet-stream") push(data);
-    else if (type.endsWith("x-ndjson")) {
-      rest += decoder.write(data);
-      const lines = rest.split("\n");
-      rest = lines.pop();
-      for (const line of lines) if (line.trim()) push(JSON.parse(line));
-    } else push(decoder.write(data));
-  });
-  src.on("end", () => {
-    if (type && type.endsWith("x-ndjson") && rest.trim()) stream.write(JSON.parse(rest));
-    stream.end();
-  });
-  src.on("error", () => stream.end());
-  return stream;
+  src.on("data", onData);
+  src.on("end", () => { if (!head.includes("\r\n\r\n")) input.end(); });
+  src.on("error", () => input.end());
+  return input;
 }
 
 // STH calls func(input, ...args). A function whose first parameter has a default value (the seed's
@@ -205,8 +234,10 @@ function takesInput(func) {
 }
 
 function isReadable(v) {
-  return v && typeof v.pipe === "function" && typeof v.on === "function" && v.readable !== undefined;
+  return v instanceof Readable || (v && typeof v.pipe === "function" && typeof v.on === "function" && v.readable !== undefined);
 }
+
+const NDJSON_TYPES = ["application/x-ndjson", "text/x-ndjson"];
 
 // Before any output, the runner learns where it goes (a topic the sequence names) and what it is.
 function announceOutput(result, ndjson) {
@@ -215,26 +246,36 @@ function announceOutput(result, ndjson) {
     format: ndjson ? "ndjson" : "text" });
 }
 
+// What Scramjet's runner does with the last function's result (runSequence):
+// - a primitive (string, number, boolean, undefined) is written as `${value}` and the output ends;
+// - a Readable is the output as it is; anything else (a generator, an iterable) becomes the
+//   runner's own DataStream of its items;
+// - the output is serialised, JSON.stringify(item) + "\n" each item, when it says it is JSON
+//   lines (contentType x-ndjson) or is the runner's own DataStream (not a String/BufferStream);
+//   otherwise its chunks are written as they are (a sequence's own PassThrough, or a stream of
+//   its own copy of scramjet, object mode or not), in its encoding if it set one.
 async function forward(result) {
   result = await result;
-  const iterable = result !== null && result !== undefined && !isReadable(result) && typeof result !== "string" && !Buffer.isBuffer(result) &&
-    (typeof result[Symbol.asyncIterator] === "function" || typeof result[Symbol.iterator] === "function");
-  announceOutput(result, iterable || (isReadable(result) && (result.readableObjectMode || /x-ndjson/.test(result.contentType || ""))));
-  if (result === undefined || result === null) {
-    await writeOutput(String(result));
-  } else if (Buffer.isBuffer(result) || ["string", "number", "boolean", "bigint"].includes(typeof result)) {
-    await writeOutput(Buffer.isBuffer(result) ? result : String(result));
-  } else if (isReadable(result)) {
-    // Objects become JSON lines; a byte stream's bytes pass as they are (even one that says it is
-    // x-ndjson: its bytes are JSON lines already).
-    const ndjson = result.readableObjectMode;
-    for await (const item of result) {
-      await writeOutput(ndjson ? JSON.stringify(item) + "\n" : (typeof item === "string" || Buffer.isBuffer(item) ? item : Buffer.from(item)));
+  if (["string", "number", "boolean", "undefined"].includes(typeof result)) {
+    announceOutput(result, false);
+    await writeOutput(`${result}`);
+    return;
+  }
+  const stream = isReadable(result) ? result : DataStream.from(result);
+  const ownStream = stream instanceof DataStream && !(stream instanceof StringStream || stream instanceof BufferStream);
+  const serialise = NDJSON_TYPES.includes(result.contentType) || ownStream;
+  announceOutput(result, serialise);
+  const encoding = !serialise && stream.readableEncoding;
+  for await (const item of stream) {
+    if (serialise) await writeOutput(JSON.stringify(item) + "\n");
+    else if (typeof item === "string") await writeOutput(encoding ? Buffer.from(item, encoding) : item);
+    else if (Buffer.isBuffer(item) || item instanceof Uint8Array) await writeOutput(Buffer.from(item));
+    else {
+      // What piping this chunk into a byte stream does in Scramjet's runner: it fails.
+      throw new TypeError(`The "chunk" argument must be of type string or an instance of Buffer or Uint8Array. ` +
+        `Received ${item === null ? "null" : typeof item}: a stream of objects is written as JSON lines only when ` +
+        `it says so (contentType "application/x-ndjson")`);
     }
-  } else if (typeof result[Symbol.asyncIterator] === "function" || typeof result[Symbol.iterator] === "function") {
-    for await (const item of result) await writeOutput(JSON.stringify(item) + "\n");
-  } else {
-    await writeOutput(JSON.stringify(result) + "\n");
   }
 }
 
@@ -250,8 +291,9 @@ async function main() {
   let exported;
   try {
     exported = require(entry);
-    if (exported && typeof exported !== "function" && !Array.isArray(exported) && exported.default) exported = exported.default;
+    if (exported && Object.prototype.hasOwnProperty.call(exported, "default")) exported = exported.default;
     if (typeof exported !== "function" && !Array.isArray(exported)) throw new TypeError("the sequence must export a function or an array of functions");
+    if (Array.isArray(exported) && !exported.length) throw new Error("Empty Sequence");
   } catch (e) {
     console.error(e && e.stack ? e.stack : String(e));
     return finish(EXIT_FAILED_ON_START);
@@ -268,8 +310,17 @@ async function main() {
   try {
     let stream = inputStream();
     const args = start.args || [];
-    for (const func of chain) {
-      stream = await (takesInput(func) ? func.call(context, stream, ...args) : func.apply(context, args));
+    for (const [index, func] of chain.entries()) {
+      const out = takesInput(func) ? func.call(context, stream, ...args) : func.apply(context, args);
+      if (index === chain.length - 1) {
+        stream = out;
+        break;
+      }
+      // Between the functions of a chain, as in Scramjet's runner: what one gives the next gets
+      // as a DataStream; nothing at all is an error.
+      const intermediate = await out;
+      if (!intermediate) throw new Error("Sequence ended premature");
+      stream = intermediate instanceof DataStream ? intermediate : DataStream.from(intermediate);
     }
     await forward(stream);
     await endOutput();
@@ -281,5 +332,9 @@ async function main() {
   }
 }
 
-process.on("unhandledRejection", (e) => { console.error(e && e.stack ? e.stack : String(e)); finish(EXIT_FAILED_DURING_RUN); });
+// Whatever the sequence throws where nobody catches it ends the instance, errored, with the error on
+// its stderr: it never leaves it running with an output that will not end.
+const failed = (e) => { console.error(e && e.stack ? e.stack : String(e)); finish(EXIT_FAILED_DURING_RUN); };
+process.on("unhandledRejection", failed);
+process.on("uncaughtException", failed);
 main();
