@@ -107,6 +107,8 @@ const context = {
   },
   emit(name, message) { sendEvent({ type: "event", name, message: message === undefined ? "" : message }); return this; },
   describe() { return this; },
+  initialState: undefined,  // Scramjet's state saved by an earlier run: none here, as there
+  save() { throw new Error("save() is not implemented (as on Scramjet's hub)"); },
   // Scramjet's HostClient for this hub (made when first used: loading it takes a while).
   get hub() { return hubClient || (hubClient = makeHubClient()); },
 };
@@ -312,6 +314,8 @@ async function main() {
     const args = start.args || [];
     for (const [index, func] of chain.entries()) {
       const out = takesInput(func) ? func.call(context, stream, ...args) : func.apply(context, args);
+      // What it set up as it was called (stop handlers, listeners) is in place from here on.
+      if (index === 0) sendLog({ ts: Date.now(), level: "DEBUG", from: "Runner", msg: "Sequence called" });
       if (index === chain.length - 1) {
         stream = out;
         break;

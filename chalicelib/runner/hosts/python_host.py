@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import sys
+import time
 import traceback
 from collections.abc import AsyncIterator, Callable
 from types import ModuleType
@@ -179,7 +180,8 @@ class Host:
         self.events = JsonLines(_fd("events"))
         logger = logging.getLogger("Sequence")
         logger.setLevel(logging.DEBUG)
-        logger.addHandler(LogHandler(JsonLines(_fd("log"))))
+        self.log_sink = JsonLines(_fd("log"))
+        logger.addHandler(LogHandler(self.log_sink))
         logger.propagate = False
         logger.warn = logger.warning  # type: ignore[method-assign]  # Scramjet's sequences call warn
         self.logger = logger
@@ -296,6 +298,12 @@ class Host:
                               "contentType": requires.get("contentType")})
         try:
             result = module.run(self.context, input_stream, *self.start.get("args", []))
+            if inspect.iscoroutine(result):  # run its body up to its first wait, where it sets itself up
+                result = asyncio.ensure_future(result)
+                await asyncio.sleep(0)
+            # What it set up as it was called (stop handlers, listeners) is in place from here on.
+            self.log_sink.send({"ts": int(time.time() * 1000), "level": "DEBUG", "from": "Runner",
+                                "msg": "Sequence called"})
             content_type = getattr(result, "content_type", None) or provides.get("contentType")
             ndjson = content_type in ("application/x-ndjson", "text/x-ndjson")
             if getattr(result, "requires", None) and not requires.get("requires"):

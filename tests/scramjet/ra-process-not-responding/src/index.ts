@@ -1,0 +1,4 @@
+// Never gives its event loop back.
+export default function () {
+  for (;;) { /* busy */ }
+}

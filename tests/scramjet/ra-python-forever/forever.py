@@ -1,0 +1,6 @@
+import asyncio
+
+
+async def run(context, input):
+    """Waits for ever."""
+    await asyncio.sleep(10**9)
