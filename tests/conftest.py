@@ -10,8 +10,10 @@ import subprocess
 import threading
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import requests
@@ -154,3 +156,53 @@ def browser():
         chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         yield chromium
         chromium.close()
+
+
+# -- what a request costs on AWS: its calls and the items it reads, counted on the real clients --------
+WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems", "PutObject",
+          "DeleteObject", "DeleteObjects", "PutLogEvents", "CreateLogStream", "DeleteLogStream"}
+
+
+class Calls:
+    """Every AWS call made while ``on``: (service, operation), items read, request bytes."""
+
+    def __init__(self) -> None:
+        self.ops: Counter = Counter()
+        self.items_read = 0
+        self.request_bytes = 0
+        self.on = False
+
+    def reset(self) -> None:
+        self.ops.clear()
+        self.items_read = 0
+        self.request_bytes = 0
+
+    def writes(self) -> int:
+        return sum(n for (_, op), n in self.ops.items() if op in WRITES)
+
+
+@pytest.fixture
+def calls(settings) -> Calls:
+    counter = Calls()
+
+    def before(params: dict, model: Any, **_: Any) -> None:
+        if counter.on:
+            counter.ops[(model.service_model.service_name, model.name)] += 1
+            counter.request_bytes += len(json.dumps(params, default=len))
+
+    def after(parsed: dict, model: Any, **_: Any) -> None:
+        if counter.on and model.service_model.service_name == "dynamodb":
+            counter.items_read += parsed.get("Count", 0) + ("Item" in parsed) + sum(
+                len(v) for v in parsed.get("Responses", {}).values())
+
+    for service in ("dynamodb", "s3", "logs", "lambda"):
+        events = aws.client(service).meta.events
+        events.register("before-parameter-build.*.*", before)
+        events.register("after-call.*.*", after)
+    return counter
+
+
+@pytest.fixture
+def not_invoked(monkeypatch) -> None:
+    """Starts leave the instance "starting": these tests run the runner themselves, when they choose."""
+    monkeypatch.setattr(invoker, "invoke", lambda _settings, inst_id: None)

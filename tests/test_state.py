@@ -10,65 +10,16 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
-from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib import aws, clock, instances, invoker, models, protocol, sequences, sweeper
+from chalicelib import aws, clock, instances, models, protocol, sequences, sweeper
 from chalicelib.errors import TooLarge
 from chalicelib.repository import Repository
 from chalicelib.runner.service import run_instance
 
 from .helpers import py_package
-
-WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems", "PutObject",
-          "DeleteObject", "DeleteObjects", "PutLogEvents", "CreateLogStream", "DeleteLogStream"}
-
-
-class Calls:
-    """Every AWS call made while ``on``: (service, operation), items read, request bytes."""
-
-    def __init__(self) -> None:
-        self.ops: Counter = Counter()
-        self.items_read = 0
-        self.request_bytes = 0
-        self.on = False
-
-    def reset(self) -> None:
-        self.ops.clear()
-        self.items_read = 0
-        self.request_bytes = 0
-
-    def writes(self) -> int:
-        return sum(n for (_, op), n in self.ops.items() if op in WRITES)
-
-
-@pytest.fixture
-def calls(settings) -> Calls:
-    counter = Calls()
-
-    def before(params: dict, model: Any, **_: Any) -> None:
-        if counter.on:
-            counter.ops[(model.service_model.service_name, model.name)] += 1
-            counter.request_bytes += len(json.dumps(params, default=len))
-
-    def after(parsed: dict, model: Any, **_: Any) -> None:
-        if counter.on and model.service_model.service_name == "dynamodb":
-            counter.items_read += parsed.get("Count", 0) + ("Item" in parsed) + sum(
-                len(v) for v in parsed.get("Responses", {}).values())
-
-    for service in ("dynamodb", "s3", "logs", "lambda"):
-        events = aws.client(service).meta.events
-        events.register("before-parameter-build.*.*", before)
-        events.register("after-call.*.*", after)
-    return counter
-
-
-@pytest.fixture
-def not_invoked(monkeypatch) -> None:
-    """Starts leave the instance "starting": these tests run the runner themselves, when they choose."""
-    monkeypatch.setattr(invoker, "invoke", lambda _settings, inst_id: None)
 
 
 def _record_size(settings, inst_id: str) -> int:
