@@ -21,6 +21,7 @@ from moto import mock_aws
 
 from chalicelib import aws, config, invoker
 from chalicelib.embedded import hub as localhub
+from chalicelib.embedded import moto_speed
 from chalicelib.embedded.hub import free_port
 
 from .helpers import CHROMIUM, CHROMIUM_FLAGS, ROOT, SI
@@ -59,6 +60,7 @@ def hub_env(monkeypatch):
     """moto in this process, the template's resources, and the hub's settings; each instance runs in
     this process before its start returns (``run_inline``)."""
     atomic_dynamodb(monkeypatch)
+    moto_speed.install()  # as the embedded hub's moto does
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # mock_aws ignores custom endpoints
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",

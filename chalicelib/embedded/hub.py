@@ -27,6 +27,7 @@ from types import ModuleType
 from typing import Any
 
 from .. import aws
+from . import moto_speed
 from .storage_guard import StorageGuard
 
 ROOT = Path(__file__).resolve().parents[2]  # the server's checkout: app.py, .chalice/, infra/
@@ -129,6 +130,7 @@ def moto_server(port: int = 0, guard: StorageGuard | None = None) -> Any:
     from moto.server import ThreadedMotoServer
     from werkzeug.serving import make_server
 
+    moto_speed.install()
     lock = threading.Lock()
 
     def serialised(environ: dict[str, Any], start_response: Any) -> Any:

@@ -1,0 +1,120 @@
+"""moto_speed changes how fast moto answers a query, never what it answers."""
+
+from __future__ import annotations
+
+import boto3
+from moto import mock_aws
+from moto.dynamodb.models.table import Table
+from moto.dynamodb.responses import DynamoResult
+
+from chalicelib.embedded import moto_speed
+
+QUERIES = [
+    {"KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "p1"}}},
+    {"KeyConditionExpression": "pk = :p AND begins_with(sk, :s)",
+     "ExpressionAttributeValues": {":p": {"S": "p2"}, ":s": {"S": "c#00"}}},
+    {"KeyConditionExpression": "pk = :p AND sk BETWEEN :a AND :b", "ScanIndexForward": False, "Limit": 7,
+     "ExpressionAttributeValues": {":p": {"S": "p1"}, ":a": {"S": "c#003"}, ":b": {"S": "c#031"}}},
+    {"KeyConditionExpression": "pk = :p AND sk > :s", "Limit": 5, "ConsistentRead": True,
+     "ExclusiveStartKey": {"pk": {"S": "p2"}, "sk": {"S": "c#010"}},
+     "ExpressionAttributeValues": {":p": {"S": "p2"}, ":s": {"S": "c#002"}}},
+    {"KeyConditionExpression": "pk = :p", "FilterExpression": "n > :n", "Select": "COUNT",
+     "ExpressionAttributeValues": {":p": {"S": "p3"}, ":n": {"N": "4"}}},
+    {"KeyConditionExpression": "pk = :p", "ProjectionExpression": "sk",
+     "ExpressionAttributeValues": {":p": {"S": "absent"}}},
+    {"IndexName": "by_g", "KeyConditionExpression": "g = :g",
+     "ExpressionAttributeValues": {":g": {"S": "even"}}},
+    {"IndexName": "by_g_sk", "KeyConditionExpression": "g = :g AND sk < :s", "ScanIndexForward": False,
+     "Limit": 9, "ExpressionAttributeValues": {":g": {"S": "odd"}, ":s": {"S": "c#020"}}},
+]
+
+
+def answers() -> list[dict]:
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    out = []
+    for query in QUERIES:
+        answer = client.query(TableName="t", **query)
+        answer.pop("ResponseMetadata")
+        out.append(answer)
+    return out
+
+
+def test_moto_speed_answers_every_query_as_moto_does(monkeypatch):
+    moto_speed.install()
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName="t", BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "g")],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            GlobalSecondaryIndexes=[
+                {"IndexName": "by_g", "Projection": {"ProjectionType": "ALL"},
+                 "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}]},
+                {"IndexName": "by_g_sk", "Projection": {"ProjectionType": "KEYS_ONLY"},
+                 "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]},
+            ])
+        for p in ("p1", "p2", "p3", "p4"):
+            for n in range(40):
+                client.put_item(TableName="t", Item={"pk": {"S": p}, "sk": {"S": f"c#{n:03d}"}, "n": {"N": str(n % 9)},
+                                                     "g": {"S": "even" if n % 2 == 0 else "odd"}})
+            client.put_item(TableName="t", Item={"pk": {"S": p}, "sk": {"S": "c#000x"}})  # in no index
+        patched = answers()
+        monkeypatch.setattr(Table, "query", Table.query.__wrapped__)  # moto's own
+        assert answers() == patched
+    assert [a["Count"] for a in patched] == [41, 11, 7, 5, 16, 0, 80, 9]
+
+
+ITEM = {"pk": {"S": "p"}, "sk": {"S": "a"}, "n": {"N": "1.50"}, "b": {"B": b"\x00\xffbin"}, "t": {"BOOL": True},
+        "none": {"NULL": True}, "l": {"L": [{"S": "x"}, {"N": "2"}, {"B": b"\x01"}, {"M": {"k": {"S": "v"}}}]},
+        "m": {"M": {"deep": {"M": {"b": {"B": b"\x02"}, "ss": {"SS": ["a", "b"]}}}}},
+        "ns": {"NS": ["1", "2"]}, "bs": {"BS": [b"\x03", b"\x04"]}, "empty": {"S": ""}}
+
+
+def item_operations() -> list[dict]:
+    """Every item operation the hub uses, with every attribute type, each answer as boto3 parses it."""
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    client.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                        AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk")],
+                        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                   {"AttributeName": "sk", "KeyType": "RANGE"}])
+    key = {"pk": {"S": "p"}, "sk": {"S": "a"}}
+    answers = [
+        client.put_item(TableName="t", Item=ITEM),
+        client.put_item(TableName="t", Item={**ITEM, "n": {"N": "3"}}, ReturnValues="ALL_OLD",
+                        ReturnConsumedCapacity="TOTAL"),
+        client.get_item(TableName="t", Key=key, ConsistentRead=True),
+        client.get_item(TableName="t", Key={"pk": {"S": "p"}, "sk": {"S": "absent"}}),
+        client.get_item(TableName="t", Key=key, ProjectionExpression="b, m.deep"),
+        client.update_item(TableName="t", Key=key, UpdateExpression="SET n = n + :one, c = :c",
+                           ExpressionAttributeValues={":one": {"N": "1"}, ":c": {"B": b"\x05"}}, ReturnValues="ALL_NEW"),
+        client.update_item(TableName="t", Key=key, UpdateExpression="ADD k :one",
+                           ExpressionAttributeValues={":one": {"N": "1"}}, ReturnValues="UPDATED_NEW"),
+        client.update_item(TableName="t", Key=key, UpdateExpression="REMOVE c"),
+        client.batch_write_item(RequestItems={"t": [{"PutRequest": {"Item": {**ITEM, "sk": {"S": f"b{n}"}}}}
+                                                    for n in range(5)]}),
+        client.batch_get_item(RequestItems={"t": {"Keys": [key, {"pk": {"S": "p"}, "sk": {"S": "b1"}},
+                                                           {"pk": {"S": "p"}, "sk": {"S": "gone"}}],
+                                                  "ConsistentRead": True}}),
+        client.query(TableName="t", KeyConditionExpression="pk = :p", Limit=2,
+                     ExpressionAttributeValues={":p": {"S": "p"}}),
+        client.query(TableName="t", KeyConditionExpression="pk = :p", Select="COUNT",
+                     ExpressionAttributeValues={":p": {"S": "p"}}),
+        client.query(TableName="t", KeyConditionExpression="pk = :p AND sk > :s", ProjectionExpression="sk",
+                     ExpressionAttributeValues={":p": {"S": "p"}, ":s": {"S": "b2"}}, ScanIndexForward=False),
+        client.scan(TableName="t", Limit=3),
+        client.delete_item(TableName="t", Key=key, ReturnValues="ALL_OLD"),
+        client.delete_item(TableName="t", Key=key),
+    ]
+    for answer in answers:
+        answer.pop("ResponseMetadata")
+    return answers
+
+
+def test_item_operations_answer_exactly_as_moto_serializes_them(monkeypatch):
+    moto_speed.install()
+    with mock_aws():
+        fast = item_operations()
+    monkeypatch.setattr(DynamoResult, "execute_result", DynamoResult.execute_result.__wrapped__)
+    with mock_aws():
+        assert item_operations() == fast
+    assert fast[2]["Item"]["b"] == {"B": b"\x00\xffbin"} and len(fast[9]["Responses"]["t"]) == 2
