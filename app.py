@@ -4,6 +4,7 @@ parses the request, calls ``chalicelib``, and maps domain errors to JSON ``{"err
 from __future__ import annotations
 
 import functools
+import hashlib
 import hmac
 import json
 import math
@@ -12,7 +13,7 @@ from typing import Any
 
 from chalice.app import CaseInsensitiveMapping, Chalice, ConvertToMiddleware, IAMAuthorizer, Rate, Request, Response
 
-from chalicelib import clock, config, console, hubinfo, instances, observability, openapi, protocol, sequences, topics
+from chalicelib import clock, config, console, hubinfo, instances, models, observability, openapi, paging, protocol, sequences, topics
 from chalicelib.errors import BadRequest, HubError, NotFound, TooLarge
 from chalicelib.observability import logger
 from chalicelib.protocol import strictjson
@@ -47,8 +48,20 @@ INPUT_TYPES = list(protocol.CONTENT_TYPES)
 MAX_WAIT_SECONDS = 25.0  # API Gateway cuts requests at 29 s
 
 
-def _json(body: Any, status: int = 200) -> Response:
-    return Response(body=json.dumps(body), status_code=status, headers={"Content-Type": "application/json"})
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(body=json.dumps(body), status_code=status,
+                    headers={"Content-Type": "application/json", **(headers or {})})
+
+
+def _listing(body: Any, headers: dict[str, str]) -> Response:
+    """A listing page, with an ETag: a client that has it (the console, polling) gets 304 and no
+    body while nothing on the page changed."""
+    data = json.dumps(body)
+    etag = '"' + hashlib.sha256(data.encode()).hexdigest()[:32] + '"'
+    common: dict[str, str | list[str]] = {"ETag": etag, "Cache-Control": "no-cache", **headers}
+    if etag in [tag.strip() for tag in (_request().headers.get("if-none-match") or "").split(",")]:
+        return Response(body="", status_code=304, headers=common)
+    return Response(body=data, status_code=200, headers={"Content-Type": "application/json", **common})
 
 
 def _error(status: int, message: str) -> Response:
@@ -209,8 +222,10 @@ def hub_status():
 
 @route("/entities", methods=["GET"])
 def entities():
+    """Scramjet's shape: the first page of each listing (newest first)."""
     settings = _settings()
-    return {"sequences": _sequence_views(settings), "instances": instances.list_info(settings)}
+    return {"sequences": _sequence_views(settings, sequences.list_page(settings)[0]),
+            "instances": instances.list_info(settings, instances.list_page(settings))}
 
 
 @route("/log", methods=["GET"])
@@ -244,28 +259,33 @@ def commit_upload(seq_id):
 
 @route("/sequences", methods=["GET"])
 def list_sequences():
-    return _json(_sequence_views(_settings()))
+    """A page of sequences, newest first (?limit=, ?cursor= the X-Next-Cursor of the page before);
+    each with the ids of its instances starting or running."""
+    settings = _settings()
+    found, cursor = sequences.list_page(settings, _query("cursor"), paging.limit(_query("limit")))
+    return _listing(_sequence_views(settings, found), {"X-Next-Cursor": cursor})
 
 
-def _sequence_views(settings: config.Settings) -> list[dict[str, Any]]:
-    by_seq: dict[str, list[str]] = {}
-    for inst in instances.listed(settings):
-        by_seq.setdefault(inst.sequence_id, []).append(inst.id)
-    return [sequences.view(s, by_seq.get(s["id"], [])) for s in sequences.list_items(settings)]
+def _sequence_views(settings: config.Settings, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    live = instances.live_by_sequence(settings)  # one read, whatever the page holds
+    return [sequences.view(seq, live.get(seq["id"], [])) for seq in found]
 
 
 @route("/sequence/{seq_id}", methods=["GET"])
 def get_sequence(seq_id):
+    """The sequence, with the ids of its newest instances (a page: /sequence/{id}/instances has them all)."""
     settings = _settings()
     seq = sequences.get_item(settings, seq_id)
-    return sequences.view(seq, [i.id for i in instances.listed(settings, sequence_id=seq_id)])
+    return sequences.view(seq, [i.id for i in instances.list_page(settings, seq_id).items])
 
 
 @route("/sequence/{seq_id}/instances", methods=["GET"])
 def get_sequence_instances(seq_id):
+    """A page of the sequence's instance ids, newest first (?limit=, ?cursor=)."""
     settings = _settings()
     sequences.get_item(settings, seq_id)
-    return _json([i.id for i in instances.listed(settings, sequence_id=seq_id)])
+    page = instances.list_page(settings, seq_id, _query("cursor"), paging.limit(_query("limit")))
+    return _listing([i.id for i in page.items], {"X-Next-Cursor": page.cursor})
 
 
 @route("/sequence/{seq_id}", methods=["DELETE"])
@@ -282,7 +302,23 @@ def start_sequence(seq_id):
 # -- instances ----------------------------------------------------------------------------------
 @route("/instances", methods=["GET"])
 def list_instances():
-    return _json(instances.list_info(_settings()))
+    """A page of instances, newest first: ?limit= (1-200, default 100), ?cursor= (the X-Next-Cursor
+    of the page before), ?sequence=, ?status=, ?live=true (only those starting or running).
+    X-Retained-Count says how many the hub keeps in all."""
+    settings = _settings()
+    status = _query("status")
+    if status is not None and status not in protocol.ACTIVE + protocol.FINAL:
+        raise BadRequest(f"status must be one of {', '.join(protocol.ACTIVE + protocol.FINAL)}")
+    sequence = _query("sequence")
+    if sequence is not None and not models.valid_id(sequence):
+        raise BadRequest("sequence must be a sequence id")
+    live = (_query("live") or "false").lower()
+    if live not in ("true", "false"):
+        raise BadRequest("live must be true or false")
+    page = instances.list_page(settings, sequence, _query("cursor"), paging.limit(_query("limit")), status,
+                               live == "true")
+    return _listing(instances.list_info(settings, page),
+                    {"X-Next-Cursor": page.cursor, "X-Retained-Count": str(instances.retained_count(settings))})
 
 
 @route("/instance/{inst_id}", methods=["GET"])

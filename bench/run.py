@@ -452,6 +452,48 @@ def cli_rows(row, api_url: str, runs: int = 9) -> None:
             f"{took / bare:.1f}×", goal)
 
 
+def history_rows(row, client: Client, runs: int = 9, retained: tuple[int, int] = (10, 300)) -> None:
+    """What listings cost as history grows: the same requests with few and with many ended
+    instances retained, on the embedded hub, through the API and as `si` runs (issue 26)."""
+    env = {**os.environ, "SI_API_URL": client.api_url, "SI_CONFIG_PATH": tempfile.mkdtemp(prefix="si-bench-")}
+    seq = send(client, SEQS / "py-one")
+
+    def retain(count: int) -> None:
+        while len(client.instances(every=True)) < count:
+            with ThreadPoolExecutor(8) as pool:
+                left = count - len(client.instances(every=True))
+                list(pool.map(lambda _: run_to_end(client, seq, []), range(min(left, 50))))
+
+    def median(action) -> float:
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            action()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    measures = {
+        "GET /instances (plain, Scramjet's clients)": lambda: client.request("GET", "instances"),
+        "GET /instances?limit=10 (a page of 10 at both)": lambda: client.request("GET", "instances",
+                                                                                 params={"limit": 10}),
+        "GET /instances?limit=50 (the console)": lambda: client.request("GET", "instances", params={"limit": 50}),
+        "GET /sequences": lambda: client.request("GET", "sequences"),
+        "si inst list": lambda: subprocess.run([sys.executable, "-m", "si", "inst", "list"], env=env,
+                                               check=True, capture_output=True),
+        "si seq list": lambda: subprocess.run([sys.executable, "-m", "si", "seq", "list"], env=env,
+                                              check=True, capture_output=True),
+    }
+    few, many = retained
+    retain(few)
+    at_few = {name: median(action) for name, action in measures.items()}
+    retain(many)
+    at_many = {name: median(action) for name, action in measures.items()}
+    for name in measures:
+        goal = "≤ 250 ms, ≈ 1×" if name.startswith("si ") else "≈ 1×"
+        row(f"{name}, {many} retained, median of {runs}", f"{at_many[name] * 1000:.0f} ms",
+            f"{few} retained {at_few[name] * 1000:.0f} ms", f"{at_many[name] / at_few[name]:.2f}×", goal)
+
+
 def follow_rows(row) -> dict:
     costs = follower_costs()
     for kind, c in costs.items():
@@ -471,7 +513,15 @@ def main() -> None:
     parser.add_argument("--sandbox", action="store_true", help="only the sandbox's costs")
     parser.add_argument("--topics", action="store_true", help="only the topics' costs")
     parser.add_argument("--cli", action="store_true", help="only si's start-up")
+    parser.add_argument("--history", action="store_true", help="only listings as history grows")
     args = parser.parse_args()
+    if args.history:
+        hub = LocalHub(port=free_port(), retention=3600)
+        try:
+            history_rows(lambda *r: print(" | ".join(r)), Client(hub.start(), timeout=120))
+        finally:
+            hub.stop()
+        return
     if args.cli:
         hub = LocalHub(port=free_port(), retention=600)
         try:
@@ -565,6 +615,8 @@ def main() -> None:
         assert outs == [len("".join(f"{i}\n" for i in range(10)))] * 50
         row("50 instances at once (all correct)", f"{total:.1f} s", f"50 × single {50 * single:.1f} s",
             f"{total / (50 * single):.2f}×", "all complete")
+        # 10. listings as history grows (last: it leaves 300 instances retained)
+        history_rows(row, client)
     finally:
         hub.stop()
 

@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from . import aws, channels, logstore
 from .config import Settings
+from .models import Instance
 from .repository import Repository, instance_id_of
 
 
@@ -25,9 +26,10 @@ def removed_instance(record: DynamoDBRecord) -> str | None:
     return instance_id_of(record.raw_event.get("dynamodb", {}).get("Keys") or {})
 
 
-def purge_instance(settings: Settings, inst_id: str) -> None:
-    """Delete everything of an instance: its records, channel segments, inputs and log streams."""
-    Repository(settings.table).delete_instance(inst_id)
+def purge_instance(settings: Settings, inst_id: str, record: Instance | None = None) -> None:
+    """Delete everything of an instance: its records, channel segments, inputs and log streams.
+    ``record``: the instance as the sweeper read it (none: DynamoDB's TTL removed it)."""
+    Repository(settings.table).delete_instance(inst_id, record)
     channels.delete_all(settings.bucket, inst_id)
     s3: Any = aws.client("s3")
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=settings.bucket, Prefix=f"inputs/{inst_id}/"):

@@ -8,14 +8,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from . import aws, channels, clock, invoker, models, observability, protocol, sequences
+from . import aws, channels, clock, invoker, models, observability, paging, protocol, sequences
 from .config import Settings
 from .errors import BadRequest, Conflict, NotAllowed, NotFound, TooLarge, TooMany
 from .longpoll import LongPoll
 from .models import Instance
 from .observability import logger
 from .protocol import manifest as manifest_rules
-from .repository import HUB_SLOTS, INLINE_CHUNK_BYTES, INLINE_START_DATA_BYTES, Repository, sequence_slots
+from .repository import HUB_SLOTS, INLINE_CHUNK_BYTES, INLINE_START_DATA_BYTES, MAX_PAGE, Repository, sequence_slots
 
 INPUT_TYPES = protocol.CONTENT_TYPES
 MAX_EVENT_NAME_CHARS = 256
@@ -40,11 +40,48 @@ def get(settings: Settings, inst_id: str) -> Instance:
     return inst
 
 
-def listed(settings: Settings, sequence_id: str | None = None) -> list[Instance]:
-    """Unexpired instances, oldest first (from the listing index: never history)."""
+@dataclass(frozen=True)
+class Page:
+    items: list[Instance]
+    cursor: str  # the next page's ("": none)
+
+
+def list_page(settings: Settings, sequence_id: str | None = None, cursor: str | None = None,
+              limit: int = paging.DEFAULT_PAGE, status: str | None = None, live: bool = False) -> Page:
+    """A page of unexpired instances, newest first (of one sequence, in one status, or only those
+    starting or running). Whatever the history, a page reads ``limit`` listing keys and their
+    records (live ones: the running slots, at most the cap). A page filtered by status may hold
+    fewer than ``limit``: follow its cursor for more."""
+    repo = _repo(settings)
+    if live:
+        found, after = sorted(repo.live_instances(sequence_id), key=lambda i: -i.created), None
+    else:
+        found, after = repo.list_instances(sequence_id, paging.decode(cursor), limit)
     now = clock.now()
-    found = [i for i in _repo(settings).listed_instances(sequence_id) if i.alive(now)]
-    return sorted(found, key=lambda i: i.created)
+    found = [i for i in found if i.alive(now) and (status is None or i.status == status)]
+    return Page(found, paging.encode(after))
+
+
+def live_by_sequence(settings: Settings) -> dict[str, list[str]]:
+    """{sequence id: ids of its instances starting or running} (one read of the running slots)."""
+    return _repo(settings).live_by_sequence()
+
+
+def retained_count(settings: Settings) -> int:
+    """How many instances the hub keeps (a count kept as they come and go, never a scan)."""
+    return _repo(settings).retained_count()
+
+
+def listed(settings: Settings, sequence_id: str | None = None) -> list[Instance]:
+    """Every unexpired instance, newest first, page after page (for tests and tools, not routes)."""
+    out: list[Instance] = []
+    cursor = ""
+    while True:
+        page = list_page(settings, sequence_id, cursor, limit=MAX_PAGE)
+        out += page.items
+        if not page.cursor:
+            return out
+        cursor = page.cursor
 
 
 def view(inst: Instance, args: Any = None, app_config: Any = None) -> dict[str, Any]:
@@ -70,10 +107,10 @@ def info(settings: Settings, inst_id: str) -> dict[str, Any]:
     return view(inst, *_repo(settings).start_data(inst))
 
 
-def list_info(settings: Settings, sequence_id: str | None = None) -> list[dict[str, Any]]:
-    """Every instance's info. Start data kept in records of its own is carried up to a budget, so a
-    listing always fits a response; an instance past it says so instead of carrying it."""
-    found = listed(settings, sequence_id)
+def list_info(settings: Settings, page: Page) -> list[dict[str, Any]]:
+    """The info of a page's instances. Start data kept in records of its own is carried up to a
+    budget, so a page always fits a response; an instance past it says so instead of carrying it."""
+    found = page.items
     budget, fetch, omitted = LISTING_START_DATA_BUDGET, [], set()
     for inst in found:
         if inst.args_stored or inst.config_stored:
@@ -166,7 +203,7 @@ def _take_running_slots(settings: Settings, repo: Repository, seq_id: str, inst_
     """A running slot on the hub and one of the sequence's (the caps hold under any burst of starts:
     each slot is an item of its own, taken by a conditional write); 429 when either cap is reached."""
     now = clock.now()
-    hub_slot = repo.take_slot(HUB_SLOTS, settings.max_running, inst_id, now, repo.still_running)
+    hub_slot = repo.take_slot(HUB_SLOTS, settings.max_running, inst_id, now, repo.still_running, {"seq": seq_id})
     if hub_slot is None:
         raise TooMany(f"too many instances running on this hub ({settings.max_running}, its most); "
                       "wait for some to end, or raise SEQHUB_MAX_RUNNING")

@@ -90,6 +90,10 @@ _APPEND = {
                   "409": _error("The instance or the stream has ended"), "413": _error("Over 1 MiB")},
 }
 _EVENT_WAIT = [{"name": "wait", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 25}}]
+# Every listing: a page, newest first; X-Next-Cursor names the next one (empty: none).
+_PAGE = [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+         {"name": "cursor", "in": "query", "schema": {"type": "string", "maxLength": 120},
+          "description": "the X-Next-Cursor of the page before"}]
 
 OPERATIONS: dict[str, dict[str, Any]] = {
     "GET /version": {"summary": "Service name and version", "responses": {"200": _json({"type": "object"})}},
@@ -105,11 +109,15 @@ OPERATIONS: dict[str, dict[str, Any]] = {
         "summary": "Validate and record an uploaded package (idempotent)",
         "responses": {"200": _json(_ref("Id")), "404": _error("No such upload"), "413": _error("Too large"),
                       "422": _error("Not a valid package")}},
-    "GET /sequences": {"summary": "Every sequence", "responses": {"200": _json({"type": "array", "items": _ref("Sequence")})}},
+    "GET /sequences": {"summary": "A page of sequences, newest first, each with its live instances", "parameters": _PAGE,
+                       "responses": {"200": _json({"type": "array", "items": _ref("Sequence")}),
+                                     "400": _error("Bad limit or cursor")}},
     "GET /sequence/{seq_id}": {"summary": "One sequence", "responses": {
         "200": _json(_ref("Sequence")), "404": _error("No such sequence")}},
-    "GET /sequence/{seq_id}/instances": {"summary": "Its unexpired instances' ids", "responses": {
-        "200": _json({"type": "array", "items": {"type": "string"}}), "404": _error("No such sequence")}},
+    "GET /sequence/{seq_id}/instances": {"summary": "A page of its unexpired instances' ids, newest first",
+                                         "parameters": _PAGE, "responses": {
+        "200": _json({"type": "array", "items": {"type": "string"}}), "400": _error("Bad limit or cursor"),
+        "404": _error("No such sequence")}},
     "DELETE /sequence/{seq_id}": {
         "summary": "Delete a sequence and its package",
         "parameters": [{"name": "x-seq-kill-inst", "in": "header", "schema": {"enum": ["true", "false"]},
@@ -122,8 +130,14 @@ OPERATIONS: dict[str, dict[str, Any]] = {
         "responses": {"200": _json(_ref("Started")), "400": _error("Bad body"), "404": _error("No such sequence"),
                       "409": _error("instanceId taken"), "413": _error("args or appConfig over 256 KiB"),
                       "429": _error("Too many running")}},
-    "GET /instances": {"summary": "Every unexpired instance",
-                       "responses": {"200": _json({"type": "array", "items": _ref("Instance")})}},
+    "GET /instances": {"summary": "A page of unexpired instances, newest first", "parameters": [
+        *_PAGE, {"name": "sequence", "in": "query", "schema": {"type": "string", "maxLength": 64}},
+        {"name": "status", "in": "query", "schema": {"enum": ["starting", "running", "stopping", "killing",
+                                                             "completed", "errored"]}},
+        {"name": "live", "in": "query", "schema": {"enum": ["true", "false"]},
+         "description": "only the instances starting or running"}],
+                       "responses": {"200": _json({"type": "array", "items": _ref("Instance")}),
+                                     "400": _error("Bad limit, cursor, sequence, status or live")}},
     "GET /instance/{inst_id}": {"summary": "One instance", "responses": {
         "200": _json(_ref("Instance")), "404": _error("No such instance (or expired)")}},
     "GET /instance/{inst_id}/output": _CHANNEL,

@@ -4,28 +4,34 @@ One table, key ``pk`` + ``sk``:
 
     pk              sk                  what
     seq#<id>        #                   a sequence                     (listing index: lpk "seqs")
-    inst#<id>       #                   an instance: fixed-size state  (listing index: lpk "inst#<shard>";
-                                                                        active index while it runs)
+    inst#<id>       #                   an instance: fixed-size state
     inst#<id>       args | config       start data too large to keep on the instance record
     inst#<id>       in#<stream>#<n>     the n-th input or stdin chunk (bytes, or an S3 key when large)
     inst#<id>       evin#<n>            the n-th event sent to the instance
     inst#<id>       evout#<name>        the last message the instance emitted as event <name>
+    ilist           <ms>#<id>           every retained instance, newest last: the instance listing
+    iseq#<seq id>   <ms>#<id>           the same, for one sequence
+    due             <expires>#<id>      an ended instance, by the time it expires: what the sweeper purges
+    counts          instances           how many instances are retained (kept, never counted by a scan)
     topic#<name>    #                   a topic: type, chunk count, version  (listing index: lpk "topics")
     topic#<name>    d#<n>               the n-th chunk written to the topic (bytes, or an S3 key when large)
     slots#<group>   <n>                 slot n of a cap, held by one owner: running instances on the hub
                                         ("hub") and of a sequence ("seq#<id>"), topics ("topics")
 
-Two sparse, keys-only indexes: ``listing`` holds every sequence and every unexpired instance,
-``active`` only instances that are starting or running. Instance entries are spread over
-``SHARDS`` partitions. No user action grows an item: a new input chunk or event is a new item, and
-what one request costs never depends on how many came before it.
+Listings read a page of an ``ilist``/``iseq`` partition (keys only, newest first) and then those
+records: what a page costs never depends on how many instances are retained. The sweeper reads only
+``due`` items whose time has come. Sequences and topics are listed from the sparse, keys-only
+``listing`` index. The listing and due items of an ended instance carry its ``expires_at`` too, so
+DynamoDB's TTL removes them with it should the sweeper ever not. No user action grows an item: a
+new input chunk or event is a new item, and what one request costs never depends on how many came
+before it.
 """
 
 from __future__ import annotations
 
 import json
 import random
-import zlib
+import re
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
@@ -38,12 +44,13 @@ from .errors import Busy
 from .models import Instance
 from .protocol import CHANNELS, INPUT_STREAMS
 
-SHARDS = 4
 META = "#"
 HUB_SLOTS = "hub"  # running instances on the hub
 TOPIC_SLOTS = "topics"
 LISTING_INDEX = "listing"
-ACTIVE_INDEX = "active"
+ALL_INSTANCES = "ilist"
+DUE = "due"
+MAX_PAGE = 200  # instances or sequences in one listing page (see instances.list_page for why)
 INLINE_START_DATA_BYTES = 4096  # args/appConfig JSON up to this stays on the instance record
 INLINE_CHUNK_BYTES = 256 * 1024  # larger input and topic chunks go to S3 (a DynamoDB item holds 400 KB)
 
@@ -101,12 +108,22 @@ def sequence_slots(seq_id: str) -> str:
     return f"seq#{seq_id}"
 
 
-def shard(ident: str) -> int:
-    return zlib.crc32(ident.encode()) % SHARDS
-
-
 def _ms(ts: float) -> str:
     return f"{int(ts * 1000):015d}"
+
+
+def _listing_items(inst_id: str, seq_id: str, created: float, expires_at: int | None = None) -> list[dict[str, Any]]:
+    """The instance's entries in the listings (all instances, its sequence's), newest sorting last."""
+    sk = f"{_ms(created)}#{inst_id}"
+    extra = {"expires_at": expires_at} if expires_at is not None else {}
+    return [{"pk": ALL_INSTANCES, "sk": sk, **extra}, {"pk": f"iseq#{seq_id}", "sk": sk, **extra}]
+
+
+def _due_item(inst_id: str, expires_at: int) -> dict[str, Any]:
+    return {"pk": DUE, "sk": f"{int(expires_at):011d}#{inst_id}", "expires_at": int(expires_at)}
+
+
+LISTING_CURSOR = re.compile(r"[0-9]{15}#[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 def _seq_key(seq_id: str) -> dict[str, Any]:
@@ -151,8 +168,6 @@ def _instance_item(inst: Instance) -> dict[str, Any]:
         "pk": f"inst#{inst.id}", "sk": META, "kind": "instance", "id": inst.id,
         "sequence_id": inst.sequence_id, "sequence_name": inst.sequence_name, "status": inst.status,
         "created": inst.created, "runtime": inst.runtime,
-        "lpk": f"inst#{shard(inst.id)}", "lsk": f"{inst.sequence_id}#{_ms(inst.created)}#{inst.id}",
-        "apk": f"act#{shard(inst.id)}", "ask": f"{inst.sequence_id}#{inst.id}",
         "args_stored": inst.args_stored, "config_stored": inst.config_stored, "stored_bytes": inst.stored_bytes,
         "hub_slot": inst.hub_slot, "seq_slot": inst.seq_slot,
     }
@@ -288,12 +303,12 @@ class Repository:
     def slot_owners(self, group: str) -> dict[int, dict[str, Any]]:
         """The held slots of ``group``: {number: {"owner", "at"}} (at most its cap: never history)."""
         return {int(i["sk"]): i for i in self._query(
-            KeyConditionExpression="pk = :p", ConsistentRead=True, ProjectionExpression="sk, #o, #t",
+            KeyConditionExpression="pk = :p", ConsistentRead=True, ProjectionExpression="sk, #o, #t, seq",
             ExpressionAttributeNames={"#o": "owner", "#t": "at"},
             ExpressionAttributeValues={":p": {"S": f"slots#{group}"}})}
 
     def take_slot(self, group: str, cap: int, owner: str, now: float,
-                  holding: Callable[[list[str]], set[str]]) -> int | None:
+                  holding: Callable[[list[str]], set[str]], about: dict[str, str] | None = None) -> int | None:
         """One of ``cap`` slots of ``group`` for ``owner`` (its number); None when all are held.
 
         A slot is a conditional put of its own item, so however many take at once, no two hold one
@@ -314,7 +329,7 @@ class Repository:
                         self.release_slot(group, number, held[number]["owner"])
                     continue
                 number = random.choice(free)  # takers at once rarely pick the same one
-            if self._put({"pk": f"slots#{group}", "sk": f"{number:06d}", "owner": owner, "at": now}):
+            if self._put({"pk": f"slots#{group}", "sk": f"{number:06d}", "owner": owner, "at": now, **(about or {})}):
                 return number
         raise Busy(f"too many starts at once for {group}; try again")
 
@@ -354,10 +369,20 @@ class Repository:
     def get_sequence(self, seq_id: str) -> dict[str, Any] | None:
         return self._get(_seq_key(seq_id))
 
-    def list_sequences(self) -> list[dict[str, Any]]:
-        keys = [{"pk": {"S": i["pk"]}, "sk": {"S": i["sk"]}} for i in self._query(
-            IndexName=LISTING_INDEX, KeyConditionExpression="lpk = :p", ExpressionAttributeValues={":p": {"S": "seqs"}})]
-        return sorted(self._batch_get(keys), key=lambda s: s["created"])
+    def list_sequences(self, before: str | None = None, limit: int = 100) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of sequences, newest first, sent before the one ``before`` names; and the next
+        page's cursor (None: the last page)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table, "IndexName": LISTING_INDEX, "KeyConditionExpression": "lpk = :p",
+            "ExpressionAttributeValues": {":p": {"S": "seqs"}}, "ScanIndexForward": False,
+            "Limit": max(1, min(limit, MAX_PAGE))}
+        if before:
+            seq_id = before.split("#", 1)[1]
+            kwargs["ExclusiveStartKey"] = {"lpk": {"S": "seqs"}, "lsk": {"S": before}, **_seq_key(seq_id)}
+        page = self._ddb.query(**kwargs)
+        lsks = [raw["lsk"]["S"] for raw in page.get("Items", [])]
+        found = {s["lsk"]: s for s in self._batch_get([_seq_key(k.split("#", 1)[1]) for k in lsks])}
+        return [found[k] for k in lsks if k in found], (lsks[-1] if lsks and "LastEvaluatedKey" in page else None)
 
     def delete_sequence(self, seq_id: str) -> None:
         self._ddb.delete_item(TableName=self.table, Key=_seq_key(seq_id))
@@ -369,9 +394,11 @@ class Repository:
         invoked only after both writes.)"""
         if not self._put(_instance_item(inst)):
             return False
-        for stored, sk, value in ((inst.args_stored, "args", inst.args), (inst.config_stored, "config", inst.app_config)):
-            if stored:
-                self._put({"pk": f"inst#{inst.id}", "sk": sk, "value": json.dumps(value)}, condition=None)
+        siblings = [{"pk": f"inst#{inst.id}", "sk": sk, "value": json.dumps(value)}
+                    for stored, sk, value in ((inst.args_stored, "args", inst.args),
+                                              (inst.config_stored, "config", inst.app_config)) if stored]
+        self._put_items([*siblings, *_listing_items(inst.id, inst.sequence_id, inst.created)])
+        self._count("instances", 1)
         return True
 
     def get_instance(self, inst_id: str) -> Instance | None:
@@ -389,30 +416,46 @@ class Repository:
                 for sk, on in (("args", i.args_stored), ("config", i.config_stored)) if on]
         return {(i["pk"][len("inst#"):], i["sk"]): json.loads(i["value"]) for i in self._batch_get(keys)}
 
-    def listed_instances(self, sequence_id: str | None = None) -> list[Instance]:
-        """Every instance in the listing index (unexpired, or expired and not yet swept)."""
-        keys = []
-        for n in range(SHARDS):
-            kwargs: dict[str, Any] = {"IndexName": LISTING_INDEX, "KeyConditionExpression": "lpk = :p",
-                                      "ExpressionAttributeValues": {":p": {"S": f"inst#{n}"}}}
-            if sequence_id is not None:
-                kwargs["KeyConditionExpression"] += " AND begins_with(lsk, :s)"
-                kwargs["ExpressionAttributeValues"][":s"] = {"S": f"{sequence_id}#"}
-            keys += [{"pk": {"S": i["pk"]}, "sk": {"S": i["sk"]}} for i in self._query(**kwargs)]
-        return [_instance(i) for i in self._batch_get(keys)]
+    def list_instances(self, sequence_id: str | None = None, before: str | None = None,
+                       limit: int = 100) -> tuple[list[Instance], str | None]:
+        """A page of retained instances (of ``sequence_id``, when given), newest first: at most
+        ``limit``, started before the one ``before`` names (a previous page's cursor). Returns the
+        page and the next page's cursor (None: this was the last). Reads ``limit`` listing keys and
+        those records, whatever the history; records gone (expired meanwhile) are left out."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table, "KeyConditionExpression": "pk = :p", "ScanIndexForward": False,
+            "Limit": max(1, min(limit, MAX_PAGE)), "ConsistentRead": True, "ProjectionExpression": "sk",
+            "ExpressionAttributeValues": {":p": {"S": f"iseq#{sequence_id}" if sequence_id else ALL_INSTANCES}}}
+        if before:
+            kwargs["KeyConditionExpression"] += " AND sk < :before"
+            kwargs["ExpressionAttributeValues"][":before"] = {"S": before}
+        page = self._ddb.query(**kwargs)
+        keys = [raw["sk"]["S"] for raw in page.get("Items", [])]
+        found = {i["id"]: _instance(i) for i in self._batch_get([_inst_key(k.split("#", 1)[1]) for k in keys])}
+        listed = [found[k.split("#", 1)[1]] for k in keys if k.split("#", 1)[1] in found]
+        return listed, (keys[-1] if keys and "LastEvaluatedKey" in page else None)
 
-    def active_keys(self) -> list[tuple[str, str]]:
-        """(sequence id, instance id) of every instance that is starting or running."""
-        found = []
-        for n in range(SHARDS):
-            for i in self._query(IndexName=ACTIVE_INDEX, KeyConditionExpression="apk = :p",
-                                 ExpressionAttributeValues={":p": {"S": f"act#{n}"}}):
-                seq_id, _, inst_id = i["ask"].partition("#")
-                found.append((seq_id, inst_id))
+    def live_instances(self, sequence_id: str | None = None) -> list[Instance]:
+        """The instances starting or running (on the hub, or of ``sequence_id``): those holding a
+        running slot, read consistently; at most the cap, never history."""
+        owners = [slot["owner"] for slot in self.slot_owners(sequence_slots(sequence_id) if sequence_id
+                                                             else HUB_SLOTS).values()]
+        return [_instance(i) for i in self._batch_get([_inst_key(o) for o in owners])]
+
+    def live_by_sequence(self) -> dict[str, list[str]]:
+        """{sequence id: [its live instances' ids]}, from the hub's running slots alone (one read)."""
+        found: dict[str, list[str]] = {}
+        for slot in self.slot_owners(HUB_SLOTS).values():
+            found.setdefault(slot.get("seq", ""), []).append(slot["owner"])
         return found
 
-    def active_instances(self) -> list[Instance]:
-        return [_instance(i) for i in self._batch_get([_inst_key(inst) for _, inst in self.active_keys()])]
+    def retained_count(self) -> int:
+        item = self._get({"pk": {"S": "counts"}, "sk": {"S": "instances"}}, consistent=False)
+        return max(0, int(item.get("n", 0))) if item else 0
+
+    def _count(self, what: str, by: int) -> None:
+        self._ddb.update_item(TableName=self.table, Key={"pk": {"S": "counts"}, "sk": {"S": what}},
+                              UpdateExpression="ADD n :by", ExpressionAttributeValues={":by": {"N": str(by)}})
 
     # -- instances: the runner's transitions ------------------------------------------------------
     def claim(self, inst_id: str, now: float) -> Instance | None:
@@ -449,14 +492,14 @@ class Repository:
 
     def end(self, inst_id: str, status: str, exitcode: int, reason: str, now: float, retention: int,
             segments: dict[str, int] | None = None) -> None:
-        """Record the end: state, expiry, every channel ended; it leaves the active index. One killed
+        """Record the end: state, expiry, every channel ended; it is due to be purged then. One killed
         with ``remove`` (Scramjet's removeImmediately) is removed from view at once, whenever the
         kill came."""
         sets = self._end_sets(status, exitcode, reason, now, retention)
         sets["heartbeat"] = now
         sets.update({f"n_{c}": n for c, n in (segments or {}).items()})
-        item = self._update(_inst_key(inst_id), sets, remove=("apk", "ask"), returns="ALL_NEW")
-        self._release_instance_slots(item)
+        item = self._update(_inst_key(inst_id), sets, returns="ALL_NEW")
+        self._ended(item)
         if item is not None and item.get("remove_on_end") and retention > 0:
             self.expire_now(inst_id, now)
 
@@ -469,8 +512,8 @@ class Repository:
         else:
             condition, values = "#st = :was AND attribute_not_exists(#hb)", {":was": inst.status}
         item = self._update(_inst_key(inst.id), sets, condition=condition, values=values,
-                            names={"#st": "status", "#hb": "heartbeat"}, remove=("apk", "ask"), returns="ALL_NEW")
-        self._release_instance_slots(item)
+                            names={"#st": "status", "#hb": "heartbeat"}, returns="ALL_NEW")
+        self._ended(item)
         return item is not None
 
     # -- instances: control from the API ---------------------------------------------------------
@@ -478,8 +521,8 @@ class Repository:
         """End an instance no runner has claimed yet (and none will, once it is not "starting")."""
         sets = self._end_sets(protocol.COMPLETED, 137, models.REASON_KILLED, now, retention)
         item = self._update(_inst_key(inst_id), sets, condition="#st = :s", names={"#st": "status"},
-                            values={":s": protocol.STARTING}, remove=("apk", "ask"), returns="ALL_NEW")
-        self._release_instance_slots(item)
+                            values={":s": protocol.STARTING}, returns="ALL_NEW")
+        self._ended(item)
         return _instance(item) if item is not None else None
 
     def kill(self, inst_id: str, now: float, retention: int, status: str | None = None,
@@ -503,11 +546,40 @@ class Repository:
         return _instance(item) if item is not None else None
 
     def expire_now(self, inst_id: str, now: float) -> Instance | None:
-        """Remove an ended instance from view now (its records go when the TTL sweeps them)."""
+        """Remove an ended instance from view now (the sweeper purges it next)."""
         item = self._update(_inst_key(inst_id), {"expires_at": int(now)},
                             condition=f"NOT ({_IS_ACTIVE})",
                             names={"#st": "status"}, values=_ACTIVE_VALUES, returns="ALL_NEW")
+        if item is not None:
+            self._mark_due(item)
         return _instance(item) if item is not None else None
+
+    def _ended(self, item: dict[str, Any] | None) -> None:
+        """What an end just recorded by ``item`` (the record as it now is) sets off: the running
+        slots go back, and the instance is due to be purged when it expires."""
+        if item is not None:
+            self._release_instance_slots(item)
+            self._mark_due(item)
+
+    def _mark_due(self, item: dict[str, Any]) -> None:
+        """A due item for the sweeper, and the listing items marked with the same expiry (TTL)."""
+        expires = int(item["expires_at"])
+        self._put_items([_due_item(item["id"], expires),
+                         *_listing_items(item["id"], item["sequence_id"], float(item["created"]), expires)])
+
+    def due(self, now: float, limit: int = 100) -> list[tuple[str, str]]:
+        """(due item's sort key, instance id) of instances whose time has come, oldest first: what
+        has expired, never what is retained."""
+        page = self._ddb.query(TableName=self.table, KeyConditionExpression="pk = :p AND sk <= :now",
+                               ExpressionAttributeValues={":p": {"S": DUE}, ":now": {"S": f"{int(now):011d}~"}},
+                               Limit=limit, ConsistentRead=True, ProjectionExpression="sk")
+        return [(raw["sk"]["S"], raw["sk"]["S"].split("#", 1)[1]) for raw in page.get("Items", [])]
+
+    def records(self, inst_ids: list[str]) -> dict[str, Instance]:
+        return {i["id"]: _instance(i) for i in self._batch_get([_inst_key(i) for i in inst_ids])}
+
+    def forget_due(self, due_sks: list[str]) -> None:
+        self._delete_keys([{"pk": {"S": DUE}, "sk": {"S": sk}} for sk in due_sks])
 
     def request_stop(self, inst_id: str, request: dict[str, Any]) -> Instance | None:
         """Ask a running (or already stopping) instance to stop; the latest request is the one acted on."""
@@ -557,10 +629,13 @@ class Repository:
             raise
         return int(_from_ddb(result["Attributes"])[f"{stream}_seq"])
 
-    def _numbered(self, pk: str, prefix: str, first: int, last: int, digits: int = 10) -> Iterator[dict[str, Any]]:
+    def _numbered(self, pk: str, prefix: str, first: int, last: int, digits: int = 10,
+                  page: int | None = None) -> Iterator[dict[str, Any]]:
         """Items ``first``..``last`` (inclusive) of a numbered series under ``pk``, in order, read page
-        by page as the caller goes; each with its number as ``n``."""
+        by page (of ``page`` items, or 1 MB) as the caller goes; each with its number as ``n``."""
+        limit = {"Limit": page} if page else {}
         for item in self._query(KeyConditionExpression="pk = :p AND sk BETWEEN :a AND :b", ConsistentRead=True,
+                                **limit,
                                 ExpressionAttributeValues={":p": {"S": pk},
                                                            ":a": {"S": _numbered_sk(prefix, first, digits)},
                                                            ":b": {"S": _numbered_sk(prefix, last, digits)}}):
@@ -647,9 +722,9 @@ class Repository:
                             condition="seq = :prev AND attribute_not_exists(deleted)",
                             values={":prev": number - 1}) is not None
 
-    def topic_chunks(self, name: str, first: int, last: int) -> Iterator[dict[str, Any]]:
+    def topic_chunks(self, name: str, first: int, last: int, page: int | None = None) -> Iterator[dict[str, Any]]:
         """Chunks ``first``..``last`` of the topic, in order, read page by page as the caller goes."""
-        return self._numbered(f"topic#{name}", "d#", first, last, TOPIC_CHUNK_DIGITS)
+        return self._numbered(f"topic#{name}", "d#", first, last, TOPIC_CHUNK_DIGITS, page)
 
     def listed_topics(self) -> list[dict[str, Any]]:
         return sorted(self._batch_get(self._topic_keys()), key=lambda t: t["name"])
@@ -679,15 +754,28 @@ class Repository:
         self._delete_keys([_topic_key(name, sk) for sk in sks])
 
     # -- removal ---------------------------------------------------------------------------------
-    def delete_instance(self, inst_id: str) -> None:
-        """Delete the instance's record and everything kept beside it (chunks, events, start data)."""
+    def delete_instance(self, inst_id: str, record: Instance | None = None) -> None:
+        """Delete the instance's record, everything kept beside it (chunks, events, start data) and
+        its listing items; it is no longer counted as retained. ``record``: the instance as read
+        (none when DynamoDB's TTL removed the record: its listing items expire with it)."""
         keys = [{"pk": {"S": i["pk"]}, "sk": {"S": i["sk"]}} for i in self._query(
             KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": f"inst#{inst_id}"}},
             ProjectionExpression="pk, sk")]
+        if record is not None:
+            keys += [{"pk": {"S": i["pk"]}, "sk": {"S": i["sk"]}}
+                     for i in _listing_items(record.id, record.sequence_id, record.created)]
         self._delete_keys(keys)
+        self._count("instances", -1)
 
     def _delete_keys(self, keys: list[dict[str, Any]]) -> None:
-        for start in range(0, len(keys), 25):
-            pending: dict[str, Any] = {self.table: [{"DeleteRequest": {"Key": k}} for k in keys[start:start + 25]]}
+        self._write_batch([{"DeleteRequest": {"Key": k}} for k in keys])
+
+    def _put_items(self, items: list[dict[str, Any]]) -> None:
+        """Put ``items`` (unconditionally: items of the caller's own, keyed by what it just wrote)."""
+        self._write_batch([{"PutRequest": {"Item": _to_ddb(item)}} for item in items])
+
+    def _write_batch(self, requests: list[dict[str, Any]]) -> None:
+        for start in range(0, len(requests), 25):
+            pending: dict[str, Any] = {self.table: requests[start:start + 25]}
             while pending:
                 pending = self._ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}

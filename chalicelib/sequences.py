@@ -12,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from . import aws, clock, models, observability, packages
+from . import aws, clock, models, observability, packages, paging
 from .config import Settings
 from .errors import Conflict, NotFound, TooLarge
 from .observability import logger
@@ -134,8 +134,10 @@ def get_item(settings: Settings, seq_id: str) -> dict[str, Any]:
     return seq
 
 
-def list_items(settings: Settings) -> list[dict[str, Any]]:
-    return Repository(settings.table).list_sequences()
+def list_page(settings: Settings, cursor: str | None = None, limit: int = 100) -> tuple[list[dict[str, Any]], str]:
+    """A page of sequences, newest first, and the next page's cursor ("": none)."""
+    found, after = Repository(settings.table).list_sequences(paging.decode(cursor), limit)
+    return found, paging.encode(after)
 
 
 def view(seq: dict[str, Any], instance_ids: list[str]) -> dict[str, Any]:

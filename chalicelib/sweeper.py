@@ -17,6 +17,7 @@ from .repository import Repository
 START_TIMEOUT_SECONDS = 300  # an instance still "starting" after this never reached a runner
 BUDGET_SECONDS = 20.0  # per run (the function has 30 s): what is left waits for the next minute
 UPLOAD_MAX_AGE_SECONDS = 86400  # the bucket's lifecycle rule for uploads/ on AWS
+DUE_PAGE = 100  # instances read and purged at a time
 
 
 def settle(settings: Settings) -> list[str]:
@@ -24,7 +25,7 @@ def settle(settings: Settings) -> list[str]:
     repo = Repository(settings.table)
     now = clock.now()
     settled = []
-    for inst in repo.active_instances():
+    for inst in repo.live_instances():  # those holding a running slot: at most the cap
         reason = None
         if inst.status == protocol.STARTING:
             if now - inst.created > START_TIMEOUT_SECONDS:
@@ -42,20 +43,32 @@ def settle(settings: Settings) -> list[str]:
 
 
 def expire(settings: Settings) -> list[str]:
-    """Remove instances past their retention, as DynamoDB's TTL would (only sooner)."""
+    """Purge instances past their retention, as DynamoDB's TTL would (only sooner). Reads only what
+    is due, a page at a time, until nothing is or the run's budget is spent (the rest is due next
+    run): what a run costs is what expired since the last, never what is retained."""
+    repo = Repository(settings.table)
     now = clock.now()
-    expired = []
+    expired: list[str] = []
     stop_at = time.monotonic() + BUDGET_SECONDS
-    for inst in Repository(settings.table).listed_instances():
-        if inst.alive(now):
-            continue
-        if time.monotonic() > stop_at:
+    while time.monotonic() < stop_at:
+        due = repo.due(now, DUE_PAGE)
+        if not due:
             break
-        try:
-            cleanup.purge_instance(settings, inst.id)
-            expired.append(inst.id)
-        except Exception:
-            logger.exception("could not expire an instance", extra={"instance_id": inst.id})
+        records = repo.records([inst_id for _, inst_id in due])
+        done = []
+        for sk, inst_id in due:
+            record = records.get(inst_id)
+            try:
+                if record is not None and record.expires_at is not None and record.expires_at <= now:
+                    cleanup.purge_instance(settings, inst_id, record)
+                    expired.append(inst_id)
+                # Gone already, or its expiry moved (removeImmediately): this due item is spent.
+                done.append(sk)
+            except Exception:
+                logger.exception("could not expire an instance", extra={"instance_id": inst_id})
+        repo.forget_due(done)
+        if len(done) < len(due) or len(due) < DUE_PAGE:  # all done; what failed is tried next run
+            break
     return expired
 
 

@@ -32,6 +32,7 @@ DEFAULT_TYPE = "application/x-ndjson"  # what Scramjet's CLI sends when no type 
 S3_PREFIX = "topics/"  # large chunks (the bucket's lifecycle rule for it is the backstop)
 MAX_PAGE_BYTES = protocol.MAX_PAGE_BYTES
 WRITE_ATTEMPTS = 30  # a write lost to a concurrent one is retried this often, then answers 503
+EXPIRY_PAGE = 25  # chunks read at a time by expiry, which stops at the first live one
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,18 @@ def _chunk_bytes(settings: Settings, chunk: dict[str, Any]) -> bytes:
 
 
 # -- expiry ---------------------------------------------------------------------------------------
+def _dead_chunks(repo: Repository, topic: Topic, now: float) -> list[dict[str, Any]]:
+    """The topic's chunks past their time or below its floor. Chunks expire in the order they were
+    written, so the dead ones are the oldest: the read stops at the first live chunk and costs what
+    expired, not what the topic holds."""
+    dead = []
+    for chunk in repo.topic_chunks(topic.name, 1, topic.seq, page=EXPIRY_PAGE):
+        if chunk["n"] > topic.floor and int(chunk["expires_at"]) > now:
+            break
+        dead.append(chunk)
+    return dead
+
+
 def expire(settings: Settings, budget_seconds: float) -> list[str]:
     """What DynamoDB's TTL and the bucket's lifecycle rule do on AWS, sooner: delete chunks past
     their time or below a delete's floor, and the records of topics with nothing left. Returns the
@@ -263,8 +276,7 @@ def expire(settings: Settings, budget_seconds: float) -> list[str]:
         if time.monotonic() > stop_at:
             break
         now = clock.now()
-        dead = [c for c in repo.topic_chunks(topic.name, 1, topic.seq)
-                if c["n"] <= topic.floor or int(c["expires_at"]) <= now]
+        dead = _dead_chunks(repo, topic, now)
         keys = [c["s3_key"] for c in dead if "s3_key" in c]
         for start in range(0, len(keys), 1000):
             s3.delete_objects(Bucket=settings.bucket,
@@ -273,7 +285,7 @@ def expire(settings: Settings, budget_seconds: float) -> list[str]:
         freed = sum(int(c["size"]) for c in dead)  # each was counted in by the writer that stored it
         if freed:
             repo.count_topic_bytes(topic.name, -freed)
-        left = next(iter(repo.topic_chunks(topic.name, 1, topic.seq)), None)
+        left = next(iter(repo.topic_chunks(topic.name, 1, topic.seq, page=1)), None)
         # Only if no writer brought it back meanwhile (the record's version is unchanged).
         if not topic.live(now) and left is None and repo.delete_topic(topic.name, topic.version):
             if topic.slot is not None:

@@ -60,10 +60,10 @@ def _topic_chunks(n: dict) -> dict:
 def policies(stage: str, **known: str) -> dict[str, dict]:
     """{file name: policy document} for the API, runner, cleanup and sweeper functions."""
     n = names(stage, **known)
-    table, indexes = n["table"], [n["table"] + "/index/listing", n["table"] + "/index/active"]
+    table, indexes = n["table"], [n["table"] + "/index/listing"]
     api = _doc(
         _stmt("Records", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
-                          "dynamodb:Query", "dynamodb:BatchGetItem"], [table, *indexes]),
+                          "dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"], [table, *indexes]),
         _stmt("Packages", ["s3:PutObject", "s3:DeleteObject"], [n["bucket"] + "/packages/*"]),
         _stmt("Uploads", ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"], [n["bucket"] + "/uploads/*"]),
         _stmt("Inputs", ["s3:PutObject"], [n["bucket"] + "/inputs/*"]),
@@ -74,7 +74,7 @@ def policies(stage: str, **known: str) -> dict[str, dict]:
     )
     runner = _doc(
         _stmt("Instance", ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:Query",
-                           "dynamodb:BatchGetItem"], [table]),
+                           "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"], [table]),
         _slots_only(table),
         _stmt("PackagesAndInputs", ["s3:GetObject"], [n["bucket"] + "/packages/*", n["bucket"] + "/inputs/*"]),
         # Read back too: output written before the sequence named its topic goes to the topic first.
@@ -91,6 +91,9 @@ def policies(stage: str, **known: str) -> dict[str, dict]:
         _stmt("ListObjects", ["s3:ListBucket"], [n["bucket"]]),
     ]
     cleanup = _doc(
+        # What it purges is no longer counted as retained; it updates that count and nothing else.
+        _stmt("RetainedCount", ["dynamodb:UpdateItem"], [table],
+              {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["counts"]}}),
         _stmt("ExpiryStream", ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
                                "dynamodb:ListStreams"], [n["stream"]]),
         *purge,

@@ -38,9 +38,10 @@ TEMPLATE = ROOT / "infra" / "template.yaml"
 APP = "sequence-hub"
 FUNCTIONS = ("runner", "cleanup", "sweeper")
 STREAM_RETRIES = 3
-# The cleanup acts on one thing only: an instance's own record leaving the table (TTL or sweeper).
-STREAM_FILTER = {"eventName": ["REMOVE"], "dynamodb": {"Keys": {"pk": {"S": [{"prefix": "inst#"}]},
-                                                                "sk": {"S": ["#"]}}}}
+# The cleanup acts on one thing only: an instance's own record removed by DynamoDB's TTL (the
+# sweeper purges everything of the instances it removes itself: those must not be purged twice).
+STREAM_FILTER = {"eventName": ["REMOVE"], "userIdentity": {"type": ["Service"], "principalId": ["dynamodb.amazonaws.com"]},
+                 "dynamodb": {"Keys": {"pk": {"S": [{"prefix": "inst#"}]}, "sk": {"S": ["#"]}}}}
 
 
 def _load(path: Path) -> dict:

@@ -146,8 +146,24 @@ class Client:
             raise SiError(f"uploading the package to storage failed: {resp.status_code} {resp.reason}")
         return self.obj("POST", f"sequence/{upload['id']}/commit", json={})
 
-    def sequences(self) -> list[dict[str, Any]]:
-        return self.objects("GET", "sequences")
+    def page(self, path: str, params: dict[str, Any]) -> tuple[list[dict[str, Any]], str, requests.Response]:
+        """One page of a listing: its items, the next page's cursor ("": none), the answer."""
+        resp = self.request("GET", path, params={k: v for k, v in params.items() if v not in (None, "", False)})
+        found = resp.json() if resp.content else []
+        if not isinstance(found, list) or not all(isinstance(item, dict) for item in found):
+            raise SiError(f"the hub answered {path} with something that is not a list of objects")
+        return found, resp.headers.get("X-Next-Cursor", ""), resp
+
+    def listing(self, path: str, params: dict[str, Any], every: bool = False) -> tuple[list[dict[str, Any]], str]:
+        """A listing's first page, or (``every``) all of it, page after page; and what is left's cursor."""
+        items, cursor, _ = self.page(path, params)
+        while every and cursor:
+            more, cursor, _ = self.page(path, {**params, "cursor": cursor})
+            items += more
+        return items, cursor
+
+    def sequences(self, every: bool = True) -> list[dict[str, Any]]:
+        return self.listing("sequences", {"limit": 200}, every)[0]
 
     def sequence(self, seq_id: str) -> dict[str, Any]:
         return self.obj("GET", f"sequence/{seq_id}")
@@ -172,8 +188,8 @@ class Client:
             body["inputTopic"] = input_topic
         return self.obj("POST", f"sequence/{seq_id}/start", json=body)
 
-    def instances(self) -> list[dict[str, Any]]:
-        return self.objects("GET", "instances")
+    def instances(self, every: bool = True, **filters: Any) -> list[dict[str, Any]]:
+        return self.listing("instances", {"limit": 200, **filters}, every)[0]
 
     def instance(self, inst_id: str) -> dict[str, Any]:
         return self.obj("GET", f"instance/{inst_id}")

@@ -40,7 +40,7 @@ def test_template_resources_in_moto(hub_env):
     assert table["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"}
     assert [k["AttributeName"] for k in table["KeySchema"]] == ["pk", "sk"]
     indexes = {i["IndexName"]: i for i in table["GlobalSecondaryIndexes"]}
-    assert set(indexes) == {"listing", "active"}
+    assert set(indexes) == {"listing"}
     assert all(i["Projection"]["ProjectionType"] == "KEYS_ONLY" for i in indexes.values())
     ttl = ddb.describe_time_to_live(TableName=hub_env["SEQHUB_TABLE"])["TimeToLiveDescription"]
     assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}

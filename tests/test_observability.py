@@ -63,10 +63,10 @@ def test_starts_ends_durations_and_package_sizes_are_sent_as_emf(measured, capsy
 def test_a_request_that_fails_inside_the_hub_is_counted(measured, capsys, monkeypatch):
     from chalicelib import sequences
 
-    def broken(_settings):
+    def broken(*_args, **_kwargs):
         raise RuntimeError("the table is gone")
 
-    monkeypatch.setattr(sequences, "list_items", broken)
+    monkeypatch.setattr(sequences, "list_page", broken)
     resp = measured.http.get("/api/v1/sequences")
     assert resp.status_code == 500 and json.loads(resp.body) == {"error": "internal error; see the hub's logs"}
     assert [m["values"] for m in metric(emf(capsys.readouterr().out), "RequestFailed")] == [[1.0]]

@@ -175,6 +175,22 @@ def test_retained_data_begins_after_expired_chunks(api, settings, monkeypatch):
     assert [i["sk"] for i in stored(settings, "t")] == ["#", "d#000000000002"]
 
 
+def test_expiry_reads_what_expired_not_what_a_topic_holds(api, settings, monkeypatch, calls):
+    now = clock.now()
+    write(api, "t", b"early\n")
+    monkeypatch.setattr(clock, "now", lambda: now + settings.retention_seconds - 1)
+    for n in range(120):
+        write(api, "t", b"%d\n" % n)
+    monkeypatch.setattr(clock, "now", lambda: now + settings.retention_seconds + 2)
+    calls.reset()
+    calls.on = True
+    topics.expire(settings, budget_seconds=60)
+    calls.on = False
+    # the record, the dead chunk and the page that found the first live one, then one to check
+    assert calls.items_read <= 2 + topics.EXPIRY_PAGE + 1
+    assert read_all(api, "t") == b"".join(b"%d\n" % n for n in range(120))
+
+
 def test_start_options_and_package_declarations_are_checked(api, settings):
     seq = json.loads(api.http.post("/api/v1/sequence", headers={"Content-Type": "application/octet-stream"},
                                    body=py_package("def run(context, input):\n    return 1\n")).body)["id"]

@@ -116,14 +116,24 @@ function parseArgs(text) {
 window.seqhubParseArgs = parseArgs;
 
 // ---- home: sequences and instances ---------------------------------------------------------------------
+// The newest of each listing (pages of the API: history never makes a refresh cost more).
+const HOME_PAGE = 50;
+let lastHome = "";
+
 async function refreshHome() {
-  let seqs, insts;
+  let seqs, insts, retained;
   try {
-    [seqs, insts] = await Promise.all([api("GET", "/sequences"), api("GET", "/instances")]);
+    const [s, i] = await Promise.all([api("GET", `/sequences?limit=${HOME_PAGE}`, { raw: true }),
+      api("GET", `/instances?limit=${HOME_PAGE}`, { raw: true })]);
+    [seqs, insts] = await Promise.all([s.json(), i.json()]);
+    retained = Number(i.headers.get("X-Retained-Count") || insts.length);
   } catch (e) {
     banner(e.status === 403 ? `${e.message} — open Settings to enter the hub's token or your AWS credentials.` : e.message);
     return;
   }
+  const seen = JSON.stringify([seqs, insts, retained]);
+  if (seen === lastHome) return;  // nothing changed (the hub answered 304): leave the page as it is
+  lastHome = seen;
   const tbody = $("#sequences tbody");
   tbody.replaceChildren();
   for (const s of seqs) {
@@ -150,7 +160,7 @@ async function refreshHome() {
   $("#no-sequences").hidden = seqs.length > 0;
   const ibody = $("#instances tbody");
   ibody.replaceChildren();
-  for (const i of insts.slice().reverse()) {
+  for (const i of insts) {  // newest first
     const row = ibody.insertRow();
     row.dataset.id = i.id;
     const link = document.createElement("a");
@@ -166,6 +176,7 @@ async function refreshHome() {
     cell(row, i.terminated ? i.terminated.exitcode : "");
   }
   $("#no-instances").hidden = insts.length > 0;
+  $("#inst-count").textContent = retained > insts.length ? `the newest ${insts.length} of ${retained}` : "";
 }
 
 async function startSequence(seq, form) {

@@ -25,7 +25,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
-EXPOSED = "X-Next-Cursor, X-Channel-Ended, X-Instance-Ended"
+EXPOSED = "X-Next-Cursor, X-Channel-Ended, X-Instance-Ended, X-Retained-Count, ETag"
 
 
 def is_loopback(host: str) -> bool:

@@ -29,12 +29,21 @@ def _inst_rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @inst.command("list")
+@click.option("--limit", type=click.IntRange(1, 200), default=100, show_default=True, help="Instances to show (newest first).")
+@click.option("--all", "every", is_flag=True, help="Every retained instance, page after page.")
+@click.option("--sequence", "sequence_id", help="Only this sequence's instances ('-': the last sequence).")
+@click.option("--status", type=click.Choice(list(protocol.ACTIVE + protocol.FINAL)), help="Only instances in this status.")
+@click.option("--live", is_flag=True, help="Only instances starting or running.")
 @pass_ctx
-def inst_list(ctx: Ctx) -> None:
-    """List instances (ended ones until they expire).  Example: si inst list"""
-    items = ctx.client.instances()
+def inst_list(ctx: Ctx, limit: int, every: bool, sequence_id: str | None, status: str | None, live: bool) -> None:
+    """List instances, newest first (ended ones until they expire).  Example: si inst list --live"""
+    sequence = session.resolve("sequence", sequence_id) if sequence_id else None
+    items, more = ctx.client.listing("instances", {"limit": 200 if every else limit, "sequence": sequence,
+                                                   "status": status, "live": "true" if live else None}, every)
     output.table(_inst_rows(items), [("ID", "id"), ("STATUS", "status"), ("SEQUENCE", "sequence"),
                                      ("ARGS", "args"), ("CREATED", "created"), ("EXIT", "exit")], items)
+    if more:
+        output.message("older instances are not shown: si inst list --all")
 
 
 inst.add_command(inst_list, "ls")

@@ -105,17 +105,22 @@ def _seq_rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @seq.command("list")
 @click.option("-n", "--name", help="Only sequences with this package name.")
+@click.option("--limit", type=click.IntRange(1, 200), default=100, show_default=True, help="Sequences to show (newest first).")
+@click.option("--all", "every", is_flag=True, help="Every sequence, page after page.")
 @pass_ctx
-def seq_list(ctx: Ctx, name: str | None) -> None:
-    """List sequences.  Example: si seq list -n counter-js"""
-    items = ctx.client.sequences()
+def seq_list(ctx: Ctx, name: str | None, limit: int, every: bool) -> None:
+    """List sequences, newest first, with their running instances.  Example: si seq list -n counter-js"""
+    every = every or name is not None  # a name is looked for in all of them
+    items, more = ctx.client.listing("sequences", {"limit": 200 if every else limit}, every)
     if name is not None:
         items = [s for s in items if s.get("name") == name]
         if not items:
             raise SiError(f"No results found for sequence name {name}")
     output.table(_seq_rows(items), [("ID", "id"), ("NAME", "name"), ("VERSION", "version"),
-                                    ("LANG", "runtime"), ("SIZE", "size"), ("INSTANCES", "instances"),
+                                    ("LANG", "runtime"), ("SIZE", "size"), ("RUNNING", "instances"),
                                     ("CREATED", "created")], items)
+    if more:
+        output.message("older sequences are not shown: si seq list --all")
 
 
 seq.add_command(seq_list, "ls")
