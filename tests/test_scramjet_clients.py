@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -16,6 +17,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -186,11 +188,14 @@ def test_hub_load_logs_version_and_sequence_removal(scramjet, tmp_path):
     load = scramjet("hub", "load")
     assert "avgLoad" in load and "memFree" in load and "fsSize" in load
     assert "sequence-hub" in scramjet("hub", "version")
-    assert "SequenceClient" in scramjet("seq", "send", str(pack(EXAMPLES / "counter-js", tmp_path / "c.tar.gz")))
+    sent = scramjet("seq", "send", str(pack(EXAMPLES / "counter-js", tmp_path / "c.tar.gz")))
+    assert "SequenceClient" in sent
+    # The hub is shared with other tests, which may hold a counter-js of their own: follow this one's id.
+    sequence_id = re.search(r"id: '([0-9a-f-]{36})'", sent).group(1)
     assert "stored (counter-js" in _first_lines(scramjet, "hub", "logs")
-    assert "counter-js" in scramjet("seq", "list")
+    assert sequence_id in scramjet("seq", "list")
     scramjet("seq", "rm", "-")
-    assert "counter-js" not in scramjet("seq", "list")
+    assert sequence_id not in scramjet("seq", "list")
 
 
 def test_prune_kills_and_removes_every_sequence(tmp_path):
@@ -214,6 +219,13 @@ def test_prune_kills_and_removes_every_sequence(tmp_path):
         assert pruned.returncode == 0, pruned.stderr.decode()
         assert b"Sequences removed successfully." in pruned.stdout + pruned.stderr
         assert requests.get(f"{own['url']}/sequences", timeout=10).json() == []
+
+
+def in_own_loop(coroutine: Any) -> Any:
+    """asyncio.run on a thread of its own: Playwright's sync API (the session's browser) keeps an
+    event loop running on the main thread once a test has used it."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def test_the_python_client(hub, tmp_path):
@@ -246,7 +258,7 @@ def test_the_python_client(hub, tmp_path):
         seen["log"] = lines
         return seen
 
-    seen = asyncio.run(asyncio.wait_for(scenario(), 120))
+    seen = in_own_loop(asyncio.wait_for(scenario(), 120))
     assert seen["info"]["status"] in ("starting", "running") and seen["info"]["sequence"]["name"] == "js-events"
     assert set(seen["entities"]) == {"sequences", "instances"}
     assert {"avgLoad", "currentLoad", "memFree", "memUsed", "fsSize"} <= set(seen["load"])
