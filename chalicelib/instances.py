@@ -241,8 +241,9 @@ def read_channel(settings: Settings, inst_id: str, channel: str, cursor: str | N
         waiting = not ended if until_end else written <= segment and not ended
         if not waiting or poll.over():
             break
-        # A reader's first page (it may have just started the instance) looks often for a second.
-        poll.sleep(eager=not cursor)
+        # A reader with nothing read yet (it may have just started the instance) looks often for
+        # a second, whether it came with no cursor (si) or with the first page's (a plain GET).
+        poll.sleep(eager=(segment, offset) == (0, 0))
     data = b""
     if written > segment:
         data, segment, offset = channels.read(settings.bucket, inst_id, channel, segment, offset, written)
