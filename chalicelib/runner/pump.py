@@ -85,6 +85,10 @@ class Channel:
         """A full PutLogEvents batch is waiting: writing it now costs no extra call."""
         return len(self._buf) >= logstore.MAX_BATCH_BYTES
 
+    def first_bytes_waiting(self) -> bool:
+        """Bytes are buffered and none was written before: the channel's first flush is due."""
+        return bool(self._buf) and self.segments_written == 0 and not self._in_flight
+
     def finished(self) -> bool:
         """Closed, and every byte it got is written (and counted in ``segments_written``)."""
         with self._cond:

@@ -260,19 +260,29 @@ class _Run:
         return {name for name, ch in self.channels.items() if ch.finished()}
 
     def flush_loop(self, stop: threading.Event) -> None:
-        """Flush as soon as output starts, then once per FLUSH_INTERVAL while it flows, or at once
-        when a full batch is waiting (so fast output never piles up behind the interval)."""
+        """Flush a channel's first bytes at once, then once per FLUSH_INTERVAL while output flows,
+        or at once when a full batch is waiting: fast output never waits out the interval behind a
+        full buffer (which would stall the sequence), and no flush is smaller than it need be."""
         last = 0.0
         while not stop.is_set():
             self.data_ready.wait(FLUSH_INTERVAL)
             self.data_ready.clear()
-            pause = FLUSH_INTERVAL - (time.monotonic() - last)
-            backlog = any(ch.backlogged() for ch in self.channels.values())
-            if pause > 0 and not backlog and stop.wait(pause):
-                break
+            # Wait out the rest of the interval, unless something urgent comes meanwhile (every
+            # append of a first byte or a full batch sets data_ready, as the end of the run does).
+            while not stop.is_set() and not self.flush_urgent():
+                pause = FLUSH_INTERVAL - (time.monotonic() - last)
+                if pause <= 0:
+                    break
+                self.data_ready.wait(pause)
+                self.data_ready.clear()
             self.flush_all()
             last = time.monotonic()
         self.flush_all()
+
+    def flush_urgent(self) -> bool:
+        """A full batch (writing it now costs no extra call) or a channel's first bytes (a reader
+        may be waiting for them) is buffered."""
+        return any(ch.backlogged() or ch.first_bytes_waiting() for ch in self.channels.values())
 
     def flush_all(self) -> None:
         for ch in self.channels.values():
