@@ -13,10 +13,13 @@ SCRAMJET_CLI := .cache/scramjet-cli/node_modules/.bin/si
 HOST_MODULES := chalicelib/runner/hosts/node_modules/.package-lock.json
 
 # Both parts, editable: the client (si/, with AWS signing) and the server with the embedded hub.
+# "compat" editables are a path in a .pth file: setuptools' default import hooks cost every Python
+# start in the venv ~15 ms (pathlib, re, enum at startup), more than `si --help` does itself.
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml si/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt -e './si[aws]' -e '.[local]'
+	$(BIN)/pip install --quiet -r requirements-dev.txt --config-settings editable_mode=compat \
+		-e './si[aws]' -e '.[local]'
 	touch $@
 
 $(HOST_MODULES): chalicelib/runner/hosts/package.json chalicelib/runner/hosts/package-lock.json

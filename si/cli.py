@@ -11,14 +11,18 @@ import sys
 
 import click
 
-from . import __version__, output, profiles
-from .context import Ctx
 from .errors import SiError
 
 # name -> (module, attribute); "sequence" and "instance" are Scramjet's long names.
 GROUPS = {"seq": ("seq", "seq"), "sequence": ("seq", "seq"), "inst": ("inst", "inst"),
           "instance": ("inst", "inst"), "topic": ("topic", "topic"), "hub": ("hub", "hub"),
           "config": ("config", "config")}
+# What `si --help` lists for each group, so listing them imports none: each is the first sentence
+# of the group's docstring (tests/test_cli.py checks they agree).
+SUMMARIES = {"seq": "Pack, send, start and manage sequences.", "inst": "Inspect, read and control instances.",
+             "topic": "Write to, read from and manage topics.",
+             "hub": "Run the embedded hub, or ask a hub about itself.",
+             "config": "Show and change the client configuration and profiles."}
 
 
 class LazyGroup(click.Group):
@@ -26,6 +30,13 @@ class LazyGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *GROUPS])
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, SUMMARIES[GROUPS[name][0]]) if name in GROUPS else
+                (name, self.commands[name].get_short_help_str(formatter.width - 6 - len(name)))
+                for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in GROUPS:
@@ -35,12 +46,21 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, cmd_name)
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        from .protocol import VERSION
+
+        click.echo(f"SI version: {VERSION}")
+        ctx.exit()
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--format", "fmt", type=click.Choice(["pretty", "json"]), default=None,
               help="Output format (default: the profile's, usually pretty).")
 @click.option("--api-url", default=None, help="Hub API URL for this command (default: SI_API_URL, "
               "the profile's apiUrl, or http://127.0.0.1:8000/api/v1).")
-@click.version_option(__version__, "-v", "--version", message="SI version: %(version)s")
+@click.option("-v", "--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the version and exit.")
 @click.pass_context
 def cli(ctx: click.Context, fmt: str | None, api_url: str | None) -> None:
     """Run Scramjet-style sequences on Sequence Hub.
@@ -49,6 +69,9 @@ def cli(ctx: click.Context, fmt: str | None, api_url: str | None) -> None:
     Example:
       si seq pack examples/counter-js && si seq send - && si seq start - 3000 10 && si inst output -
     """
+    from . import output, profiles
+    from .context import Ctx
+
     output.set_format(fmt or profiles.load().get("format", "pretty"))
     ctx.obj = Ctx(api_url)
 

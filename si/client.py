@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import json
+import json as jsonlib
 import re
 from collections.abc import Iterator
 from typing import Any, Protocol
-from urllib.parse import quote
-
-import requests
-import requests.auth
+from urllib.parse import quote, urlencode
 
 from .errors import SiError
+from .transport import Response, Transport, TransportError, TransportTimeout
 
 _SIGNED_HEADERS = ("content-type", "x-end-stream", "x-seq-kill-inst", "accept")
 
 
-class SigV4(requests.auth.AuthBase):
+class SigV4:
     """Signs requests for API Gateway's IAM authorizer with the user's own AWS credentials."""
 
     def __init__(self, aws_profile: str = "", region: str = ""):
@@ -25,7 +23,8 @@ class SigV4(requests.auth.AuthBase):
         self.session = botocore.session.Session(profile=aws_profile or None)
         self.region = region
 
-    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+    def sign(self, method: str, url: str, body: bytes, headers: dict[str, str]) -> dict[str, str]:
+        """``headers`` with the signature's own added."""
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
 
@@ -36,14 +35,10 @@ class SigV4(requests.auth.AuthBase):
         if creds is None:
             raise SiError("no AWS credentials found: configure them (aws configure / aws sso login) "
                           "or pick a profile with: si config set awsProfile NAME")
-        body = r.body or b""
-        if isinstance(body, str):
-            body = body.encode()
-        headers = {k: v for k, v in r.headers.items() if k.lower() in _SIGNED_HEADERS}
-        signed = AWSRequest(method=r.method, url=r.url, data=body, headers=headers)
-        SigV4Auth(creds.get_frozen_credentials(), "execute-api", self.region or _region_of(r.url or "")).add_auth(signed)
-        r.headers.update(dict(signed.headers))
-        return r
+        signed = AWSRequest(method=method, url=url, data=body,
+                            headers={k: v for k, v in headers.items() if k.lower() in _SIGNED_HEADERS})
+        SigV4Auth(creds.get_frozen_credentials(), "execute-api", self.region or _region_of(url)).add_auth(signed)
+        return {**headers, **dict(signed.headers)}
 
 
 def _region_of(url: str) -> str:
@@ -69,31 +64,38 @@ class Client:
                  aws_profile: str = "", aws_region: str = ""):
         self.api_url = api_url.rstrip("/")
         self.timeout = timeout
-        self.http = requests.Session()
-        self.signed = needs_sigv4(self.api_url, auth)
-        if self.signed:
-            self.http.auth = SigV4(aws_profile, aws_region)
-        elif token:
-            self.http.headers["Authorization"] = f"Bearer {token}"
+        self.http = Transport()
+        self.signer = SigV4(aws_profile, aws_region) if needs_sigv4(self.api_url, auth) else None
+        self.signed = self.signer is not None
+        self.headers = {"Authorization": f"Bearer {token}"} if token and not self.signed else {}
 
     # -- plumbing ------------------------------------------------------------------------------
-    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", self.timeout)
+    def request(self, method: str, path: str, *, params: dict[str, Any] | None = None, data: Any = None,
+                json: Any = None, headers: dict[str, str] | None = None, timeout: float | None = None) -> Response:
         url = f"{self.api_url}/{path.lstrip('/')}"
+        sent = {**self.headers, **(headers or {})}
+        if self.signer is not None:  # the signature covers the URL with its query and the body
+            if json is not None:
+                data, json = jsonlib.dumps(json).encode(), None
+                sent.setdefault("Content-Type", "application/json")
+            if params:
+                url, params = f"{url}?{urlencode(params)}", None
+            sent = self.signer.sign(method, url, data if isinstance(data, bytes) else b"", sent)
         try:
-            resp = self.http.request(method, url, **kwargs)
-        except requests.ConnectionError:
+            resp = self.http.request(method, url, params=params, data=data, json=json, headers=sent,
+                                     timeout=self.timeout if timeout is None else timeout)
+        except TransportTimeout:
+            raise SiError(f"the hub at {self.api_url} did not answer in time") from None
+        except TransportError:
             raise SiError(f"cannot reach the hub at {self.api_url} — is it running? "
                           "start one with: si hub start") from None
-        except requests.Timeout:
-            raise SiError(f"the hub at {self.api_url} did not answer in time") from None
         if resp.status_code == 403:
             raise SiError(self._forbidden(resp), 403)
         if resp.status_code >= 400:
             raise SiError(_error_message(resp), resp.status_code)
         return resp
 
-    def _forbidden(self, resp: requests.Response) -> str:
+    def _forbidden(self, resp: Response) -> str:
         why = _error_message(resp)
         if self.signed:
             return (f"the hub refused your AWS credentials ({why}): check them with `aws sts "
@@ -138,15 +140,15 @@ class Client:
         """Upload through a presigned S3 PUT, then have the hub validate and record it."""
         upload = self.obj("POST", "sequence/upload", json={"size": size})
         try:
-            resp = requests.put(upload["url"], data=package, headers={"Content-Length": str(size)},
-                                timeout=self.timeout * 10)
-        except requests.RequestException as exc:
+            resp = self.http.request("PUT", upload["url"], data=package, headers={"Content-Length": str(size)},
+                                     timeout=self.timeout * 10)
+        except TransportError as exc:
             raise SiError(f"uploading the package to storage failed: {exc}") from None
         if resp.status_code >= 300:
             raise SiError(f"uploading the package to storage failed: {resp.status_code} {resp.reason}")
         return self.obj("POST", f"sequence/{upload['id']}/commit", json={})
 
-    def page(self, path: str, params: dict[str, Any]) -> tuple[list[dict[str, Any]], str, requests.Response]:
+    def page(self, path: str, params: dict[str, Any]) -> tuple[list[dict[str, Any]], str, Response]:
         """One page of a listing: its items, the next page's cursor ("": none), the answer."""
         resp = self.request("GET", path, params={k: v for k, v in params.items() if v not in (None, "", False)})
         found = resp.json() if resp.content else []
@@ -252,7 +254,7 @@ class Client:
         return self._pages(f"topic/{quote(name, safe='')}", follow, wait, "*/*")
 
 
-def _error_message(resp: requests.Response) -> str:
+def _error_message(resp: Response) -> str:
     try:
         body = resp.json()
     except ValueError:
@@ -260,5 +262,5 @@ def _error_message(resp: requests.Response) -> str:
     if isinstance(body, dict):
         err = body.get("error") or body.get("Message") or body.get("message")
         if err:
-            return err if isinstance(err, str) else json.dumps(err)
+            return err if isinstance(err, str) else jsonlib.dumps(err)
     return f"the hub answered {resp.status_code} {resp.reason}"

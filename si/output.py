@@ -113,5 +113,5 @@ class ProgressReader:
         self._advance(len(data))
         return data
 
-    def __len__(self) -> int:  # lets requests send a Content-Length instead of chunks
+    def __len__(self) -> int:  # the upload sends a Content-Length, never chunks
         return self._total

@@ -61,7 +61,8 @@ def client_alone(tmp_path_factory) -> Path:
 def test_installing_the_client_installs_no_server_dependency(client_alone):
     listed = subprocess.run([client_alone / "pip", "list", "--format", "json"], capture_output=True, text=True, check=True)
     installed = {p["name"].lower() for p in json.loads(listed.stdout)}
-    assert "sequence-hub-cli" in installed and {"click", "rich", "requests"} <= installed
+    assert "sequence-hub-cli" in installed and {"click", "rich"} <= installed
+    assert "requests" not in installed  # si speaks HTTP with the standard library (si/transport.py)
     assert not installed & SERVER_ONLY
 
 
@@ -69,9 +70,9 @@ def test_the_clients_aws_extra_signs_with_botocore_alone(client_alone, tmp_path)
     """For a hub on AWS the client signs its requests (SigV4); the extra brings botocore, not boto3."""
     wheel = next((client_alone.parent.parent / "dist").glob("sequence_hub_cli-*.whl"))
     subprocess.run([client_alone / "pip", "install", "--quiet", f"{wheel}[aws]"], check=True, capture_output=True)
-    probe = ("import requests; from si.client import SigV4\n"
-             "r = requests.Request('GET', 'https://abc.execute-api.eu-west-1.amazonaws.com/api/api/v1/version').prepare()\n"
-             "print(SigV4()(r).headers['Authorization'])")
+    probe = ("from si.client import SigV4\n"
+             "url = 'https://abc.execute-api.eu-west-1.amazonaws.com/api/api/v1/version'\n"
+             "print(SigV4().sign('GET', url, b'', {})['Authorization'])")
     env = {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret", "PATH": "/usr/bin:/bin",
            "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
     signed = subprocess.run([client_alone / "python", "-c", probe], capture_output=True, text=True, env=env, check=True)

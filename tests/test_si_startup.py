@@ -1,0 +1,100 @@
+"""`si` starts fast (#28): help lists the command groups without importing them, no command imports
+more than it uses, and HTTP is the standard library's (si/transport.py), kept alive, retried once
+when a kept connection was closed, and through the proxy the environment names."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from si import cli
+from si.client import Client
+from si.errors import SiError
+
+from .helpers import ROOT
+
+
+def modules_loaded_by(*argv: str, env: dict | None = None) -> set[str]:
+    """The modules `si ARGV` has imported when it exits."""
+    probe = ("import atexit, sys\n"
+             "atexit.register(lambda: print('\\n' + ' '.join(sorted(sys.modules)), file=sys.stderr))\n"
+             "from si.cli import main\n"
+             f"sys.argv = ['si', *{list(argv)!r}]\n"
+             "main()\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                          env={**os.environ, **(env or {})})
+    return set(done.stderr.strip().splitlines()[-1].split())
+
+
+def test_help_lists_every_group_without_importing_any():
+    loaded = modules_loaded_by("--help")
+    assert not {m for m in loaded if m.startswith("si.commands.")}
+    assert not loaded & {"requests", "http.client", "rich", "si.client", "si.protocol"}
+
+
+def test_a_listing_imports_no_requests_and_no_other_group(tmp_path):
+    loaded = modules_loaded_by("seq", "list", env={"SI_API_URL": "http://127.0.0.1:9/api/v1",
+                                                    "SI_CONFIG_PATH": str(tmp_path)})
+    assert "si.commands.seq" in loaded and "http.client" in loaded
+    assert not loaded & {"requests", "urllib3", "si.commands.topic", "si.commands.config", "si.packing"}
+
+
+def test_the_help_summaries_are_each_groups_own():
+    for module, summary in cli.SUMMARIES.items():
+        group = getattr(importlib.import_module(f"si.commands.{module}"), module)
+        assert (group.help or "").startswith(summary), module
+
+
+class _Answers(BaseHTTPRequestHandler):
+    """HTTP/1.1 that closes every connection after one answer without saying so: what a hub that
+    timed out an idle kept-alive connection looks like to the next request on it."""
+
+    protocol_version = "HTTP/1.1"
+    seen: list[str] = []
+
+    def do_GET(self) -> None:
+        type(self).seen.append(self.path)
+        body = json.dumps({"service": "sequence-hub", "version": "0", "path": self.path}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
+
+    def log_message(self, *_args) -> None:
+        pass
+
+
+@pytest.fixture
+def answers():
+    _Answers.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answers)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_kept_connection_the_hub_closed_is_retried_once(answers):
+    client = Client(f"{answers}/api/v1")
+    assert [client.version()["path"] for _ in range(3)] == ["/api/v1/version"] * 3
+
+
+def test_requests_go_through_the_proxy_the_environment_names(answers, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", answers)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    found = Client("http://hub.example.invalid/api/v1").version()
+    assert found["path"] == "http://hub.example.invalid/api/v1/version"  # the proxy got the whole URL
+
+
+def test_an_unreachable_hub_is_one_line():
+    with pytest.raises(SiError, match="cannot reach the hub at http://127.0.0.1:9/api/v1"):
+        Client("http://127.0.0.1:9/api/v1").version()
