@@ -42,7 +42,8 @@ CASES = {
     "return-zero": 'module.exports = async function* () { yield "a"; return 0; };',
     "return-promise-of-zero": 'module.exports = async function* () { yield "a"; return Promise.resolve(0); };',
     "sync-generator-of-promises": ('module.exports = function* () {\n'
-                                   '  yield Promise.resolve("later"); yield 2; yield new Promise((r) => setTimeout(() => r(3), 5)); };'),
+                                   '  yield Promise.resolve("later"); yield 2;\n'
+                                   '  yield new Promise((r) => setTimeout(() => r(3), 5)); };'),
     "buffers-and-mixed": ('module.exports = async function* () {\n'
                           '  yield Buffer.from("bytes"); yield new Uint8Array([1, 2, 3]); yield "text";\n'
                           '  for (let i = 0; i < 5000; i++) yield i % 3 ? { i } : `s${i}`; };'),
