@@ -45,11 +45,14 @@ def _content_length(body: Any) -> int | None:
     if body is None:
         return 0
     try:  # bytes, or a reader that knows its size
-        return len(body)
+        return int(len(body))
     except TypeError:
         pass
-    try:  # a file: what is left of it
-        return int(os.fstat(body.fileno()).st_size - body.tell())
+    try:  # a file, or any seekable reader: what is left of it
+        here = int(body.tell())
+        size = int(body.seek(0, os.SEEK_END)) - here
+        body.seek(here)
+        return size
     except (AttributeError, OSError, ValueError):
         return None
 
@@ -81,7 +84,7 @@ class Transport:
     def request(self, method: str, url: str, *, params: Mapping[str, Any] | None = None, data: Any = None,
                 json: Any = None, headers: Mapping[str, str] | None = None, timeout: float = 60.0) -> Response:
         """Send one request and read its whole answer. ``data``: bytes, or a readable file-like
-        whose size is known (``len`` or a file); ``json``: a value sent as JSON."""
+        whose size is known (``len``, or seekable); ``json``: a value sent as JSON."""
         sent = dict(headers or {})
         if json is not None:
             data = jsonlib.dumps(json).encode()
@@ -90,7 +93,7 @@ class Transport:
             url += ("&" if "?" in url else "?") + urlencode(params)
         length = _content_length(data)
         if length is None:
-            raise ValueError("a request body must be bytes or a file of known size")
+            raise ValueError("a request body must be bytes or a reader of known size")
         if not any(k.lower() == "content-length" for k in sent) and (data is not None or method in ("POST", "PUT")):
             sent["Content-Length"] = str(length)
         parts = urlsplit(url)
