@@ -118,3 +118,36 @@ def test_item_operations_answer_exactly_as_moto_serializes_them(monkeypatch):
     with mock_aws():
         assert item_operations() == fast
     assert fast[2]["Item"]["b"] == {"B": b"\x00\xffbin"} and len(fast[9]["Responses"]["t"]) == 2
+
+
+def updates() -> list[dict]:
+    """One UpdateExpression applied again and again, to new and existing items, with other values."""
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    client.create_table(TableName="u", BillingMode="PAY_PER_REQUEST",
+                        AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk")],
+                        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                   {"AttributeName": "sk", "KeyType": "RANGE"}])
+    expression = "SET #n = if_not_exists(#n, :zero) + :inc, m.#k = :v, l = list_append(if_not_exists(l, :e), :l)"
+    out = []
+    for i in range(6):
+        key = {"pk": {"S": f"p{i % 2}"}, "sk": {"S": "s"}}
+        if i < 2:
+            client.put_item(TableName="u", Item={**key, "m": {"M": {}}})
+        out.append(client.update_item(
+            TableName="u", Key=key, UpdateExpression=expression, ReturnValues="ALL_NEW",
+            ExpressionAttributeNames={"#n": "n", "#k": f"k{i}"},
+            ExpressionAttributeValues={":zero": {"N": "0"}, ":inc": {"N": str(i + 1)}, ":v": {"S": "v" * i},
+                                       ":e": {"L": []}, ":l": {"L": [{"N": str(i)}]}})["Attributes"])
+    return out
+
+
+def test_one_parse_of_an_update_expression_serves_every_update_as_moto_does(monkeypatch):
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    moto_speed.install()
+    with mock_aws():
+        cached = updates()
+    monkeypatch.setattr(UpdateExpressionParser, "make", UpdateExpressionParser.make.__wrapped__)  # moto's own
+    with mock_aws():
+        assert updates() == cached
+    assert cached[-1]["n"] == {"N": str(2 + 4 + 6)} and len(cached[-1]["l"]["L"]) == 3

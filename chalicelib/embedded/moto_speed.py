@@ -15,6 +15,10 @@ The item operations' answers (items in DynamoDB's JSON, counts, keys) are plain 
 ``json.dumps`` writes as the model walk does (binary values in base64, nothing for None); the
 other operations keep moto's serializer. A test compares the two on every item operation.
 
+An UpdateExpression is parsed once per distinct expression, not twice per request. moto's server
+also lists its own package directory (~150 ``isdir`` calls) on every request, to ask
+whether the Host names a service, under the lock all its requests share; the list is read once.
+
 The embedded hub serves DynamoDB one request at a time (``hub.moto_server``), as do the tests'
 in-process moto: the items handed to a query are never changed while it runs.
 """
@@ -36,8 +40,8 @@ _installed = False
 
 
 def install() -> None:
-    """Patch moto's ``Table.query`` and the item operations' serializer (once; moto is pinned:
-    see pyproject.toml's local extra)."""
+    """Patch moto's ``Table.query``, the item operations' serializer and its server's module list
+    (once; moto is pinned: see pyproject.toml's local extra)."""
     global _installed
     if _installed:
         return
@@ -69,6 +73,20 @@ def install() -> None:
         return 200, {"Content-Type": "application/x-amz-json-1.0"}, json.dumps(_plain(self.result))
 
     setattr(DynamoResult, "execute_result", execute_result)  # noqa: B010
+
+    # An UpdateExpression is tokenised and parsed twice per UpdateItem (the handler checks the
+    # names it uses, the backend runs it); the tree does not depend on the values, and every use
+    # copies it before resolving them (moto's validators deep-copy their input), so one parse of
+    # each expression serves all.
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
+
+    parse = UpdateExpressionParser.make
+    setattr(UpdateExpressionParser, "make", staticmethod(functools.lru_cache(maxsize=256)(parse)))  # noqa: B010
+
+    from moto import backends
+
+    modules = tuple(backends.list_of_moto_modules())  # the installed package's directories: fixed
+    setattr(backends, "list_of_moto_modules", lambda: modules)  # noqa: B010
     _installed = True
 
 
