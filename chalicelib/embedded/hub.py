@@ -27,7 +27,7 @@ from types import ModuleType
 from typing import Any
 
 from .. import aws
-from . import moto_speed
+from . import in_process, moto_speed
 from .storage_guard import StorageGuard
 
 ROOT = Path(__file__).resolve().parents[2]  # the server's checkout: app.py, .chalice/, infra/
@@ -143,6 +143,8 @@ def moto_server(port: int = 0, guard: StorageGuard | None = None) -> Any:
     app = guard.wrap(serialised) if guard is not None else serialised
 
     class Server(ThreadedMotoServer):
+        direct_app = staticmethod(serialised)  # this process's own calls (in_process): no guard, same lock
+
         def _server_entry(self) -> None:  # ThreadedMotoServer's, with the lock in front of the app
             self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
             self._server_ready_event.set()
@@ -209,6 +211,7 @@ class LocalHub:
                            "AWS_REGION": REGION})
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
             os.environ.pop(name, None)
+        in_process.install(moto_url, self._moto.direct_app)  # the API's calls skip TCP; runners' do not
         os.environ.update(hub_environment(provision(), self.retention))
         os.environ["SEQHUB_SANDBOX"] = "none" if reason else "bwrap"
         # No one reads CloudWatch here (readers read the S3 segments), and moto would keep a copy of
@@ -293,6 +296,7 @@ class LocalHub:
         self._server.should_exit = True
         self._thread.join(timeout=10)
         invoker.stop_local_runners()
+        in_process.uninstall()
         self._moto.stop()
 
     def run_forever(self, announce: Callable[[str], None]) -> None:
