@@ -20,6 +20,8 @@ from .repository import HUB_SLOTS, INLINE_CHUNK_BYTES, INLINE_START_DATA_BYTES, 
 INPUT_TYPES = protocol.CONTENT_TYPES
 MAX_EVENT_NAME_CHARS = 256
 LISTING_START_DATA_BUDGET = 2 * 1024 * 1024  # large args/appConfig a listing carries, in all
+BUSY_SECONDS = 1.0  # a channel whose runner recorded new segments this recently is being written to
+EAGER_SECONDS = 3.0  # readers of an instance this young may be waiting for its first byte
 
 
 def _repo(settings: Settings) -> Repository:
@@ -241,9 +243,12 @@ def read_channel(settings: Settings, inst_id: str, channel: str, cursor: str | N
         waiting = not ended if until_end else written <= segment and not ended
         if not waiting or poll.over():
             break
-        # A reader with nothing read yet (it may have just started the instance) looks often for
-        # a second, whether it came with no cursor (si) or with the first page's (a plain GET).
-        poll.sleep(eager=(segment, offset) == (0, 0))
+        # A reader with nothing read yet of an instance started a moment ago (it may have just
+        # started it) looks often, whether it came with no cursor (si) or with the first page's (a
+        # plain GET); one of a channel written to within the last second does not back off.
+        now = clock.now()
+        eager = (segment, offset) == (0, 0) and now - inst.created < EAGER_SECONDS
+        poll.sleep(eager=eager, busy=inst.progress is not None and now - inst.progress < BUSY_SECONDS)
     data = b""
     if written > segment:
         data, segment, offset = channels.read(settings.bucket, inst_id, channel, segment, offset, written)

@@ -66,6 +66,7 @@ class Instance:
     started: float | None = None
     ended: float | None = None
     heartbeat: float | None = None
+    progress: float | None = None  # when the runner last recorded new segments: readers poll promptly after
     exitcode: int | None = None
     reason: str | None = None
     expires_at: int | None = None

@@ -188,6 +188,7 @@ def _instance(item: dict[str, Any]) -> Instance:
         id=item["id"], sequence_id=item["sequence_id"], status=item["status"], created=item["created"],
         runtime=item.get("runtime", "node"), sequence_name=item.get("sequence_name"),
         started=item.get("started"), ended=item.get("ended"), heartbeat=item.get("heartbeat"),
+        progress=item.get("progress"),
         exitcode=item.get("exitcode"), reason=item.get("reason"), expires_at=item.get("expires_at"),
         args=json.loads(item["args"]) if "args" in item else None,
         app_config=json.loads(item["app_config"]) if "app_config" in item else None,
@@ -466,10 +467,14 @@ class Repository:
         return _instance(item) if item is not None else None
 
     def heartbeat(self, inst_id: str, now: float, segments: dict[str, int], ended: set[str],
-                  health: dict[str, Any] | None, input_limit: int | None = None) -> Instance | None:
-        """The runner's regular write: liveness, channel progress, health, and how far the API may
-        take input (``input_limit``: what the instance has read, plus what it may leave unread)."""
+                  health: dict[str, Any] | None, input_limit: int | None = None,
+                  progressed: bool = False) -> Instance | None:
+        """The runner's regular write: liveness, channel progress (``progressed``: new segments since
+        the last write), health, and how far the API may take input (``input_limit``: what the
+        instance has read, plus what it may leave unread)."""
         sets: dict[str, Any] = {"heartbeat": now}
+        if progressed:
+            sets["progress"] = now
         if input_limit is not None:
             sets["in_limit"] = input_limit
         # Ends first, counts second: an ended channel's count is then final when it is written.

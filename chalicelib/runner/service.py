@@ -209,7 +209,7 @@ class _Run:
             news = any(counters[k] and not written[k] for k in counters) or now_ended != ended
             due = now - last_write >= (PROGRESS_INTERVAL if counters != written else HEARTBEAT_INTERVAL)
             if news or due:
-                self.control(child, feeders, self.heartbeat())
+                self.control(child, feeders, self.heartbeat(progressed=counters != written))
                 written, ended, last_write = counters, now_ended, now
             self.route_topics(child, feeders)
             self.enforce(child)
@@ -390,10 +390,10 @@ class _Run:
         else:
             self.channels["log"].append(data)
 
-    def heartbeat(self) -> Instance | None:
+    def heartbeat(self, progressed: bool = False) -> Instance | None:
         read = sum(feeder.written for feeder in self.feeders.values())
         return self.repo.heartbeat(self.id, clock.now(), self.counters(), self.ended_channels(), self.health,
-                                   input_limit=read + self.settings.quotas.unread_input_bytes)
+                                   input_limit=read + self.settings.quotas.unread_input_bytes, progressed=progressed)
 
     def control(self, child: child_mod.Child, feeders: dict[str, Feeder], inst: Instance | None) -> None:
         """Act on what the API asked for since the last heartbeat: kill, stop, events, input."""

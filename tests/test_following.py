@@ -1,0 +1,119 @@
+"""What following and feeding an instance cost (#28), counted on the real boto3 clients as AWS bills
+them, never timed: an input request costs the same storage calls however much input came before;
+a follower's looks in a long poll are bounded by design whether the channel is idle or busy (and
+do not grow with history); a followed instance writes the same bytes as one nobody follows."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from chalicelib import clock, instances, longpoll, sequences
+from chalicelib.repository import Repository
+from chalicelib.runner.service import PROGRESS_INTERVAL, run_instance
+
+from .helpers import py_package
+
+ECHO = "async def run(context, input):\n    async for chunk in input:\n        yield chunk\n"
+COUNT = "def run(context, input, n):\n    for i in range(int(n)):\n        yield f'{i} ' * 40 + '\\n'\n"
+
+
+def _started(settings, source: str, args=None) -> str:
+    seq_id = sequences.create(settings, py_package(source))["id"]
+    return instances.start(settings, seq_id, {"args": args or []})["id"]
+
+
+def _running(settings, inst_id: str) -> None:
+    Repository(settings.table).claim(inst_id, clock.now())  # as the runner does when it takes the instance
+
+
+def _costs(calls, action) -> tuple[dict, int]:
+    calls.reset()
+    calls.on = True
+    try:
+        action()
+    finally:
+        calls.on = False
+    return dict(calls.ops), calls.items_read
+
+
+def test_an_input_request_costs_two_writes_however_much_input_came_before(settings, calls, not_invoked):
+    inst = _started(settings, ECHO)
+    _running(settings, inst)
+
+    def send() -> None:
+        instances.append_input(settings, inst, "input", b"one line\n", "text/plain", False)
+
+    first = _costs(calls, send)
+    for _ in range(300):
+        send()
+    later = _costs(calls, send)
+    assert first == later
+    assert first[0] == {("dynamodb", "UpdateItem"): 1, ("dynamodb", "PutItem"): 1}
+
+
+class VirtualTime:
+    """longpoll's clock and sleep, advanced by the sleeps themselves: a 20 s poll in no time."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.now = 1000.0
+        monkeypatch.setattr(longpoll.time, "monotonic", lambda: self.now)
+        monkeypatch.setattr(longpoll.time, "sleep", self.sleep)
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _looks(calls, settings, inst: str, cursor: str) -> int:
+    ops, _ = _costs(calls, lambda: instances.read_channel(settings, inst, "output", cursor, 20))
+    assert set(ops) <= {("dynamodb", "GetItem")}  # nothing new: no S3 read, no CloudWatch
+    return ops.get(("dynamodb", "GetItem"), 0)
+
+
+@pytest.mark.parametrize("history", [0, 1000])
+def test_a_followers_looks_in_a_poll_are_bounded_idle_or_busy(settings, calls, not_invoked, monkeypatch, history):
+    inst = _started(settings, ECHO)
+    _running(settings, inst)
+    repo = Repository(settings.table)
+    segments = {"output": history, "log": 0, "stdout": 0, "stderr": 0}
+    cursor = instances.channels.encode_cursor(history, 0)
+    VirtualTime(monkeypatch)
+    # An hour-old instance whose output is idle: pauses double up to a second, then a look a second.
+    later = clock.now() + 3600
+    monkeypatch.setattr(instances.clock, "now", lambda: later)
+    repo.heartbeat(inst, later - 60, segments, set(), None)
+    idle = _looks(calls, settings, inst, cursor)
+    # The same, while the runner records new segments (busy): a look every POLL_BUSY, no more.
+    repo.heartbeat(inst, later - 0.1, segments, set(), None, progressed=True)
+    busy = _looks(calls, settings, inst, cursor)
+    # 0.1 + 0.2 + 0.4 + 0.8 s, then 1 s each: 24 looks in 20 s; busy, 20 s / POLL_BUSY; whatever the history
+    assert idle <= 24
+    assert idle < busy <= 20 / longpoll.POLL_BUSY + 1
+    # Backing off while busy missed the runner's 0.5 s records by up to 0.4 s: busy looks stay
+    # at least twice as frequent as its records.
+    assert longpoll.POLL_BUSY <= PROGRESS_INTERVAL / 2
+
+
+def test_a_followed_instance_writes_what_an_unfollowed_one_does(settings, not_invoked):
+    followed, alone = _started(settings, COUNT, [20000]), _started(settings, COUNT, [20000])
+    pages: dict[str, list[bytes]] = {followed: [], alone: []}
+
+    def follow(inst: str) -> None:
+        cursor = None
+        while True:
+            page = instances.read_channel(settings, inst, "output", cursor, 5)
+            pages[inst].append(page["data"])
+            cursor = page["cursor"]
+            if page["ended"]:
+                return
+
+    reader = threading.Thread(target=follow, args=(followed,))
+    reader.start()
+    assert run_instance(settings, followed, lambda: 600_000) == "completed"
+    reader.join(timeout=60)
+    assert run_instance(settings, alone, lambda: 600_000) == "completed"
+    follow(alone)  # read once it has ended
+    expected = b"".join(f"{i} ".encode() * 40 + b"\n" for i in range(20000))
+    assert b"".join(pages[followed]) == b"".join(pages[alone]) == expected
+    assert len([p for p in pages[followed] if p]) > 1  # read while it ran, page after page
