@@ -116,24 +116,40 @@ def running_hub(home: Path, *options: str):
     log = (home / "hub.log").open("wb")  # a file, not a pipe: nobody reads it while tests run
     proc = subprocess.Popen([*SI, "hub", "start", "--port", str(port), "--retention", "600", *options], env=env,
                             stdout=log, stderr=log, start_new_session=True)
-    host = "127.0.0.1"
-    url = f"http://{host}:{port}/api/v1"
-    for _ in range(240):  # up, and announced (what it says at start is in its log)
-        try:
-            requests.get(f"{url}/version", timeout=1)
-            if "Sequence Hub is running" in (home / "hub.log").read_text():
-                break
-        except requests.ConnectionError:
-            assert proc.poll() is None, (home / "hub.log").read_text()
-        time.sleep(0.25)
+    url = f"http://127.0.0.1:{port}/api/v1"
     try:
+        # Up, and announced (what it says at start is in its log). Generous: a loaded machine may
+        # take seconds to answer its first request.
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, (home / "hub.log").read_text()
+            assert time.monotonic() < deadline, "the hub did not start in 120 s: " + (home / "hub.log").read_text()
+            try:
+                requests.get(f"{url}/version", timeout=10)
+                if "Sequence Hub is running" in (home / "hub.log").read_text():
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.25)
         yield {"url": url, "home": home, "proc": proc, "log": home / "hub.log"}
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-        # Ctrl-C/SIGTERM leaves nothing behind: no runner or host of this hub is still alive.
-        leftovers = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout
-        assert leftovers.strip() == ""
+        stop_process_group(proc)
+
+
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """SIGTERM, as Ctrl-C would; it must exit cleanly and leave no runner or host of its group behind.
+    Whatever happened (a failed test, a hub that would not stop), nothing of it outlives the test."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(timeout=60)
+        leftovers = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.strip()
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # its session: the hub, its runners, their hosts
+        if proc.poll() is None:
+            proc.wait(timeout=30)
+    assert code == 0
+    assert leftovers == ""
 
 
 @pytest.fixture(scope="session")
