@@ -5,8 +5,9 @@ PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3) $(sh
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean deploy destroy deploy-check
+.PHONY: demo test lint bench clean deploy setup destroy deploy-check
 STAGE ?= dev
+ARCH ?= x86_64
 # Scramjet's own CLI, which the tests drive against the embedded hub (installed once, then cached).
 SCRAMJET_CLI := .cache/scramjet-cli/node_modules/.bin/si
 # What the Node runtime host loads (scramjet's streams, Scramjet's HostClient), as its lock file says.
@@ -14,12 +15,14 @@ HOST_MODULES := chalicelib/runner/hosts/node_modules/.package-lock.json
 
 # Both parts, editable: the client (si/, with AWS signing) and the server with the embedded hub.
 # "compat" editables are a path in a .pth file: setuptools' default import hooks cost every Python
-# start in the venv ~15 ms (pathlib, re, enum at startup), more than `si --help` does itself.
+# start in the venv ~15 ms (pathlib, re, enum at startup), more than `si --help` does itself. The
+# mode is deprecated: where a newer setuptools has dropped it, the default editables are installed.
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml si/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt --config-settings editable_mode=compat \
-		-e './si[aws]' -e '.[local]'
+		-e './si[aws]' -e '.[local]' 2>/dev/null \
+		|| $(BIN)/pip install --quiet -r requirements-dev.txt -e './si[aws]' -e '.[local]'
 	touch $@
 
 $(HOST_MODULES): chalicelib/runner/hosts/package.json chalicelib/runner/hosts/package-lock.json
@@ -43,8 +46,12 @@ test: $(BIN)/.installed $(HOST_MODULES) $(SCRAMJET_CLI) lint
 	$(MAKE) deploy-check
 
 # Ops: deploy a stage to the AWS account of your credentials (safe to re-run), or remove it.
+# `setup` alone is the one-time step after which `chalice deploy --stage $(STAGE)` works by itself.
 deploy: $(BIN)/.installed $(HOST_MODULES)
-	$(BIN)/python -m infra.wire deploy --stage $(STAGE)
+	$(BIN)/python -m infra.wire deploy --stage $(STAGE) --arch $(ARCH)
+
+setup: $(BIN)/.installed $(HOST_MODULES)
+	$(BIN)/python -m infra.wire setup --stage $(STAGE) --arch $(ARCH)
 
 destroy: $(BIN)/.installed
 	$(BIN)/python -m infra.wire destroy --stage $(STAGE)
