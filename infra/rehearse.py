@@ -1,6 +1,14 @@
 """Rehearse the ops path (``make deploy-check``): against a moto server this starts and stops itself,
 run exactly what docs/deploy.md tells ops to type, check what was deployed, deploy again (nothing
-changes, nothing fails), tear it all down and check that nothing is left.
+changes, nothing fails), tear it all down and check that nothing is left. In order:
+
+1. under a low Lambda concurrency quota, ``make deploy`` is refused before anything is created;
+2. on a fresh clone's layout, the one-time ``make setup`` then a literal ``chalice deploy``: a stage
+   whose functions, environment, policies and Node layer are all in place;
+3. ``make deploy`` (the one command), checked thing by thing, then ``make deploy`` and a literal
+   ``chalice deploy`` again: nothing changes;
+4. ``make destroy``: nothing left, the functions' own log groups included;
+5. the same on arm64 (``ARCH=aarch64``): the functions and the layer agree.
 
 It runs in a copy of the repository, so the deploy's own records (.chalice/deployed, the stage's
 environment and policies) never touch the work tree. Where moto falls short of AWS this harness
@@ -26,7 +34,10 @@ STAGE = "dev"
 PREFIX = f"sequence-hub-{STAGE}"
 # What docs/deploy.md tells ops to type, word for word (the test of the docs checks they match).
 DEPLOY = ["make", "deploy", f"STAGE={STAGE}"]
+SETUP = ["make", "setup", f"STAGE={STAGE}"]
+CHALICE = ["chalice", "deploy", "--stage", STAGE]  # with the venv's bin on PATH, as docs/deploy.md says
 DESTROY = ["make", "destroy", f"STAGE={STAGE}"]
+QUOTA = {"limit": 1000}  # the Lambda concurrency quota the bridged GetAccountSettings reports
 
 
 def bridge_moto_gaps() -> None:
@@ -55,6 +66,38 @@ def bridge_moto_gaps() -> None:
 
     APIGatewayBackend.import_rest_api = import_rest_api  # type: ignore[method-assign]
     APIGatewayBackend.put_rest_api = put_rest_api  # type: ignore[method-assign]
+    bridge_lambda_gaps()
+
+
+def bridge_lambda_gaps() -> None:
+    """moto 5.2.5 has no GetAccountSettings (the deploy's quota check): answer it as Lambda does,
+    from QUOTA and the reservations made; and it drops EphemeralStorage on UpdateFunctionConfiguration,
+    which Lambda keeps: keep it, so the rehearsal checks the /tmp size the deploy sets."""
+    from moto.awslambda import urls
+    from moto.awslambda.models import LambdaFunction, lambda_backends
+    from moto.awslambda.responses import LambdaResponse
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+
+    def account_settings(self: Any, request: Any, full_url: str, headers: Any) -> Any:
+        backend = lambda_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+        reserved = sum(int(f.reserved_concurrency or 0) for f in backend.list_functions())
+        limit = QUOTA["limit"]
+        return 200, {}, json.dumps({"AccountLimit": {"ConcurrentExecutions": limit,
+                                                     "UnreservedConcurrentExecutions": limit - reserved,
+                                                     "TotalCodeSize": 80530636800, "CodeSizeUnzipped": 262144000,
+                                                     "CodeSizeZipped": 52428800},
+                                    "AccountUsage": {"TotalCodeSize": 0, "FunctionCount": len(backend.list_functions())}})
+
+    urls.url_paths[r"{0}/(?P<api_version>[^/]+)/account-settings/?$"] = (
+        lambda request, full_url, headers: account_settings(LambdaResponse(), request, full_url, headers))
+    original_update = LambdaFunction.update_configuration
+
+    def update_configuration(self: Any, config_updates: dict[str, Any]) -> Any:
+        if "EphemeralStorage" in config_updates:
+            self.ephemeral_storage = config_updates["EphemeralStorage"]["Size"]
+        return original_update(self, config_updates)
+
+    LambdaFunction.update_configuration = update_configuration  # type: ignore[method-assign]
 
 
 def copy_repo(dest: Path) -> Path:
@@ -63,7 +106,10 @@ def copy_repo(dest: Path) -> Path:
                            capture_output=True).stdout.decode().split("\0")
     for name in filter(None, files):
         src = ROOT / name
-        if src.is_file():
+        if src.is_symlink():  # as git checks it out (si/protocol is a link to chalicelib/protocol)
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            (dest / name).symlink_to(os.readlink(src))
+        elif src.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
     (dest / ".venv").symlink_to(ROOT / ".venv")
@@ -128,6 +174,7 @@ def check_deployed(found: Deployed, config: dict) -> list[str]:
         expect(f"{name} log group", env.get("SEQHUB_LOG_GROUP"), outputs["LogGroupName"])
         expect(f"{name} runner", env.get("RUNNER_FUNCTION"), f"{PREFIX}-runner")
     runner = fns.get(f"{PREFIX}-runner", {})
+    expect("runner /tmp", runner.get("EphemeralStorage", {}).get("Size"), 2048)
     expect("runner timeout", runner.get("Timeout"), stage["lambda_functions"]["runner"]["lambda_timeout"])
     expect("runner memory", runner.get("MemorySize"), stage["lambda_functions"]["runner"]["lambda_memory_size"])
     expect("runner layers", [la["Arn"] for la in runner.get("Layers", [])], stage["lambda_functions"]["runner"]["layers"])
@@ -171,6 +218,40 @@ def check_deployed(found: Deployed, config: dict) -> list[str]:
     return problems
 
 
+def check_chalice_part(found: Deployed, config: dict, arch: str = "x86_64") -> list[str]:
+    """What a literal `chalice deploy` after `make setup` must have made: the four functions, each with
+    the stage's environment and the layer's architecture, the runner with its layer."""
+    problems: list[str] = []
+    stage = config["stages"][STAGE]
+    outputs = found.outputs()
+    fns = found.functions()
+    wanted_arch = ["x86_64"] if arch == "x86_64" else ["arm64"]
+    if sorted(fns) != sorted([PREFIX, f"{PREFIX}-runner", f"{PREFIX}-cleanup", f"{PREFIX}-sweeper"]):
+        problems.append(f"functions after chalice deploy: {sorted(fns)}")
+    for name, fn in fns.items():
+        if fn.get("Environment", {}).get("Variables", {}).get("SEQHUB_BUCKET") != outputs["BucketName"]:
+            problems.append(f"{name} has not the stage's bucket")
+        if fn.get("Architectures") != wanted_arch:
+            problems.append(f"{name} architectures {fn.get('Architectures')}, wanted {wanted_arch}")
+    runner = fns.get(f"{PREFIX}-runner", {})
+    layers = [la["Arn"] for la in runner.get("Layers", [])]
+    if layers != stage["lambda_functions"]["runner"].get("layers"):
+        problems.append(f"runner layers {layers}")
+    for arn in layers:
+        versions = found.lam.list_layer_versions(LayerName=arn.split(":")[6])["LayerVersions"]
+        version = next((v for v in versions if v["LayerVersionArn"] == arn), {})
+        if version.get("CompatibleArchitectures") != wanted_arch:
+            problems.append(f"layer {arn} is for {version.get('CompatibleArchitectures')}, wanted {wanted_arch}")
+    return problems
+
+
+def first_runs(session: boto3.session.Session) -> None:
+    """The log groups Lambda makes for each function on its first run (moto runs none)."""
+    logs: Any = session.client("logs")
+    for name in (PREFIX, f"{PREFIX}-runner", f"{PREFIX}-cleanup", f"{PREFIX}-sweeper"):
+        logs.create_log_group(logGroupName=f"/aws/lambda/{name}")
+
+
 def leftovers(found: Deployed) -> list[str]:
     """Anything of the stage still there after the tear-down."""
     left = [f"function {n}" for n in found.functions()]
@@ -184,7 +265,14 @@ def leftovers(found: Deployed) -> list[str]:
     left += [f"layer {la['LayerName']}" for la in found.lam.list_layers()["Layers"]]
     left += [f"rule {r['Name']}" for r in found.session.client("events").list_rules()["Rules"]]
     left += [f"mapping {m['UUID']}" for m in found.lam.list_event_source_mappings()["EventSourceMappings"]]
+    left += [f"log group {g['logGroupName']}" for g in found.session.client("logs").describe_log_groups()["logGroups"]]
     return left
+
+
+def refused(argv: list[str], cwd: Path, env: dict) -> str:
+    print("$", " ".join(argv), "(expected to be refused)", flush=True)
+    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+    return "" if done.returncode == 0 else done.stderr
 
 
 def rehearse() -> int:
@@ -202,19 +290,44 @@ def rehearse() -> int:
                                         region_name="us-east-1")
         os.environ["AWS_ENDPOINT_URL"] = env["AWS_ENDPOINT_URL"]
         found = Deployed(session)
+        env["PATH"] = f"{ROOT / '.venv' / 'bin'}{os.pathsep}{env['PATH']}"  # the venv, activated
+        problems: list[str] = []
         with tempfile.TemporaryDirectory(prefix="seqhub-rehearsal-") as tmp:
             copy = copy_repo(Path(tmp))
+            # 1. a quota too low for the runner's reservation: refused before anything is made
+            QUOTA["limit"] = 250
+            why = refused(DEPLOY, copy, env)
+            if "L-B99A9384" not in why or "Nothing was created" not in why:
+                problems.append(f"a deploy under a 250 quota was not refused as it should be: {why[-600:]!r}")
+            problems += [f"made under a low quota: {what}" for what in leftovers(found)]
+            QUOTA["limit"] = 1000
+            # 2. the one-time step, then Chalice alone
+            run(SETUP, copy, env)
+            run(CHALICE, copy, env)
+            problems += check_chalice_part(found, json.loads((copy / ".chalice" / "config.json").read_text()))
+            # 3. the one command, checked; again, and Chalice alone again: nothing changes
             run(DEPLOY, copy, env)
             config = json.loads((copy / ".chalice" / "config.json").read_text())
-            problems = check_deployed(found, config)
+            problems += check_deployed(found, config)
             before = found.snapshot()
-            run(DEPLOY, copy, env)  # again: no change, no error
+            run(DEPLOY, copy, env)
+            run(CHALICE, copy, env)
             after = found.snapshot()
             if before != after:
                 problems.append(f"a second deploy changed what was deployed:\n{before}\n{after}")
             problems += check_deployed(found, json.loads((copy / ".chalice" / "config.json").read_text()))
+            # 4. tear-down, after the functions have run (and so made their log groups)
+            first_runs(session)
             run(DESTROY, copy, env)
             problems += [f"left after tear-down: {what}" for what in leftovers(found)]
+            # 5. arm64: functions, layer and config agree
+            run([*DEPLOY, "ARCH=aarch64"], copy, env)
+            config = json.loads((copy / ".chalice" / "config.json").read_text())
+            problems += [f"arm64: {p}" for p in check_chalice_part(found, config, "aarch64")]
+            problems += [f"arm64: {p}" for p in check_deployed(found, config)]
+            first_runs(session)
+            run(DESTROY, copy, env)
+            problems += [f"left after the arm64 tear-down: {what}" for what in leftovers(found)]
     finally:
         server.stop()
     for problem in problems:

@@ -3,16 +3,22 @@
 
 ``deploy`` runs these steps, each also callable on its own:
 
+  preflight     refuse before anything is made when the account cannot run the stage (its Lambda
+                concurrency quota leaves too little once the runner's reservation is taken), naming the fix
   stack         create or update infra/template.yaml's stack (bucket, table, log group, failure queue)
   env           the stack's outputs → the stage's environment in .chalice/config.json, and the stage's
                 least-privilege policies naming the exact account, region and resources
-  node-layer    publish the Node.js layer (reused while its content is unchanged); the runner's layers
+  node-layer    publish the Node.js layer (reused while its content is unchanged); the runner's layers and
+                every function's architecture (``lambda_architecture``) to match it
   chalice       ``chalice deploy --stage <stage>``
   after-deploy  what Chalice cannot declare, by the names it recorded in .chalice/deployed/<stage>.json:
                 the runner's async invocation (no retries, events expire with the start timeout, failures
                 to the queue), its /tmp size, the table stream → cleanup mapping (REMOVE of instance
                 records only, bounded retries, batch bisecting, failures to the queue), and JSON error
-                bodies for API Gateway's own answers
+                bodies for API Gateway's own answers; each retried while IAM propagates a new role
+
+``setup`` is preflight, stack, env and node-layer: the one-time step after which a literal
+``chalice deploy --stage <stage>`` works from a fresh clone (docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +45,9 @@ CONFIG = ROOT / ".chalice" / "config.json"
 TEMPLATE = ROOT / "infra" / "template.yaml"
 APP = "sequence-hub"
 FUNCTIONS = ("runner", "cleanup", "sweeper")
+RUNNER_RESERVED = 200  # the runner's reserved concurrency unless the stage's config says otherwise
+UNRESERVED_MINIMUM = 100  # Lambda refuses a reservation that leaves the account fewer unreserved
+IAM_PROPAGATION_SECONDS = 120  # a new role can take this long to be usable by Lambda's services
 STREAM_RETRIES = 3
 # The cleanup acts on one thing only: an instance's own record removed by DynamoDB's TTL (the
 # sweeper purges everything of the instances it removes itself: those must not be purged twice).
@@ -59,6 +70,53 @@ def stack_name(stage: str) -> str:
 def stack_outputs(stack: str) -> dict[str, str]:
     found = aws.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
     return {o["OutputKey"]: o["OutputValue"] for o in found.get("Outputs", [])}
+
+
+def runner_reservation(stage: str, config_path: Path = CONFIG) -> int:
+    stage_cfg = _load(config_path).get("stages", {}).get(stage, {})
+    return int(stage_cfg.get("lambda_functions", {}).get("runner", {}).get("reserved_concurrency", RUNNER_RESERVED))
+
+
+def preflight(stage: str, config_path: Path = CONFIG) -> dict[str, int]:
+    """Refuse, before anything is created, a stage this account cannot run: the runner's reserved
+    concurrency must leave the account at least 100 unreserved executions (Lambda's own rule; new
+    accounts often start with a quota of 10 or 100, not 1,000)."""
+    wanted = runner_reservation(stage, config_path)
+    lam: Any = aws.client("lambda")
+    settings = lam.get_account_settings()
+    limit = int(settings["AccountLimit"]["ConcurrentExecutions"])
+    unreserved = int(settings["AccountLimit"].get("UnreservedConcurrentExecutions", limit))
+    try:  # a re-deploy: the runner's current reservation is counted in "reserved" already
+        unreserved += int(lam.get_function_concurrency(FunctionName=runner_name(stage))
+                          .get("ReservedConcurrentExecutions") or 0)
+    except ClientError:
+        pass
+    if unreserved - wanted < UNRESERVED_MINIMUM:
+        needed = limit + UNRESERVED_MINIMUM + wanted - unreserved
+        raise SystemExit(
+            f"this account's Lambda concurrency quota is {limit} ({unreserved} unreserved); the runner reserves "
+            f"{wanted} and Lambda keeps {UNRESERVED_MINIMUM} unreserved, so it needs at least {needed}. Nothing "
+            f"was created. Ask for more in Service Quotas (AWS Lambda, 'Concurrent executions', L-B99A9384), or "
+            f"lower stages.{stage}.lambda_functions.runner.reserved_concurrency in .chalice/config.json "
+            f"(at most {max(0, unreserved - UNRESERVED_MINIMUM)} here; it caps instances running at once).")
+    return {"limit": limit, "unreserved": unreserved, "reserved_for_runner": wanted}
+
+
+def after_iam(call: Callable[[], Any], what: str, seconds: float = IAM_PROPAGATION_SECONDS) -> Any:
+    """``call()``, again while Lambda says the role it was given cannot be used yet: IAM takes up to a
+    couple of minutes to make a new role usable by other services."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return call()
+        except ClientError as exc:
+            message = str(exc.response.get("Error", {}).get("Message", "")).lower()
+            propagating = exc.response.get("Error", {}).get("Code") == "InvalidParameterValueException" and (
+                "role" in message or "permission" in message or "assume" in message)
+            if not propagating or time.monotonic() > deadline:
+                raise
+            print(f"waiting for IAM to propagate before {what}: {exc.response['Error']['Message']}", flush=True)
+            time.sleep(3)
 
 
 def ensure_stack(stage: str, stack: str) -> dict[str, str]:
@@ -154,8 +212,9 @@ def after_deploy(stage: str, stack: str, ephemeral_mb: int = 2048,
     lam: Any = aws.client("lambda")
     # A sequence must never silently run twice: no retries. An event that waits longer than the
     # start timeout is dropped; the sweeper then reports the instance errored ("never started").
-    lam.put_function_event_invoke_config(FunctionName=runner, MaximumRetryAttempts=0,
-                                         MaximumEventAgeInSeconds=START_TIMEOUT_SECONDS, DestinationConfig=failures)
+    after_iam(lambda: lam.put_function_event_invoke_config(
+        FunctionName=runner, MaximumRetryAttempts=0, MaximumEventAgeInSeconds=START_TIMEOUT_SECONDS,
+        DestinationConfig=failures), "the runner's failure destination")
     lam.update_function_configuration(FunctionName=runner, EphemeralStorage={"Size": ephemeral_mb})
     stream_arn = outputs["TableStreamArn"]
     # The cleanup answers the records it could not purge (Powertools' batch utility): only those retry.
@@ -164,10 +223,12 @@ def after_deploy(stage: str, stack: str, ephemeral_mb: int = 2048,
                 "FunctionResponseTypes": ["ReportBatchItemFailures"], "DestinationConfig": failures}
     existing = lam.list_event_source_mappings(EventSourceArn=stream_arn, FunctionName=cleanup)["EventSourceMappings"]
     if existing:
-        lam.update_event_source_mapping(UUID=existing[0]["UUID"], FunctionName=cleanup, **settings)
+        after_iam(lambda: lam.update_event_source_mapping(UUID=existing[0]["UUID"], FunctionName=cleanup, **settings),
+                  "the table stream's mapping")
     else:
-        lam.create_event_source_mapping(EventSourceArn=stream_arn, FunctionName=cleanup,
-                                        StartingPosition="LATEST", **settings)
+        after_iam(lambda: lam.create_event_source_mapping(EventSourceArn=stream_arn, FunctionName=cleanup,
+                                                          StartingPosition="LATEST", **settings),
+                  "the table stream's mapping")
     rest_api = deployed_rest_api(stage, deployed_dir)
     json_gateway_errors(rest_api)
     return {"runner": runner, "cleanup": cleanup, "stream": stream_arn, "rest_api": rest_api}
@@ -190,13 +251,19 @@ def publish_node_layer(stage: str, stack: str, arch: str = "x86_64", config_path
         aws.client("s3").upload_file(str(layer), bucket, key)  # layers over 50 MB go through S3
         arn = lam.publish_layer_version(
             LayerName=name, Content={"S3Bucket": bucket, "S3Key": key},
-            CompatibleRuntimes=["python3.12"], CompatibleArchitectures=[arch if arch == "x86_64" else "arm64"],
+            CompatibleRuntimes=["python3.12"], CompatibleArchitectures=[lambda_architecture(arch)],
             Description=f"Node.js from {node_layer.NODE_WHEEL} sha256={digest}")["LayerVersionArn"]
     config = _load(config_path)
-    runner = config["stages"].setdefault(stage, {}).setdefault("lambda_functions", {}).setdefault("runner", {})
-    runner["layers"] = [arn]
+    stage_cfg = config["stages"].setdefault(stage, {})
+    stage_cfg.setdefault("lambda_functions", {}).setdefault("runner", {})["layers"] = [arn]
+    # Every function of the stage runs on the layer's architecture (an arm64 Node on x86_64 cannot exec).
+    stage_cfg["lambda_architecture"] = lambda_architecture(arch)
     _save(config_path, config)
     return arn
+
+
+def lambda_architecture(arch: str) -> str:
+    return "x86_64" if arch == "x86_64" else "arm64"
 
 
 def chalice_deploy(stage: str) -> None:
@@ -204,23 +271,42 @@ def chalice_deploy(stage: str) -> None:
     subprocess.run([str(chalice), "deploy", "--stage", stage], cwd=ROOT, check=True)
 
 
-def deploy(stage: str, stack: str, arch: str = "x86_64", ephemeral_mb: int = 2048) -> dict:
+def setup(stage: str, stack: str, arch: str = "x86_64") -> dict:
+    """The one-time step (safe to re-run): after it, `chalice deploy --stage <stage>` works."""
+    quota = preflight(stage)
     outputs = ensure_stack(stage, stack)
     wire_env(stage, stack)
     layer = publish_node_layer(stage, stack, arch)
+    return {"quota": quota, "stack": outputs, "layer": layer}
+
+
+def deploy(stage: str, stack: str, arch: str = "x86_64", ephemeral_mb: int = 2048) -> dict:
+    ready = setup(stage, stack, arch)
     chalice_deploy(stage)
     result = after_deploy(stage, stack, ephemeral_mb)
-    return {"stack": outputs, "layer": layer, **result}
+    return {**ready, **result}
+
+
+def function_log_groups(stage: str) -> list[str]:
+    """The log groups Lambda makes for the stage's functions on their first run (never expiring)."""
+    return [f"/aws/lambda/{APP}-{stage}", *(f"/aws/lambda/{APP}-{stage}-{fn}" for fn in FUNCTIONS)]
 
 
 def destroy(stage: str, stack: str) -> None:
-    """Delete what after-deploy added, the app (``chalice delete``), the layer versions, the bucket's
-    objects, then the stack."""
+    """Delete what after-deploy added, the app (``chalice delete``), the functions' own log groups,
+    the layer versions, the bucket's objects, then the stack."""
     lam: Any = aws.client("lambda")
     for mapping in lam.list_event_source_mappings(FunctionName=f"{APP}-{stage}-cleanup")["EventSourceMappings"]:
         lam.delete_event_source_mapping(UUID=mapping["UUID"])
     if (ROOT / ".chalice" / "deployed" / f"{stage}.json").exists():
         subprocess.run([str(Path(sys.executable).parent / "chalice"), "delete", "--stage", stage], cwd=ROOT, check=True)
+    logs: Any = aws.client("logs")
+    for group in function_log_groups(stage):
+        try:
+            logs.delete_log_group(logGroupName=group)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise
     try:
         for version in lam.list_layer_versions(LayerName=f"{APP}-{stage}-node")["LayerVersions"]:
             lam.delete_layer_version(LayerName=f"{APP}-{stage}-node", VersionNumber=version["Version"])
@@ -243,7 +329,8 @@ def destroy(stage: str, stack: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["deploy", "destroy", "stack", "env", "node-layer", "chalice", "after-deploy"])
+    parser.add_argument("step", choices=["deploy", "setup", "destroy", "preflight", "stack", "env", "node-layer",
+                                         "chalice", "after-deploy"])
     parser.add_argument("--stage", required=True)
     parser.add_argument("--stack", help="the template's stack (default: sequence-hub-<stage>)")
     parser.add_argument("--ephemeral-mb", type=int, default=2048, help="runner /tmp size (512-10240)")
@@ -253,6 +340,8 @@ def main() -> None:
     os.chdir(ROOT)
     steps = {
         "deploy": lambda: deploy(args.stage, stack, args.arch, args.ephemeral_mb),
+        "setup": lambda: setup(args.stage, stack, args.arch),
+        "preflight": lambda: preflight(args.stage),
         "destroy": lambda: destroy(args.stage, stack),
         "stack": lambda: ensure_stack(args.stage, stack),
         "env": lambda: wire_env(args.stage, stack),

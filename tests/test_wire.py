@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from chalicelib import aws
 from infra import wire
 
@@ -63,8 +65,71 @@ def test_the_deploy_guide_is_what_the_rehearsal_runs():
     from infra import rehearse
 
     guide = (ROOT / "docs" / "deploy.md").read_text()
-    for command in (rehearse.DEPLOY, rehearse.DESTROY):
-        assert " ".join(command).replace("STAGE=dev", "STAGE=prod") in guide
+    for command in (rehearse.DEPLOY, rehearse.SETUP, rehearse.CHALICE, rehearse.DESTROY):
+        assert " ".join(command).replace("STAGE=dev", "STAGE=prod").replace("--stage dev", "--stage prod") in guide
     makefile = (ROOT / "Makefile").read_text()
-    assert "$(BIN)/python -m infra.wire deploy --stage $(STAGE)" in makefile
+    assert "$(BIN)/python -m infra.wire deploy --stage $(STAGE) --arch $(ARCH)" in makefile
+    assert "$(BIN)/python -m infra.wire setup --stage $(STAGE) --arch $(ARCH)" in makefile
     assert "$(MAKE) deploy-check" in makefile.split("\ntest:")[1].split("\n\n")[0]  # make test rehearses
+
+
+@pytest.fixture
+def lambda_answers(hub_env):
+    """Lambda answering as AWS does where moto has nothing (GetAccountSettings): a Stubber on the
+    hub's own client, removed after the test."""
+    from botocore.stub import Stubber
+
+    stub = Stubber(aws.client("lambda"))
+
+    def answer(limit: int, unreserved: int, runner_reserved: int | None) -> None:
+        stub.add_response("get_account_settings", {"AccountLimit": {"ConcurrentExecutions": limit,
+                                                                    "UnreservedConcurrentExecutions": unreserved}})
+        if runner_reserved is None:
+            stub.add_client_error("get_function_concurrency", "ResourceNotFoundException")
+        else:
+            stub.add_response("get_function_concurrency", {"ReservedConcurrentExecutions": runner_reserved})
+        stub.activate()
+
+    yield answer
+    stub.deactivate()
+
+
+@pytest.mark.parametrize("limit,unreserved,runner_reserved,fits", [
+    (1000, 1000, None, True),    # the default quota, a first deploy
+    (250, 250, None, False),     # a new account: 200 reserved would leave 50
+    (300, 300, None, True),      # exactly enough
+    (300, 100, 200, True),       # a re-deploy: the runner's own reservation is given back first
+    (100, 100, None, False),
+])
+def test_a_deploy_the_account_cannot_run_is_refused_first(lambda_answers, tmp_path, limit, unreserved,
+                                                           runner_reserved, fits):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"stages": {}}))
+    lambda_answers(limit, unreserved, runner_reserved)
+    if fits:
+        assert wire.preflight("dev", config)["reserved_for_runner"] == 200
+    else:
+        with pytest.raises(SystemExit) as refused:
+            wire.preflight("dev", config)
+        message = str(refused.value)
+        assert "L-B99A9384" in message and "Nothing was created" in message and "needs at least 300" in message
+
+
+def test_lambda_calls_wait_for_a_new_role_to_propagate(monkeypatch):
+    from botocore.exceptions import ClientError
+
+    monkeypatch.setattr(wire.time, "sleep", lambda _s: None)
+    attempts = []
+
+    def create() -> str:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise ClientError({"Error": {"Code": "InvalidParameterValueException",
+                                         "Message": "Cannot access stream: please ensure the role can perform "
+                                                    "the GetRecords action on your event source"}}, "Create")
+        return "made"
+
+    assert wire.after_iam(create, "a mapping") == "made" and len(attempts) == 3
+    with pytest.raises(ClientError):  # anything else is not waited for
+        wire.after_iam(lambda: (_ for _ in ()).throw(ClientError(
+            {"Error": {"Code": "ResourceConflictException", "Message": "exists"}}, "Create")), "a mapping")
