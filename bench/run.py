@@ -446,7 +446,7 @@ def cli_rows(row, api_url: str, runs: int = 9) -> None:
         return statistics.median(times)
 
     bare = median_run(sys.executable, "-c", "pass")
-    for what, argv, goal in (("si --help", ["--help"], "≤ 4×"), ("si seq list (embedded hub)", ["seq", "list"], "≤ 250 ms")):
+    for what, argv, goal in (("si --help", ["--help"], "≤ 2×"), ("si seq list (embedded hub)", ["seq", "list"], "< 200 ms")):
         took = median_run(sys.executable, "-m", "si", *argv)
         row(f"{what}, median of {runs}", f"{took * 1000:.0f} ms", f"python -c pass {bare * 1000:.0f} ms",
             f"{took / bare:.1f}×", goal)
@@ -494,6 +494,180 @@ def history_rows(row, client: Client, runs: int = 9, retained: tuple[int, int] =
             f"{few} retained {at_few[name] * 1000:.0f} ms", f"{at_many[name] / at_few[name]:.2f}×", goal)
 
 
+# -- as a user runs it: `si hub start` in its own process, `si` commands, whole-process times (#28) --
+RAW_PY = ("import asyncio, importlib.util, sys\n"
+          "spec = importlib.util.spec_from_file_location('seq', sys.argv[1])\n"
+          "seq = importlib.util.module_from_spec(spec); spec.loader.exec_module(seq)\n"
+          "async def main():\n"
+          "    write = sys.stdout.write\n"
+          "    async for item in seq.run(None, None, int(sys.argv[2])):\n"
+          "        write(item)\n"
+          "asyncio.run(main())\n")
+# The sequence's own generator, its items as JSON lines in 64 KB batches: what the host does, raw.
+RAW_JS = ("const gen = require(process.argv[1]);\n"
+          "(async () => {\n"
+          "  let buf = [], size = 0;\n"
+          "  for await (const v of gen(null, Number(process.argv[2]))) {\n"
+          "    const line = JSON.stringify(v) + '\\n'; buf.push(line); size += line.length;\n"
+          "    if (size >= 65536) {\n"
+          "      if (!process.stdout.write(buf.join(''))) await new Promise((r) => process.stdout.once('drain', r));\n"
+          "      buf = []; size = 0;\n"
+          "    }\n"
+          "  }\n"
+          "  process.stdout.write(buf.join(''));\n"
+          "})();\n")
+ECHO_SEQ = "async def run(context, input):\n    async for chunk in input:\n        yield chunk\n"
+BIG_SEQ = ("def run(context, input, mib=400):\n    block = 'x' * (1024 * 1024 - 1) + '\\n'\n"
+           "    for _ in range(int(mib)):\n        yield block\n")
+
+
+@contextlib.contextmanager
+def user_hub() -> Iterator[dict[str, Any]]:
+    """`si hub start` in a process of its own, and the environment `si` commands run with."""
+    home = Path(tempfile.mkdtemp(prefix="si-bench-hub-"))
+    port = free_port()
+    env = {**os.environ, "SI_CONFIG_PATH": str(home)}
+    env.pop("AWS_ENDPOINT_URL", None)
+    with open(home / "hub.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "si", "hub", "start", "--port", str(port), "--retention", "600"],
+                                env=env, stdout=log, stderr=log, start_new_session=True, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}/api/v1"
+    client = Client(url, timeout=120)
+    try:
+        for _ in range(400):
+            try:
+                client.version()
+                break
+            except Exception:
+                assert proc.poll() is None, (home / "hub.log").read_text()
+                time.sleep(0.1)
+        yield {"url": url, "client": client, "pid": proc.pid, "env": {**env, "SI_API_URL": url}}
+    finally:
+        proc.send_signal(2)
+        proc.wait(60)
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        return int(fh.read().split("VmRSS:")[1].split()[0]) / 1024
+
+
+def _timed(argv: list[str], **kwargs: Any) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(argv, check=True, **kwargs)
+    return time.perf_counter() - t0
+
+
+def user_rows(row, starts: int, items: int, inputs: int, big_mib: int) -> None:
+    """The rows of #28, measured as a user runs them: a hub of its own process, `si` commands."""
+    si = [sys.executable, "-m", "si"]
+    with user_hub() as hub:
+        client, env = hub["client"], hub["env"]
+        plain_get = {}
+        for runtime, name in (("python", "py-one"), ("node", "js-one")):
+            base = [host_direct(SEQS / name, runtime, [])[1] for _ in range(starts)]
+            seq = send(client, SEQS / name)
+            paged = [first_byte(client, seq) for _ in range(starts)]
+            plain = []
+            for _ in range(starts):
+                t0 = time.perf_counter()
+                inst = client.start(seq, [])["id"]
+                client.request("GET", f"instance/{inst}/output", timeout=60)  # Scramjet's clients' way
+                plain.append(time.perf_counter() - t0)
+            plain_get[name] = statistics.median(plain)
+            row(f"start → first output byte, {name}, paged (si), {starts} starts",
+                f"p50 {statistics.median(paged) * 1000:.0f} ms, p95 {pct(paged, 95) * 1000:.0f} ms",
+                f"host alone p50 {statistics.median(base) * 1000:.0f} ms",
+                f"{statistics.median(paged) / statistics.median(base):.2f}×", "p50 < 200 ms")
+            row(f"start → first output byte, {name}, plain GET (Scramjet's clients), {starts} starts",
+                f"p50 {plain_get[name] * 1000:.0f} ms", f"paged p50 {statistics.median(paged) * 1000:.0f} ms",
+                f"{plain_get[name] / statistics.median(paged):.2f}×", "< 200 ms, ≤ 1× paged")
+        # 1,000,000 items: `si seq start` then `si inst output -`, against the program run raw
+        with tempfile.TemporaryDirectory() as tmp:
+            for runtime, name in (("python", "py-million"), ("node", "js-million")):
+                seq = send(client, SEQS / name)
+                main = json.loads((SEQS / name / "package.json").read_text())["main"]
+                raw_argv = ([sys.executable, "-c", RAW_PY] if runtime == "python" else ["node", "-e", RAW_JS])
+                raw = statistics.median(_timed([*raw_argv, str(SEQS / name / main), str(items)],
+                                               stdout=subprocess.DEVNULL) for _ in range(3))
+                session = {**env, "SI_SESSION_ID": f"bench-{name}"}
+                followed = []
+                for _ in range(3):
+                    out = Path(tmp) / "out"
+                    with open(out, "wb") as sink:
+                        t0 = time.perf_counter()
+                        subprocess.run([*si, "seq", "start", seq, str(items)], env=session, check=True,
+                                       stdout=subprocess.DEVNULL)
+                        subprocess.run([*si, "inst", "output", "-"], env=session, check=True, stdout=sink)
+                        followed.append(time.perf_counter() - t0)
+                    assert out.stat().st_size == expected_bytes(runtime, items), out.stat().st_size
+                row(f"{items:,} items, si seq start → si inst output to the end, {name}",
+                    f"{statistics.median(followed):.2f} s", f"raw program {raw:.2f} s",
+                    f"{statistics.median(followed) / raw:.2f}×", "≤ 1.5×")
+                # following costs the instance nothing: its own run time, followed and not
+                runs = {}
+                for kind in ("followed", "unfollowed"):
+                    inst = client.start(seq, [items])["id"]
+                    if kind == "followed":
+                        size = sum(len(c) for c in client.follow(inst, "output"))
+                    while client.instance(inst)["status"] not in ("completed", "errored"):
+                        time.sleep(0.02)
+                    info = client.instance(inst)
+                    runs[kind] = (datetime.fromisoformat(info["ended"]) - datetime.fromisoformat(info["started"])
+                                  ).total_seconds()
+                t0 = time.perf_counter()
+                with open(Path(tmp) / "after", "wb") as sink:
+                    subprocess.run([*si, "inst", "output", inst], env=env, check=True, stdout=sink)
+                read_after = time.perf_counter() - t0
+                assert size == (Path(tmp) / "after").stat().st_size
+                row(f"{name} run time followed vs unfollowed (then read by si in {read_after:.2f} s)",
+                    f"followed {runs['followed']:.2f} s", f"unfollowed {runs['unfollowed']:.2f} s",
+                    f"{runs['followed'] / runs['unfollowed']:.2f}×", "≈ 1×: following costs nothing")
+        # one-line input requests, 8 at a time, against the hub's cheapest request at the same rate
+        from tests.helpers import py_package
+
+        seq = client.send_sequence(io.BytesIO(py_package(ECHO_SEQ)))["id"]
+        inst = client.start(seq, [])["id"]
+        while client.instance(inst)["status"] != "running":
+            time.sleep(0.02)
+
+        def rate(action) -> float:
+            def worker(k: int) -> None:
+                own = Client(hub["url"], timeout=60)
+                for i in range(inputs // 8):
+                    action(own, k, i)
+
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(worker, range(8)))
+            return inputs // 8 * 8 / (time.perf_counter() - t0)
+
+        versions = rate(lambda own, k, i: own.version())
+        lines = rate(lambda own, k, i: own.send_input(inst, "input", f"line {k} {i}\n".encode(), "text/plain", False))
+        client.send_input(inst, "input", b"", "text/plain", True)
+        echoed = b"".join(client.follow(inst, "output"))
+        assert echoed.count(b"\n") == inputs // 8 * 8, echoed.count(b"\n")
+        row("one-line input requests, 8 at a time", f"{lines:.0f}/s", f"GET /version {versions:.0f}/s",
+            f"{lines / versions:.2f}×", "≥ 200/s")
+        # big output, produced and read end to end, and the hub's memory meanwhile
+        seq = client.send_sequence(io.BytesIO(py_package(BIG_SEQ)))["id"]
+        module = Path(tempfile.mkdtemp()) / "big.py"
+        module.write_text(BIG_SEQ.replace("def run(", "async def run("))  # RAW_PY runs async generators
+        raw = _timed([sys.executable, "-c", RAW_PY, str(module), str(big_mib)], stdout=subprocess.DEVNULL)
+        before = _rss_mb(hub["pid"])
+        peak, t0 = before, time.perf_counter()
+        inst = client.start(seq, [big_mib])["id"]
+        got = 0
+        for chunk in client.follow(inst, "output"):
+            got += len(chunk)
+            peak = max(peak, _rss_mb(hub["pid"]))
+        took = time.perf_counter() - t0
+        assert got == big_mib * 1024 * 1024, got
+        row(f"{big_mib} MiB of output produced and read", f"{got / 1e6 / took:.0f} MB/s",
+            f"raw program {got / 1e6 / raw:.0f} MB/s", f"{(got / raw) / (got / took):.2f}× the time",
+            f"≥ 50 MB/s; hub memory {before:.0f} → peak {peak:.0f} MiB (flat)")
+
+
 def follow_rows(row) -> dict:
     costs = follower_costs()
     for kind, c in costs.items():
@@ -514,7 +688,12 @@ def main() -> None:
     parser.add_argument("--topics", action="store_true", help="only the topics' costs")
     parser.add_argument("--cli", action="store_true", help="only si's start-up")
     parser.add_argument("--history", action="store_true", help="only listings as history grows")
+    parser.add_argument("--user", action="store_true", help="only the rows measured as a user runs them")
     args = parser.parse_args()
+    if args.user:
+        user_rows(lambda *r: print(" | ".join(r), flush=True), 10 if args.quick else 30,
+                  100_000 if args.quick else 1_000_000, 400 if args.quick else 2000, 40 if args.quick else 400)
+        return
     if args.history:
         hub = LocalHub(port=free_port(), retention=3600)
         try:
@@ -569,6 +748,8 @@ def main() -> None:
     ours, base, files = pack_bench(2_000 if args.quick else 20_000)
     row(f"pack {files:,} files + 24 MiB", f"{ours:.2f} s", f"tar czf {base:.2f} s", f"{ours / base:.2f}×", "≤ 1.2×")
 
+    # 0. as a user runs it: a hub of its own process, si commands (before this process starts its own)
+    user_rows(row, starts, items, 400 if args.quick else 2000, 40 if args.quick else 400)
     hub = LocalHub(port=free_port(), retention=600)
     client = Client(hub.start(), timeout=120)
     try:
