@@ -198,6 +198,16 @@ class Calls:
     def writes(self) -> int:
         return sum(n for (_, op), n in self.ops.items() if op in WRITES)
 
+    def of(self, action: Any) -> tuple[dict, int]:
+        """What ``action()`` costs: its calls by (service, operation), and the items it read."""
+        self.reset()
+        self.on = True
+        try:
+            action()
+        finally:
+            self.on = False
+        return dict(self.ops), self.items_read
+
 
 @pytest.fixture
 def calls(settings) -> Calls:

@@ -28,15 +28,6 @@ def _running(settings, inst_id: str) -> None:
     Repository(settings.table).claim(inst_id, clock.now())  # as the runner does when it takes the instance
 
 
-def _costs(calls, action) -> tuple[dict, int]:
-    calls.reset()
-    calls.on = True
-    try:
-        action()
-    finally:
-        calls.on = False
-    return dict(calls.ops), calls.items_read
-
 
 def test_an_input_request_costs_two_writes_however_much_input_came_before(settings, calls, not_invoked):
     inst = _started(settings, ECHO)
@@ -45,10 +36,10 @@ def test_an_input_request_costs_two_writes_however_much_input_came_before(settin
     def send() -> None:
         instances.append_input(settings, inst, "input", b"one line\n", "text/plain", False)
 
-    first = _costs(calls, send)
+    first = calls.of(send)
     for _ in range(300):
         send()
-    later = _costs(calls, send)
+    later = calls.of(send)
     assert first == later
     assert first[0] == {("dynamodb", "UpdateItem"): 1, ("dynamodb", "PutItem"): 1}
 
@@ -66,7 +57,7 @@ class VirtualTime:
 
 
 def _looks(calls, settings, inst: str, cursor: str) -> int:
-    ops, _ = _costs(calls, lambda: instances.read_channel(settings, inst, "output", cursor, 20))
+    ops, _ = calls.of(lambda: instances.read_channel(settings, inst, "output", cursor, 20))
     assert set(ops) <= {("dynamodb", "GetItem")}  # nothing new: no S3 read, no CloudWatch
     return ops.get(("dynamodb", "GetItem"), 0)
 

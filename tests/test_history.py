@@ -44,15 +44,6 @@ def _retain_directly(settings, seq_id: str, count: int, expires_in: float = 3600
     Repository(settings.table)._count("instances", count)
 
 
-def _costs(calls, action) -> tuple[dict, int]:
-    calls.reset()
-    calls.on = True
-    try:
-        action()
-    finally:
-        calls.on = False
-    return dict(calls.ops), calls.items_read
-
 
 def test_listing_start_info_and_a_sweep_read_the_same_with_a_hundred_thousand_retained(settings, api, calls,
                                                                                      not_invoked):
@@ -64,12 +55,12 @@ def test_listing_start_info_and_a_sweep_read_the_same_with_a_hundred_thousand_re
         _retain_directly(settings, seq_id, 3, expires_in=-1)  # expired a moment ago: the sweeper's work
         newest = instances.list_page(settings, limit=20).items[0].id
         return {
-            "listing page": _costs(calls, lambda: api.http.get("/api/v1/instances?limit=10")),
-            "a sequence's page": _costs(calls, lambda: api.http.get(f"/api/v1/sequence/{seq_id}/instances?limit=10")),
-            "sequences": _costs(calls, lambda: api.http.get("/api/v1/sequences?limit=10")),
-            "start": _costs(calls, lambda: instances.request_kill(settings, instances.start(settings, seq_id, {})["id"])),
-            "info": _costs(calls, lambda: instances.info(settings, newest)),
-            "sweep": _costs(calls, lambda: sweeper.sweep(settings)),
+            "listing page": calls.of(lambda: api.http.get("/api/v1/instances?limit=10")),
+            "a sequence's page": calls.of(lambda: api.http.get(f"/api/v1/sequence/{seq_id}/instances?limit=10")),
+            "sequences": calls.of(lambda: api.http.get("/api/v1/sequences?limit=10")),
+            "start": calls.of(lambda: instances.request_kill(settings, instances.start(settings, seq_id, {})["id"])),
+            "info": calls.of(lambda: instances.info(settings, newest)),
+            "sweep": calls.of(lambda: sweeper.sweep(settings)),
         }
 
     _retain_directly(settings, seq_id, 10)
