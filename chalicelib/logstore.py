@@ -20,7 +20,9 @@ from .protocol import CHANNELS
 MAX_BATCH_BYTES = 1_048_576
 MAX_BATCH_EVENTS = 10_000
 EVENT_OVERHEAD = 26
-MAX_EVENT_BYTES = 256 * 1024
+# An event is at most 256 KiB with its 26 bytes of overhead: four such fill one batch exactly.
+MAX_EVENT_BYTES = 256 * 1024 - EVENT_OVERHEAD
+BATCH_DATA_BYTES = MAX_BATCH_BYTES // (MAX_EVENT_BYTES + EVENT_OVERHEAD) * MAX_EVENT_BYTES  # one PutLogEvents' bytes
 _BINARY_MARK = "\ue000b64:"  # a private-use character: never the start of real text output
 
 

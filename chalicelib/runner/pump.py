@@ -65,7 +65,7 @@ class Channel:
                 self._cond.wait(0.5)
             was_empty = not self._buf
             self._buf += data
-            full = len(self._buf) >= logstore.MAX_BATCH_BYTES
+            full = len(self._buf) >= logstore.BATCH_DATA_BYTES
         if (was_empty or full) and self._data_ready is not None:
             self._data_ready.set()
 
@@ -83,7 +83,7 @@ class Channel:
 
     def backlogged(self) -> bool:
         """A full PutLogEvents batch is waiting: writing it now costs no extra call."""
-        return len(self._buf) >= logstore.MAX_BATCH_BYTES
+        return len(self._buf) >= logstore.BATCH_DATA_BYTES
 
     def first_bytes_waiting(self) -> bool:
         """Bytes are buffered and none was written before: the channel's first flush is due."""
@@ -94,19 +94,22 @@ class Channel:
         with self._cond:
             return self.closed and not self._buf and not self._in_flight
 
-    def flush(self) -> bool:
-        """Write what is buffered; True when something was written."""
+    def flush(self, full_only: bool = False) -> bool:
+        """Write what is buffered (``full_only``: only whole PutLogEvents batches, each one segment;
+        the rest waits for the next flush); True when something was written."""
         with self._flushing:
-            return self._flush()
+            return self._flush(full_only)
 
-    def _flush(self) -> bool:
+    def _flush(self, full_only: bool = False) -> bool:
         with self._cond:
-            data = bytes(self._buf)
-            final = self.closed
+            unit = logstore.BATCH_DATA_BYTES
+            size = len(self._buf) // unit * unit if full_only else len(self._buf)
+            data, rest = bytes(self._buf[:size]), self._buf[size:]
+            final = self.closed and not rest
             if not data:
                 return False
             chunks, keep = logstore.split_chunk(data, final)
-            self._buf = bytearray(keep)
+            self._buf = bytearray(keep) + rest
             self._in_flight = bool(chunks)
             self._cond.notify_all()
         if not chunks:

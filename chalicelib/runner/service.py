@@ -260,34 +260,31 @@ class _Run:
         return {name for name, ch in self.channels.items() if ch.finished()}
 
     def flush_loop(self, stop: threading.Event) -> None:
-        """Flush a channel's first bytes at once, then once per FLUSH_INTERVAL while output flows,
-        or at once when a full batch is waiting: fast output never waits out the interval behind a
-        full buffer (which would stall the sequence), and no flush is smaller than it need be."""
+        """Flush a channel's first bytes at once, then everything once per FLUSH_INTERVAL while
+        output flows; in between, whole segments as soon as they are buffered: fast output never
+        waits out the interval behind a full buffer (which would stall the sequence), and no
+        flush writes a segment or a CloudWatch batch smaller than it need be."""
         last = 0.0
         while not stop.is_set():
             self.data_ready.wait(FLUSH_INTERVAL)
             self.data_ready.clear()
-            # Wait out the rest of the interval, unless something urgent comes meanwhile (every
-            # append of a first byte or a full batch sets data_ready, as the end of the run does).
-            while not stop.is_set() and not self.flush_urgent():
+            # Every append of a first byte or of a full batch sets data_ready, as the run's end does.
+            while not stop.is_set() and not any(ch.first_bytes_waiting() for ch in self.channels.values()):
                 pause = FLUSH_INTERVAL - (time.monotonic() - last)
                 if pause <= 0:
                     break
+                if any(ch.backlogged() for ch in self.channels.values()):
+                    self.flush_all(full_only=True)
                 self.data_ready.wait(pause)
                 self.data_ready.clear()
             self.flush_all()
             last = time.monotonic()
         self.flush_all()
 
-    def flush_urgent(self) -> bool:
-        """A full batch (writing it now costs no extra call) or a channel's first bytes (a reader
-        may be waiting for them) is buffered."""
-        return any(ch.backlogged() or ch.first_bytes_waiting() for ch in self.channels.values())
-
-    def flush_all(self) -> None:
+    def flush_all(self, full_only: bool = False) -> None:
         for ch in self.channels.values():
             try:
-                if ch.flush():
+                if ch.flush(full_only):
                     self.flushed.set()
             except Exception:  # a CloudWatch hiccup must not end the run: the bytes are kept for the next try
                 logger.exception("flush failed", extra={"channel": ch.name})
