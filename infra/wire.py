@@ -122,13 +122,19 @@ def after_iam(call: Callable[[], Any], what: str, seconds: float = IAM_PROPAGATI
 def ensure_stack(stage: str, stack: str) -> dict[str, str]:
     """Create the stack, or update it when the template changed; returns its outputs."""
     cfn: Any = aws.client("cloudformation")
-    args = {"StackName": stack, "TemplateBody": TEMPLATE.read_text(),
-            "Parameters": [{"ParameterKey": "Stage", "ParameterValue": stage}]}
+    args: dict[str, Any] = {"StackName": stack, "TemplateBody": TEMPLATE.read_text(),
+                            "Parameters": [{"ParameterKey": "Stage", "ParameterValue": stage}]}
     try:
-        cfn.describe_stacks(StackName=stack)
+        found = cfn.describe_stacks(StackName=stack)["Stacks"][0]
         exists = True
     except ClientError:
         exists = False
+    if exists:
+        # A log group's class is fixed when it is made: a stage made before LogClass keeps STANDARD
+        # (changing it would replace a named log group, which CloudFormation cannot do).
+        had = {p["ParameterKey"] for p in found.get("Parameters", [])}
+        args["Parameters"].append({"ParameterKey": "LogClass", "UsePreviousValue": True} if "LogClass" in had
+                                  else {"ParameterKey": "LogClass", "ParameterValue": "STANDARD"})
     if not exists:
         cfn.create_stack(**args)
         cfn.get_waiter("stack_create_complete").wait(StackName=stack, WaiterConfig={"Delay": 2, "MaxAttempts": 300})

@@ -133,3 +133,24 @@ def test_lambda_calls_wait_for_a_new_role_to_propagate(monkeypatch):
     with pytest.raises(ClientError):  # anything else is not waited for
         wire.after_iam(lambda: (_ for _ in ()).throw(ClientError(
             {"Error": {"Code": "ResourceConflictException", "Message": "exists"}}, "Create")), "a mapping")
+
+
+def test_new_stages_log_at_half_price_and_old_ones_keep_their_class(hub_env):
+    """A log group's class is fixed at its creation: a new stage's channel logs are Infrequent Access
+    (half the ingestion price; nothing reads them back), a stage made before keeps STANDARD."""
+    cfn = aws.client("cloudformation")
+    template = wire.TEMPLATE.read_text()
+    before = template.split("  LogClass:\n")[0] + "\nResources:" + template.split("\nResources:", 1)[1]
+    before = before.replace("      LogGroupClass: !Ref LogClass\n", "")
+    cfn.create_stack(StackName="sequence-hub-older", TemplateBody=before,
+                     Parameters=[{"ParameterKey": "Stage", "ParameterValue": "older"}])
+
+    def log_class(stack: str) -> str:
+        params = cfn.describe_stacks(StackName=stack)["Stacks"][0]["Parameters"]
+        return {p["ParameterKey"]: p.get("ParameterValue") for p in params}.get("LogClass", "")
+
+    wire.ensure_stack("older", "sequence-hub-older")
+    assert log_class("sequence-hub-older") == "STANDARD"
+    wire.ensure_stack("newer", "sequence-hub-newer")
+    assert "LogGroupClass: !Ref LogClass" in template
+    assert log_class("sequence-hub-newer") == "INFREQUENT_ACCESS"
