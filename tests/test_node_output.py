@@ -74,3 +74,37 @@ def test_bytes_before_a_generators_error_are_kept(settings):
     assert output_of(settings, inst) == b"".join(b'{"i":%d}\n' % i for i in range(3))
     assert "broken at 3" in output_of(settings, inst, "stderr").decode()
     assert instances.info(settings, inst)["terminated"]["exitcode"] == protocol.ExitCode.SEQUENCE_FAILED_DURING_EXECUTION
+
+
+def test_a_generator_that_never_waits_still_hears_a_stop(settings):
+    """Written in a plain loop, a generator that never waits on I/O must not hold the host's event
+    loop: its stop handler runs, and its output so far is kept (it ends, not killed)."""
+    import threading
+    import time
+
+    from chalicelib.repository import Repository
+
+    source = ('module.exports = function* () {\n'
+              '  this.addStopHandler(() => { console.error("stop handler ran"); });\n'
+              '  for (let i = 0; ; i++) { const t = Date.now(); while (Date.now() - t < 2) {} yield i; }\n'
+              '};')
+    inst = created(settings, js_package(source))
+    done: dict = {}
+    runner = threading.Thread(target=lambda: done.setdefault("status", run_instance(settings, inst, far)))
+    runner.start()
+    deadline = time.monotonic() + 60
+    while Repository(settings.table).get_instance(inst).status != protocol.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.05)
+    while not output_of_so_far(settings, inst) and time.monotonic() < deadline:  # it has written something
+        time.sleep(0.05)
+    instances.request_stop(settings, inst, 5000, False)
+    runner.join(timeout=60)
+    assert not runner.is_alive()
+    assert b"stop handler ran" in output_of(settings, inst, "stderr")
+    lines = output_of(settings, inst).splitlines()
+    assert lines and lines == [str(i).encode() for i in range(len(lines))]
+    assert instances.info(settings, inst)["terminated"]["exitcode"] != 137  # stopped, not killed
+
+
+def output_of_so_far(settings, inst: str) -> bytes:
+    return instances.read_channel(settings, inst, "output", None, 0)["data"]
