@@ -261,9 +261,9 @@ class _Run:
 
     def flush_loop(self, stop: threading.Event) -> None:
         """Flush a channel's first bytes at once, then everything once per FLUSH_INTERVAL while
-        output flows; in between, whole segments as soon as they are buffered: fast output never
-        waits out the interval behind a full buffer (which would stall the sequence), and no
-        flush writes a segment or a CloudWatch batch smaller than it need be."""
+        output flows; in between, whole PutLogEvents batches as soon as they are buffered: fast
+        output never waits out the interval behind a full buffer (which would stall the sequence),
+        and no flush writes a segment or a CloudWatch batch smaller than it need be."""
         last = 0.0
         while not stop.is_set():
             self.data_ready.wait(FLUSH_INTERVAL)
