@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from chalicelib import clock, instances, invoker, protocol, sequences, sweeper
+from chalicelib import clock, instances, invoker, models, protocol, sequences, sweeper
 from chalicelib.errors import InvalidPackage
 from chalicelib.repository import Repository
 from chalicelib.runner.service import run_instance
@@ -100,17 +100,35 @@ def test_kill_ends_a_busy_loop_within_seconds(settings):
     assert view["terminated"] == {"exitcode": 137, "reason": "Instance killed"}
 
 
-def test_deadline_flushes_output_then_records_timed_out(settings):
-    source = ("import asyncio\n\n"
+def test_at_the_time_limit_an_instance_is_stopped_as_si_inst_stop_would(settings):
+    source = ("import asyncio, sys\n\n"
               "async def run(context, input):\n"
+              "    def stopping(*_):\n"
+              "        print('stop handler ran', file=sys.stderr, flush=True)\n"
+              "    context.set_stop_handler(stopping)\n"
               "    yield 'before the deadline\\n'\n"
               "    await asyncio.sleep(3600)\n")
     inst = created(settings, py_package(source))
-    deadline = time.monotonic() + 8  # the runner stops 5 s before it
+    deadline = time.monotonic() + 38  # the graceful stop starts 35 s before it: after ~3 s
+    status = run_instance(settings, inst, lambda: int((deadline - time.monotonic()) * 1000))
+    assert status == protocol.COMPLETED
+    terminated = instances.info(settings, inst)["terminated"]
+    assert terminated["reason"] == models.reached_limit(38) and terminated["exitcode"] == protocol.ExitCode.STOPPED
+    assert output_of(settings, inst) == b"before the deadline\n"
+    assert b"stop handler ran" in output_of(settings, inst, "stderr")
+    assert b"time limit (38 s on Lambda) is near" in output_of(settings, inst, "log")
+
+
+def test_what_does_not_stop_by_the_deadline_is_killed_with_its_output_kept(settings):
+    # A busy loop holds Node's event loop: the stop is never heard, so it is killed when its stop's
+    # time is up, and that is a time-out, not a stop.
+    source = 'module.exports = function () { console.log("before the deadline"); while (true) {} };'
+    inst = created(settings, js_package(source))
+    deadline = time.monotonic() + 12  # stopped at once, with 6 s for it; killed then
     status = run_instance(settings, inst, lambda: int((deadline - time.monotonic()) * 1000))
     assert status == protocol.ERRORED
     assert instances.info(settings, inst)["terminated"]["reason"] == "timed out"
-    assert output_of(settings, inst) == b"before the deadline\n"
+    assert output_of(settings, inst, "stdout") == b"before the deadline\n"
 
 
 def test_a_runner_that_stops_heartbeating_is_reported_lost(settings, monkeypatch):

@@ -38,7 +38,8 @@ FLUSH_INTERVAL = 0.2        # CloudWatch writes while output flows
 HEARTBEAT_INTERVAL = 1.0    # item writes while nothing changes (and the control read)
 PROGRESS_INTERVAL = 0.5     # item writes while output flows (how fresh readers' views are)
 KILL_GRACE = 2.0            # kill handlers get this long before SIGKILL
-DEADLINE_MARGIN_MS = 5000   # stop this long before the Lambda deadline to flush and record
+DEADLINE_MARGIN_MS = 5000   # kill this long before the Lambda deadline, to flush and record
+DEADLINE_STOP_MS = 30_000   # before that, this long to stop gracefully (stop handlers, last output)
 DRAIN_SECONDS = 3.0         # after the host exits: the most its channels' last bytes may take
 MAX_EVENT_NAME_CHARS = 256
 DELETED_BEFORE_START = "Sequence was deleted before the instance started"
@@ -101,6 +102,8 @@ class _Run:
         self.killed = False
         self.stopped = False
         self.timed_out = False
+        self.at_limit = False  # stopped by the runner itself as its time limit came near
+        self.limit_seconds = round(remaining_ms() / 1000)  # the invocation's whole time (lambda_timeout)
         self.events_in = InOrder("events")
         self.box: sandbox.Box | None = None
         # Topics: what the host announced (read_events) is acted on by the supervising loop.
@@ -247,6 +250,8 @@ class _Run:
                       "to its channels (SEQHUB_MAX_OUTPUT_BYTES)")
         elif self.timed_out:
             status, reason = ERRORED, models.REASON_TIMED_OUT
+        elif self.at_limit and not self.killed:
+            reason = models.reached_limit(self.limit_seconds)
         elif self.box is not None and not self.killed and self.box.out_of_memory():
             status, code = ERRORED, int(ExitCode.KILLED)
             reason = f"Out of memory: the instance's limit is {self.box.limits.memory_mb} MiB"
@@ -425,8 +430,19 @@ class _Run:
         if self.kill_at is not None and now >= self.kill_at:
             child_mod.kill_group(child)
         if self.stop_deadline is not None and now >= self.stop_deadline and not self.keepalive:
+            self.timed_out = self.timed_out or self.at_limit  # it did not stop in its time: not a stop
             child_mod.kill_group(child)
-        if not self.timed_out and self.remaining_ms() < DEADLINE_MARGIN_MS:
+        left = self.remaining_ms()
+        if not self.at_limit and not self.killed and left < DEADLINE_MARGIN_MS + DEADLINE_STOP_MS:
+            # Lambda ends every invocation at its timeout: stop the instance as `si inst stop` would
+            # while there is time for its stop handlers and its last output, not kill it at the end.
+            self.at_limit = self.stopped = True
+            timeout_ms = max(0, left - DEADLINE_MARGIN_MS - 1000)
+            self.log_line("WARN", f"the runner's time limit ({self.limit_seconds} s on Lambda) is near: stopping "
+                                  f"the instance as `si inst stop` would (its stop handlers get {timeout_ms} ms)")
+            child.send({"type": "stop", "timeout": timeout_ms, "canCallKeepalive": False})
+            self.stop_deadline = now + timeout_ms / 1000
+        if not self.timed_out and left < DEADLINE_MARGIN_MS:
             logger.warning("stopping the instance before the runner's deadline")
             self.timed_out = True
             child_mod.kill_group(child)
