@@ -24,8 +24,8 @@ REASON_TIMED_OUT = "timed out"
 REASON_NEVER_STARTED = "never started"
 def reached_limit(seconds: int) -> str:
     """Why an instance the runner stopped at its time limit ended."""
-    return (f"Stopped at the runner's time limit: {seconds} s on Lambda (lambda_timeout, 15 minutes at most); "
-            "its stop handlers ran and its output is whole")
+    return (f"Stopped at the runner's time limit of {seconds} s (on AWS Lambda's lambda_timeout, 15 minutes at "
+            "most; the embedded hub plays it: SEQHUB_RUNNER_TIMEOUT_SECONDS); its stop handlers ran, its output is whole")
 
 
 MAX_REASON_CHARS = 1000  # reasons may quote an exception: keep the record's size fixed

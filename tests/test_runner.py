@@ -116,7 +116,7 @@ def test_at_the_time_limit_an_instance_is_stopped_as_si_inst_stop_would(settings
     assert terminated["reason"] == models.reached_limit(38) and terminated["exitcode"] == protocol.ExitCode.STOPPED
     assert output_of(settings, inst) == b"before the deadline\n"
     assert b"stop handler ran" in output_of(settings, inst, "stderr")
-    assert b"time limit (38 s on Lambda) is near" in output_of(settings, inst, "log")
+    assert b"time limit (38 s) is near" in output_of(settings, inst, "log")
 
 
 def test_what_does_not_stop_by_the_deadline_is_killed_with_its_output_kept(settings):

@@ -438,8 +438,8 @@ class _Run:
             # while there is time for its stop handlers and its last output, not kill it at the end.
             self.at_limit = self.stopped = True
             timeout_ms = max(0, left - DEADLINE_MARGIN_MS - 1000)
-            self.log_line("WARN", f"the runner's time limit ({self.limit_seconds} s on Lambda) is near: stopping "
-                                  f"the instance as `si inst stop` would (its stop handlers get {timeout_ms} ms)")
+            self.log_line("WARN", f"the runner's time limit ({self.limit_seconds} s) is near: stopping the "
+                                  f"instance as `si inst stop` would (its stop handlers get {timeout_ms} ms)")
             child.send({"type": "stop", "timeout": timeout_ms, "canCallKeepalive": False})
             self.stop_deadline = now + timeout_ms / 1000
         if not self.timed_out and left < DEADLINE_MARGIN_MS:
