@@ -210,9 +210,12 @@ def test_prune_kills_and_removes_every_sequence(tmp_path):
             return subprocess.run([str(SCRAMJET_SI), *args], env=env, capture_output=True, timeout=120)
 
         run("config", "set", "apiUrl", own["url"])
-        for name in ("counter-js", "counter-py"):
-            assert run("seq", "send", str(pack(EXAMPLES / name, tmp_path / f"{name}.tar.gz"))).returncode == 0
-        assert run("seq", "start", "-", "--args", "[0, 1000]").returncode == 0  # runs ~1000 s
+        assert run("seq", "send", str(pack(EXAMPLES / "counter-js", tmp_path / "counter-js.tar.gz"))).returncode == 0
+        # The last one sent waits until stopped (the counters end in a moment: they cannot be relied on
+        # to be running when prune looks).
+        waits = pack(SEQUENCES / "py-stop-handler", tmp_path / "waits.tar.gz")
+        assert run("seq", "send", str(waits)).returncode == 0
+        assert run("seq", "start", "-").returncode == 0
         refused = run("seq", "prune")
         assert b"has running instances. Use --force" in refused.stdout + refused.stderr
         pruned = run("seq", "prune", "--force")
