@@ -18,7 +18,7 @@ GROUPS = {"seq": ("seq", "seq"), "sequence": ("seq", "seq"), "inst": ("inst", "i
           "instance": ("inst", "inst"), "topic": ("topic", "topic"), "hub": ("hub", "hub"),
           "config": ("config", "config")}
 # What `si --help` lists for each group, so listing them imports none: each is the first sentence
-# of the group's docstring (tests/test_cli.py checks they agree).
+# of the group's docstring (tests/test_si_startup.py checks they agree).
 SUMMARIES = {"seq": "Pack, send, start and manage sequences.", "inst": "Inspect, read and control instances.",
              "topic": "Write to, read from and manage topics.",
              "hub": "Run the embedded hub, or ask a hub about itself.",
