@@ -1,4 +1,4 @@
-"""HTTP for ``si`` on the standard library's ``http.client``: one kept-alive connection per host.
+"""HTTP for ``si`` on the standard library's ``http.client``: kept-alive connections, reused per host.
 
 Why not requests: importing it (and urllib3) costs ~90 ms, more than everything else a command does
 against a local hub (`si seq list` 250 ms → under 150 ms without it). ``si`` needs little of it:
