@@ -47,6 +47,7 @@ APP = "sequence-hub"
 FUNCTIONS = ("runner", "cleanup", "sweeper")
 RUNNER_RESERVED = 200  # the runner's reserved concurrency unless the stage's config says otherwise
 UNRESERVED_MINIMUM = 100  # Lambda refuses a reservation that leaves the account fewer unreserved
+DEFAULT_LOG_CLASS = "INFREQUENT_ACCESS"  # the channel log group's class for new stages (template: LogClass)
 IAM_PROPAGATION_SECONDS = 120  # a new role can take this long to be usable by Lambda's services
 STREAM_RETRIES = 3
 # The cleanup acts on one thing only: an instance's own record removed by DynamoDB's TTL (the
@@ -129,12 +130,15 @@ def ensure_stack(stage: str, stack: str) -> dict[str, str]:
         exists = True
     except ClientError:
         exists = False
-    if exists:
-        # A log group's class is fixed when it is made: a stage made before LogClass keeps STANDARD
-        # (changing it would replace a named log group, which CloudFormation cannot do).
-        had = {p["ParameterKey"] for p in found.get("Parameters", [])}
-        args["Parameters"].append({"ParameterKey": "LogClass", "UsePreviousValue": True} if "LogClass" in had
-                                  else {"ParameterKey": "LogClass", "ParameterValue": "STANDARD"})
+    # A log group's class is fixed when it is made, so an update keeps the stack's: its previous value,
+    # or STANDARD for a stage made before LogClass (changing it would replace a named log group,
+    # which CloudFormation cannot do). A new stack names its class (the template's default).
+    if not exists:
+        args["Parameters"].append({"ParameterKey": "LogClass", "ParameterValue": DEFAULT_LOG_CLASS})
+    elif "LogClass" in {p["ParameterKey"] for p in found.get("Parameters", [])}:
+        args["Parameters"].append({"ParameterKey": "LogClass", "UsePreviousValue": True})
+    else:
+        args["Parameters"].append({"ParameterKey": "LogClass", "ParameterValue": "STANDARD"})
     if not exists:
         cfn.create_stack(**args)
         cfn.get_waiter("stack_create_complete").wait(StackName=stack, WaiterConfig={"Delay": 2, "MaxAttempts": 300})

@@ -153,4 +153,5 @@ def test_new_stages_log_at_half_price_and_old_ones_keep_their_class(hub_env):
     assert log_class("sequence-hub-older") == "STANDARD"
     wire.ensure_stack("newer", "sequence-hub-newer")
     assert "LogGroupClass: !Ref LogClass" in template
+    assert template.split("  LogClass:")[1].split("Default: ")[1].split()[0] == wire.DEFAULT_LOG_CLASS
     assert log_class("sequence-hub-newer") == "INFREQUENT_ACCESS"
