@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+import select
 import socket
 import subprocess
 import sys
@@ -128,7 +129,7 @@ def test_attach_stop_kill_health_and_logs(scramjet, tmp_path):
     scramjet("seq", "start", "-")
     time.sleep(1)
     assert "healthy: true" in scramjet("inst", "health", "-")
-    assert "stop handler ready" in _first_lines(scramjet, "inst", "log", "-")
+    assert "stop handler ready" in _first_lines(scramjet, "inst", "log", "-", until="stop handler ready")
     scramjet("inst", "stop", "-", "3000")
     assert body(scramjet("inst", "stdout", "-")) == "Cleaning up... Cleanup done."
     assert "status: 'completed'" in scramjet("inst", "info", "-")
@@ -142,12 +143,25 @@ def test_attach_stop_kill_health_and_logs(scramjet, tmp_path):
     assert ">>> hello" in attached
 
 
-def _first_lines(scramjet, *args: str) -> str:
-    """A stream that does not end by itself (a running instance's log): what it printed in 5 s."""
+def _first_lines(scramjet, *args: str, until: str) -> str:
+    """A stream that does not end by itself (a running instance's log): what it printed once it has
+    printed ``until`` (or in 60 s: generous for a loaded machine, where Node alone takes seconds)."""
+    proc = subprocess.Popen([str(SCRAMJET_SI), *args], env=scramjet.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    seen = b""
     try:
-        return scramjet(*args, timeout=5)
-    except subprocess.TimeoutExpired as exc:
-        return (exc.stdout or b"").decode()
+        deadline = time.monotonic() + 60
+        while until.encode() not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stdout], [], [], 1)
+            if ready:
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                seen += chunk
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    return seen.decode()
 
 
 def _wait_for(scramjet, text: str) -> str:
@@ -192,7 +206,7 @@ def test_hub_load_logs_version_and_sequence_removal(scramjet, tmp_path):
     assert "SequenceClient" in sent
     # The hub is shared with other tests, which may hold a counter-js of their own: follow this one's id.
     sequence_id = re.search(r"id: '([0-9a-f-]{36})'", sent).group(1)
-    assert "stored (counter-js" in _first_lines(scramjet, "hub", "logs")
+    assert "stored (counter-js" in _first_lines(scramjet, "hub", "logs", until="stored (counter-js")
     assert sequence_id in scramjet("seq", "list")
     scramjet("seq", "rm", "-")
     assert sequence_id not in scramjet("seq", "list")
