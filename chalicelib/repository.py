@@ -432,16 +432,16 @@ class Repository:
             kwargs["ExpressionAttributeValues"][":before"] = {"S": before}
         page = self._ddb.query(**kwargs)
         keys = [raw["sk"]["S"] for raw in page.get("Items", [])]
-        found = {i["id"]: _instance(i) for i in self._batch_get([_inst_key(k.split("#", 1)[1]) for k in keys])}
-        listed = [found[k.split("#", 1)[1]] for k in keys if k.split("#", 1)[1] in found]
-        return listed, (keys[-1] if keys and "LastEvaluatedKey" in page else None)
+        ids = [k.split("#", 1)[1] for k in keys]
+        found = self.records(ids)
+        return [found[i] for i in ids if i in found], (keys[-1] if keys and "LastEvaluatedKey" in page else None)
 
     def live_instances(self, sequence_id: str | None = None) -> list[Instance]:
         """The instances starting or running (on the hub, or of ``sequence_id``): those holding a
         running slot, read consistently; at most the cap, never history."""
         owners = [slot["owner"] for slot in self.slot_owners(sequence_slots(sequence_id) if sequence_id
                                                              else HUB_SLOTS).values()]
-        return [_instance(i) for i in self._batch_get([_inst_key(o) for o in owners])]
+        return list(self.records(owners).values())
 
     def live_by_sequence(self) -> dict[str, list[str]]:
         """{sequence id: [its live instances' ids]}, from the hub's running slots alone (one read)."""
@@ -581,6 +581,7 @@ class Repository:
         return [(raw["sk"]["S"], raw["sk"]["S"].split("#", 1)[1]) for raw in page.get("Items", [])]
 
     def records(self, inst_ids: list[str]) -> dict[str, Instance]:
+        """{id: record} of those of ``inst_ids`` that exist, in one batched read."""
         return {i["id"]: _instance(i) for i in self._batch_get([_inst_key(i) for i in inst_ids])}
 
     def forget_due(self, due_sks: list[str]) -> None:
