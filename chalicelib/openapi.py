@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .protocol import API_BASE, CONTENT_TYPES, VERSION
+from .paging import MAX_CURSOR_CHARS
+from .protocol import ACTIVE, API_BASE, CONTENT_TYPES, FINAL, VERSION
+from .repository import MAX_PAGE
 
 BASE = API_BASE
 
@@ -91,8 +93,8 @@ _APPEND = {
 }
 _EVENT_WAIT = [{"name": "wait", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 25}}]
 # Every listing: a page, newest first; X-Next-Cursor names the next one (empty: none).
-_PAGE = [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
-         {"name": "cursor", "in": "query", "schema": {"type": "string", "maxLength": 120},
+_PAGE = [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}},
+         {"name": "cursor", "in": "query", "schema": {"type": "string", "maxLength": MAX_CURSOR_CHARS},
           "description": "the X-Next-Cursor of the page before"}]
 
 OPERATIONS: dict[str, dict[str, Any]] = {
@@ -132,8 +134,7 @@ OPERATIONS: dict[str, dict[str, Any]] = {
                       "429": _error("Too many running")}},
     "GET /instances": {"summary": "A page of unexpired instances, newest first", "parameters": [
         *_PAGE, {"name": "sequence", "in": "query", "schema": {"type": "string", "maxLength": 64}},
-        {"name": "status", "in": "query", "schema": {"enum": ["starting", "running", "stopping", "killing",
-                                                             "completed", "errored"]}},
+        {"name": "status", "in": "query", "schema": {"enum": [*ACTIVE, *FINAL]}},
         {"name": "live", "in": "query", "schema": {"enum": ["true", "false"]},
          "description": "only the instances starting or running"}],
                        "responses": {"200": _json({"type": "array", "items": _ref("Instance")}),
