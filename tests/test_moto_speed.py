@@ -70,13 +70,19 @@ ITEM = {"pk": {"S": "p"}, "sk": {"S": "a"}, "n": {"N": "1.50"}, "b": {"B": b"\x0
         "ns": {"NS": ["1", "2"]}, "bs": {"BS": [b"\x03", b"\x04"]}, "empty": {"S": ""}}
 
 
-def item_operations() -> list[dict]:
-    """Every item operation the hub uses, with every attribute type, each answer as boto3 parses it."""
+def keyed_table(name: str):
+    """A client, and a table ``name`` keyed as the hub's (pk + sk)."""
     client = boto3.client("dynamodb", region_name="us-east-1")
-    client.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+    client.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
                         AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk")],
                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
                                    {"AttributeName": "sk", "KeyType": "RANGE"}])
+    return client
+
+
+def item_operations() -> list[dict]:
+    """Every item operation the hub uses, with every attribute type, each answer as boto3 parses it."""
+    client = keyed_table("t")
     key = {"pk": {"S": "p"}, "sk": {"S": "a"}}
     answers = [
         client.put_item(TableName="t", Item=ITEM),
@@ -122,11 +128,7 @@ def test_item_operations_answer_exactly_as_moto_serializes_them(monkeypatch):
 
 def updates() -> list[dict]:
     """One UpdateExpression applied again and again, to new and existing items, with other values."""
-    client = boto3.client("dynamodb", region_name="us-east-1")
-    client.create_table(TableName="u", BillingMode="PAY_PER_REQUEST",
-                        AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk")],
-                        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                                   {"AttributeName": "sk", "KeyType": "RANGE"}])
+    client = keyed_table("u")
     expression = "SET #n = if_not_exists(#n, :zero) + :inc, m.#k = :v, l = list_append(if_not_exists(l, :e), :l)"
     out = []
     for i in range(6):
