@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from . import protocol
 
 INVOKE_MODES = ("lambda", "local")
+ENGINES = protocol.ENGINES
+CAPACITIES = ("FARGATE", "FARGATE_SPOT")
 SANDBOXES = ("none", "bwrap")
 # Which channels are copied to CloudWatch Logs (readers read S3; the copy is for search and audit).
 LOG_COPIES = ("all", "log", "none")
@@ -38,6 +40,20 @@ class Quotas:
     event_bytes: int          # events sent to one instance, as JSON, in all
     event_names: int          # distinct event names one instance emits (the last message of each is kept)
     topic_bytes: int          # data one topic holds (written since it was made, while it lives)
+
+
+@dataclass(frozen=True)
+class Fargate:
+    """The fargate engine's ECS resources (infra/template.yaml's, copied into the stage by infra/wire.py).
+    Empty ``cluster``: this stage has no fargate engine (the embedded hub plays it with a process)."""
+
+    cluster: str = ""
+    task_definition: str = ""
+    subnets: tuple[str, ...] = ()
+    security_group: str = ""
+    capacity: str = "FARGATE"  # or FARGATE_SPOT: about a third of the price, stopped at two minutes' notice
+    public_ip: bool = True  # a default VPC's subnets reach AWS's endpoints through a public address only
+    timeout_seconds: int = 0  # stop an instance after this long on fargate (0: never)
 
 
 @dataclass(frozen=True)
@@ -76,6 +92,15 @@ class Settings:
     # This hub's own API, which the runner serves to its instances' hub clients (Scramjet's this.hub);
     # none: sequences get no API.
     api_url: str = ""
+    fargate: Fargate = Fargate()
+
+    def engines(self) -> tuple[str, ...]:
+        """The engines this hub can run instances on (the embedded hub plays both)."""
+        return ENGINES if self.invoke_mode == "local" or self.fargate.cluster else ("lambda",)
+
+    def time_limit(self, engine: str) -> int:
+        """Seconds an instance on ``engine`` may run (0: no limit)."""
+        return self.runner_timeout_seconds if engine == "lambda" else self.fargate.timeout_seconds
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -105,6 +130,18 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     sandbox = env.get("SEQHUB_SANDBOX", "none")
     if sandbox not in SANDBOXES:
         raise ConfigError(f"SEQHUB_SANDBOX must be one of {', '.join(SANDBOXES)}, got {sandbox!r}")
+    capacity = env.get("SEQHUB_FARGATE_CAPACITY", "FARGATE")
+    if capacity not in CAPACITIES:
+        raise ConfigError(f"SEQHUB_FARGATE_CAPACITY must be one of {', '.join(CAPACITIES)}, got {capacity!r}")
+    fargate = Fargate(cluster=env.get("SEQHUB_FARGATE_CLUSTER", ""),
+                      task_definition=env.get("SEQHUB_FARGATE_TASK_DEFINITION", ""),
+                      subnets=tuple(s for s in env.get("SEQHUB_FARGATE_SUBNETS", "").split(",") if s),
+                      security_group=env.get("SEQHUB_FARGATE_SECURITY_GROUP", ""), capacity=capacity,
+                      public_ip=env.get("SEQHUB_FARGATE_PUBLIC_IP", "true") != "false",
+                      timeout_seconds=_int(env, "SEQHUB_FARGATE_TIMEOUT_SECONDS", 0))
+    if fargate.cluster and not (fargate.task_definition and fargate.subnets and fargate.security_group):
+        raise ConfigError("SEQHUB_FARGATE_CLUSTER needs SEQHUB_FARGATE_TASK_DEFINITION, SEQHUB_FARGATE_SUBNETS and "
+                          "SEQHUB_FARGATE_SECURITY_GROUP (infra/wire.py env writes them)")
     return Settings(
         table=env["SEQHUB_TABLE"],
         bucket=env["SEQHUB_BUCKET"],
@@ -158,4 +195,5 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         http_body_idle_seconds=_int(env, "SEQHUB_HTTP_BODY_IDLE_SECONDS", 30),
         log_copy=log_copy,
         api_url=env.get("SEQHUB_API_URL", ""),
+        fargate=fargate,
     )

@@ -45,6 +45,8 @@ def public_config(settings: Settings) -> dict[str, Any]:
     return {"service": protocol.SERVICE, "stage": settings.stage,
             "instanceRetentionSeconds": settings.retention_seconds,
             "runnerTimeoutSeconds": settings.runner_timeout_seconds,
+            # What a start may ask for, and each one's time limit (0: none).
+            "engines": {engine: {"timeLimitSeconds": settings.time_limit(engine)} for engine in settings.engines()},
             "sandbox": settings.sandbox,
             "limits": {"packageBytes": settings.max_package_bytes, "uploadBytes": settings.max_upload_bytes,
                        "requestBytes": settings.max_request_bytes, "inputChunkBytes": settings.max_input_chunk_bytes,

@@ -92,7 +92,7 @@ def view(inst: Instance, args: Any = None, app_config: Any = None) -> dict[str, 
         "id": inst.id, "appConfig": app_config or {}, "args": args if args is not None else [],
         "sequence": {"id": inst.sequence_id, "name": inst.sequence_name},
         "created": clock.iso(inst.created), "started": clock.iso(inst.started),
-        "ended": clock.iso(inst.ended), "status": inst.status,
+        "ended": clock.iso(inst.ended), "status": inst.status, "engine": inst.engine,
     }
     if inst.provides:
         out["provides"] = inst.provides
@@ -159,12 +159,13 @@ def start(settings: Settings, seq_id: str, body: Any) -> dict[str, Any]:
     manifest = json.loads(seq["manifest"]) if seq.get("manifest") else {}
     provides, provides_type = _start_topic(body, manifest, "outputTopic", "provides")
     requires, requires_type = _start_topic(body, manifest, "inputTopic", "requires")
+    engine = choose_engine(settings, body.get("engine"), manifest, consumer=requires is not None)
     repo = _repo(settings)
     hub_slot, seq_slot = _take_running_slots(settings, repo, seq_id, inst_id)
     args_stored = sizes["args"] > INLINE_START_DATA_BYTES
     config_stored = sizes["appConfig"] > INLINE_START_DATA_BYTES
     inst = Instance(id=inst_id, sequence_id=seq_id, sequence_name=seq.get("name"), status=protocol.STARTING,
-                    created=clock.now(), runtime=seq["runtime"], args=args, app_config=app_config,
+                    created=clock.now(), runtime=seq["runtime"], engine=engine, args=args, app_config=app_config,
                     args_stored=args_stored, config_stored=config_stored,
                     stored_bytes=sizes["args"] * args_stored + sizes["appConfig"] * config_stored,
                     provides=provides, provides_type=provides_type, requires=requires, requires_type=requires_type,
@@ -179,14 +180,36 @@ def start(settings: Settings, seq_id: str, body: Any) -> dict[str, Any]:
     if not created:
         raise Conflict("Instance with a given ID already exists")
     try:
-        invoker.invoke(settings, inst_id)
+        task = invoker.invoke(settings, inst_id, engine)
     except Exception as exc:
         repo.end(inst_id, protocol.ERRORED, -1, f"could not start the runner: {exc}", clock.now(),
                  settings.retention_seconds)
         raise
-    logger.info(f"instance {inst_id} of sequence {seq_id} starting")
+    if task is not None:  # what a kill and the sweeper stop
+        repo.set_task(inst_id, task)
+    logger.info(f"instance {inst_id} of sequence {seq_id} starting on the {engine} engine")
     observability.instance_started()
     return {"id": inst_id, "message": f"Sequence {inst_id} starting"}
+
+
+def choose_engine(settings: Settings, asked: Any, manifest: dict[str, Any], consumer: bool) -> str:
+    """The engine an instance runs on: the start's ``engine``, else its package's, else fargate where
+    the answer is obvious (a topic consumer, which runs until stopped; a declared run longer than the
+    lambda engine's limit) and this hub has it, else lambda."""
+    available = settings.engines()
+    declared, run_seconds = manifest_rules.hub_options(manifest)
+    where = "the start's engine"
+    if asked is None:
+        asked, where = declared, f'its package.json\'s "{manifest_rules.HUB_OPTIONS}.engine"'
+    if asked is not None:
+        if asked not in protocol.ENGINES:
+            raise BadRequest(f"engine must be one of {', '.join(protocol.ENGINES)}")
+        if asked not in available:
+            raise BadRequest(f"{where} is {asked}, which this hub does not have (it has: {', '.join(available)}); "
+                             "ops add it with `make setup` (docs/deploy.md), or start it with engine lambda")
+        return str(asked)
+    long_run = run_seconds is not None and run_seconds > settings.runner_timeout_seconds
+    return "fargate" if (consumer or long_run) and "fargate" in available else "lambda"
 
 
 def _start_topic(body: dict[str, Any], manifest: dict[str, Any], option: str, key: str) -> tuple[str | None, str | None]:
@@ -273,10 +296,23 @@ def request_kill(settings: Settings, inst_id: str, require_running: bool = True,
     if updated is None:
         raise BadRequest("Instance not running")
     logger.info(f"instance {inst_id}: kill requested")
+    stop_task(settings, updated, "killed (si inst kill)")
     return view(updated, *repo.start_data(updated))
 
 
-MAX_STOP_TIMEOUT_MS = 900_000  # no instance outlives a Lambda's 15 minutes anyway
+def stop_task(settings: Settings, inst: Instance, reason: str) -> None:
+    """Stop a fargate instance's task as well, if it has one: its runner ends the instance on ECS's
+    SIGTERM, and ECS's SIGKILL ends a runner that cannot (the sweeper then records it lost). The end
+    or the kill is recorded already, so a failure here is logged, never the request's."""
+    if inst.task is None:
+        return
+    try:
+        invoker.stop_task(settings, inst.task, reason)
+    except Exception:
+        logger.exception("could not stop the instance's task", extra={"instance_id": inst.id})
+
+
+MAX_STOP_TIMEOUT_MS = 900_000  # the longest a stop handler may be given (Lambda's whole 15 minutes)
 
 
 def request_stop(settings: Settings, inst_id: str, timeout_ms: Any, can_keep_alive: Any) -> dict[str, Any]:

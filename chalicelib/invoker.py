@@ -1,7 +1,10 @@
-"""The invoker seam: how a started instance reaches a runner.
+"""The invoker seam: how a started instance reaches a runner, on its engine.
 
-``lambda``: an async (Event) invocation of the runner function, as on AWS.
-``local``:  a separate OS process per instance, as Lambda would run it (the embedded hub).
+``lambda`` mode (AWS): the lambda engine is an async (Event) invocation of the runner function; the
+    fargate engine an ECS Fargate task (RunTask, ``startedBy`` the instance id) whose command runs
+    the same runner module (``chalicelib.runner.bootstrap``).
+``local`` mode (the embedded hub): a separate OS process per instance, for either engine; only its
+    time limit differs (``Settings.time_limit``).
 """
 
 from __future__ import annotations
@@ -20,12 +23,50 @@ _children: set[subprocess.Popen[bytes]] = set()
 _children_lock = threading.Lock()
 
 
-def invoke(settings: Settings, instance_id: str) -> None:
-    if settings.invoke_mode == "lambda":
+TASK_CONTAINER = "runner"  # the task definition's one container (infra/template.yaml)
+MAX_STOP_REASON_CHARS = 255  # StopTask's limit
+
+
+def invoke(settings: Settings, instance_id: str, engine: str = "lambda") -> str | None:
+    """Start the instance's runner; returns the ARN of its Fargate task, when it has one."""
+    if settings.invoke_mode == "local":
+        _spawn_local(instance_id, engine)
+    elif engine == "fargate":
+        return run_task(settings, instance_id)
+    else:
         aws.client("lambda").invoke(FunctionName=settings.runner_function, InvocationType="Event",
                                     Payload=json.dumps({"instance_id": instance_id}).encode())
-    else:
-        _spawn_local(instance_id)
+    return None
+
+
+def task_command(instance_id: str) -> list[str]:
+    """The container's command: arguments to the task definition's entry point (the bootstrap)."""
+    return ["--task", instance_id]
+
+
+def run_task(settings: Settings, instance_id: str) -> str:
+    """Start the instance's Fargate task; returns its ARN. One task per instance, never reused."""
+    fargate = settings.fargate
+    answer = aws.client("ecs").run_task(
+        cluster=fargate.cluster, taskDefinition=fargate.task_definition, count=1, startedBy=instance_id,
+        capacityProviderStrategy=[{"capacityProvider": fargate.capacity, "weight": 1}],
+        networkConfiguration={"awsvpcConfiguration": {
+            "subnets": list(fargate.subnets), "securityGroups": [fargate.security_group],
+            "assignPublicIp": "ENABLED" if fargate.public_ip else "DISABLED"}},
+        overrides={"containerOverrides": [{"name": TASK_CONTAINER, "command": task_command(instance_id)}]})
+    tasks = answer.get("tasks") or []
+    if not tasks:  # RunTask answers capacity and placement problems as failures, not errors
+        reasons = "; ".join(f"{f.get('reason')}: {f.get('detail', '')}".rstrip(": ") for f in answer.get("failures", []))
+        raise RuntimeError(f"ECS did not start a task ({reasons or 'no reason given'})")
+    arn: str = tasks[0]["taskArn"]
+    return arn
+
+
+def stop_task(settings: Settings, task_arn: str, reason: str) -> None:
+    """Stop a Fargate task (a killed instance's, or one the sweeper settled): ECS sends the
+    container SIGTERM, then SIGKILL after the task definition's stopTimeout."""
+    aws.client("ecs").stop_task(cluster=settings.fargate.cluster, task=task_arn,
+                                reason=reason[:MAX_STOP_REASON_CHARS])
 
 
 def _reap(proc: subprocess.Popen[bytes]) -> None:
@@ -56,18 +97,18 @@ class _ForkServer:
         with self._lock:
             self._ensure()
 
-    def run(self, instance_id: str) -> None:
+    def run(self, instance_id: str, engine: str) -> None:
         with self._lock:
             try:
-                self._send(instance_id)
+                self._send(instance_id, engine)
             except BrokenPipeError:  # it died between the check and the write: start another
                 self._proc = None
-                self._send(instance_id)
+                self._send(instance_id, engine)
 
-    def _send(self, instance_id: str) -> None:
+    def _send(self, instance_id: str, engine: str) -> None:
         stdin = self._ensure().stdin
         assert stdin is not None  # started with stdin=PIPE
-        stdin.write(f"{instance_id}\n".encode())
+        stdin.write(f"{instance_id} {engine}\n".encode())
         stdin.flush()
 
     @property
@@ -78,8 +119,8 @@ class _ForkServer:
 _fork_server = _ForkServer()
 
 
-def _spawn_local(instance_id: str) -> None:
-    _fork_server.run(instance_id)
+def _spawn_local(instance_id: str, engine: str) -> None:
+    _fork_server.run(instance_id, engine)
 
 
 def warm_up() -> None:

@@ -22,10 +22,18 @@ REASON_STOPPED = "Instance stopped"
 REASON_LOST = "lost"
 REASON_TIMED_OUT = "timed out"
 REASON_NEVER_STARTED = "never started"
-def reached_limit(seconds: int) -> str:
-    """Why an instance the runner stopped at its time limit ended."""
-    return (f"Stopped at the runner's time limit of {seconds} s (on AWS Lambda's lambda_timeout, 15 minutes at "
-            "most; the embedded hub plays it: SEQHUB_RUNNER_TIMEOUT_SECONDS); its stop handlers ran, its output is whole")
+REASON_TASK_STOPPED = ("Stopped because its Fargate task was stopped (a Spot interruption, or StopTask from outside "
+                       "the hub); its stop handlers ran, its output is whole")
+
+
+def reached_limit(seconds: int, engine: str = "lambda") -> str:
+    """Why an instance the runner stopped at its engine's time limit ended."""
+    if engine == "fargate":
+        return (f"Stopped at the fargate engine's time limit of {seconds} s (SEQHUB_FARGATE_TIMEOUT_SECONDS); "
+                "its stop handlers ran, its output is whole")
+    return (f"Stopped at the lambda engine's time limit of {seconds} s (Lambda's lambda_timeout, 15 minutes at "
+            "most; the embedded hub plays it: SEQHUB_RUNNER_TIMEOUT_SECONDS); its stop handlers ran, its output is "
+            "whole. The fargate engine has no limit: si seq start --engine fargate")
 
 
 MAX_REASON_CHARS = 1000  # reasons may quote an exception: keep the record's size fixed
@@ -68,6 +76,8 @@ class Instance:
     status: str
     created: float
     runtime: str = "node"
+    engine: str = "lambda"  # what runs it: a Lambda invocation or a Fargate task (protocol.ENGINES)
+    task: str | None = None  # its Fargate task's ARN, once RunTask answered
     sequence_name: str | None = None
     started: float | None = None
     ended: float | None = None

@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from .paging import MAX_CURSOR_CHARS
-from .protocol import ACTIVE, API_BASE, CONTENT_TYPES, FINAL, VERSION
+from .protocol import ACTIVE, API_BASE, CONTENT_TYPES, ENGINES, FINAL, VERSION
 from .repository import MAX_PAGE
 
 BASE = API_BASE
@@ -42,6 +42,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "sequence": {"type": "object"}, "created": {"type": "string"}, "started": {"type": "string"},
         "ended": {"type": "string"}, "expires": {"type": "string"},
         "provides": {"type": "string"}, "requires": {"type": "string"},
+        "engine": {"enum": list(ENGINES), "description": "what runs it: a Lambda invocation or a Fargate task"},
         "status": {"enum": ["starting", "running", "stopping", "killing", "completed", "errored"]},
         "terminated": {"type": "object", "properties": {"exitcode": {"type": ["integer", "null"]},
                                                         "reason": {"type": ["string", "null"]}}},
@@ -51,7 +52,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "appConfig": {"type": ["object", "null"]},
         "instanceId": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"},
         "outputTopic": {"type": "string", "description": "the instance's output also goes to this topic"},
-        "inputTopic": {"type": "string", "description": "the instance's input comes from this topic"}}},
+        "inputTopic": {"type": "string", "description": "the instance's input comes from this topic"},
+        "engine": {"enum": list(ENGINES), "description": "lambda (15 minutes at most) or fargate (hours); default: "
+                   "package.json's sequenceHub.engine, else fargate for a topic consumer or a declared runSeconds "
+                   "past the lambda engine's limit (where the hub has fargate), else lambda"}}},
     "Topic": {"type": "object", "required": ["contentType", "topic", "topicName"], "properties": {
         "contentType": {"type": "string"}, "localProvider": {"type": "string"}, "topic": {"type": "string"},
         "topicName": {"type": "string"}}},

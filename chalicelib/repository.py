@@ -167,7 +167,7 @@ def _instance_item(inst: Instance) -> dict[str, Any]:
     item: dict[str, Any] = {
         "pk": f"inst#{inst.id}", "sk": META, "kind": "instance", "id": inst.id,
         "sequence_id": inst.sequence_id, "sequence_name": inst.sequence_name, "status": inst.status,
-        "created": inst.created, "runtime": inst.runtime,
+        "created": inst.created, "runtime": inst.runtime, "engine": inst.engine,
         "args_stored": inst.args_stored, "config_stored": inst.config_stored, "stored_bytes": inst.stored_bytes,
         "hub_slot": inst.hub_slot, "seq_slot": inst.seq_slot,
     }
@@ -186,7 +186,7 @@ def _instance_item(inst: Instance) -> dict[str, Any]:
 def _instance(item: dict[str, Any]) -> Instance:
     return Instance(
         id=item["id"], sequence_id=item["sequence_id"], status=item["status"], created=item["created"],
-        runtime=item.get("runtime", "node"), sequence_name=item.get("sequence_name"),
+        runtime=item.get("runtime", "node"), engine=item.get("engine", "lambda"), sequence_name=item.get("sequence_name"),
         started=item.get("started"), ended=item.get("ended"), heartbeat=item.get("heartbeat"),
         progress=item.get("progress"),
         exitcode=item.get("exitcode"), reason=item.get("reason"), expires_at=item.get("expires_at"),
@@ -206,7 +206,7 @@ def _instance(item: dict[str, Any]) -> Instance:
         stop_requested=item.get("stop_requested"), health=item.get("health"),
         provides=item.get("provides"), provides_type=item.get("provides_type"),
         requires=item.get("requires"), requires_type=item.get("requires_type"),
-        hub_slot=item.get("hub_slot"), seq_slot=item.get("seq_slot"))
+        hub_slot=item.get("hub_slot"), seq_slot=item.get("seq_slot"), task=item.get("task"))
 
 
 class Repository:
@@ -522,6 +522,10 @@ class Repository:
         return item is not None
 
     # -- instances: control from the API ---------------------------------------------------------
+    def set_task(self, inst_id: str, task_arn: str) -> None:
+        """Record the instance's Fargate task (while it lives: one already gone is left gone)."""
+        self._update(_inst_key(inst_id), {"task": task_arn}, condition="attribute_exists(pk)")
+
     def kill_unclaimed(self, inst_id: str, now: float, retention: int) -> Instance | None:
         """End an instance no runner has claimed yet (and none will, once it is not "starting")."""
         sets = self._end_sets(protocol.COMPLETED, 137, models.REASON_KILLED, now, retention)

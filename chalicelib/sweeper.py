@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from . import aws, cleanup, clock, models, protocol, topics
+from . import aws, cleanup, clock, instances, models, protocol, topics
 from .config import Settings
 from .observability import logger
 from .repository import Repository
@@ -37,6 +37,8 @@ def settle(settings: Settings) -> list[str]:
         try:
             if repo.settle(inst, reason, now, settings.retention_seconds):
                 settled.append(inst.id)
+                # A task that never started (it must not start later), or whose runner went silent.
+                instances.stop_task(settings, inst, f"settled by the hub's sweeper: {reason}")
         except Exception:
             logger.exception("could not settle an instance", extra={"instance_id": inst.id})
     return settled

@@ -178,7 +178,7 @@ class Client:
 
     def start(self, seq_id: str, args: list[Any], app_config: dict[str, Any] | None = None,
               instance_id: str | None = None, output_topic: str | None = None,
-              input_topic: str | None = None) -> dict[str, Any]:
+              input_topic: str | None = None, engine: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"args": args}
         if app_config is not None:
             body["appConfig"] = app_config
@@ -188,6 +188,8 @@ class Client:
             body["outputTopic"] = output_topic
         if input_topic:
             body["inputTopic"] = input_topic
+        if engine:
+            body["engine"] = engine
         return self.obj("POST", f"sequence/{seq_id}/start", json=body)
 
     def instances(self, every: bool = True, **filters: Any) -> list[dict[str, Any]]:

@@ -30,11 +30,12 @@ _DYNAMODB = threading.Lock()
 REAL_INVOKE = invoker.invoke
 
 
-def run_inline(settings: config.Settings, instance_id: str) -> None:
+def run_inline(settings: config.Settings, instance_id: str, engine: str = "lambda") -> None:
     """The tests' invoker: the runner runs in this process, to the end, before ``start`` returns."""
+    from chalicelib.runner.__main__ import NO_LIMIT_SECONDS
     from chalicelib.runner.service import run_instance
 
-    deadline = time.monotonic() + settings.runner_timeout_seconds
+    deadline = time.monotonic() + (settings.time_limit(engine) or NO_LIMIT_SECONDS)
     run_instance(settings, instance_id, lambda: int((deadline - time.monotonic()) * 1000))
 
 
@@ -233,4 +234,4 @@ def calls(settings) -> Calls:
 @pytest.fixture
 def not_invoked(monkeypatch) -> None:
     """Starts leave the instance "starting": these tests run the runner themselves, when they choose."""
-    monkeypatch.setattr(invoker, "invoke", lambda _settings, inst_id: None)
+    monkeypatch.setattr(invoker, "invoke", lambda _settings, inst_id, _engine="lambda": None)

@@ -49,6 +49,7 @@ def test_upload_start_and_read_the_counter(page, tmp_path):
     expected = "".join(f"{n}\n" for n in range(3000, 3010))
     page.wait_for_function("t => document.querySelector('#channel').textContent === t", arg=expected)
     assert page.locator("#inst-info").inner_text().count("Instance completed") == 1
+    assert "Engine\nlambda" in page.locator("#inst-info").inner_text()
     page.keyboard.press("Tab")  # tabs are keyboard reachable: arrow keys move between channels
     page.locator("#tab-output").focus()
     page.keyboard.press("ArrowRight")

@@ -40,6 +40,11 @@ def test_args_json_and_info(hub, session, tmp_path):
     assert info["args"] == [5, 2] and info["appConfig"] == {"a": 1}
     listed = json.loads(si(hub, "--format", "json", "inst", "list", session=session).stdout)
     assert started["_id"] in [i["id"] for i in listed]
+    assert info["engine"] == "lambda"
+    # The embedded hub plays the fargate engine too: the same run, without Lambda's time limit.
+    si(hub, "seq", "start", seq_id, "7", "1", "--engine", "fargate", session=session)
+    assert si(hub, "inst", "output", "-", session=session).stdout == b"7\n"
+    assert json.loads(si(hub, "--format", "json", "inst", "info", "-", session=session).stdout)["engine"] == "fargate"
 
 
 def test_wait_exits_with_the_instance_exit_code(hub, session, tmp_path):
@@ -65,6 +70,7 @@ def test_user_errors_are_one_line_and_exit_1(hub, session, tmp_path):
         (["seq", "pack", str(tmp_path)], "package.json not found"),
         (["seq", "start", "x", "--args", "{}"], "Arguments must be in array"),
         (["inst", "output"], "Missing argument"),
+        (["seq", "start", "x", "--engine", "ec2"], "'ec2' is not one of 'lambda', 'fargate'"),
     ]
     for args, expected in cases:
         result = si(hub, *args, session=session, check=False)

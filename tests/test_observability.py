@@ -86,7 +86,7 @@ def test_function_logs_carry_the_lambda_context(settings, api, monkeypatch):
 
     lines = io.StringIO()
     monkeypatch.setattr(logger.registered_handler, "stream", lines)
-    monkeypatch.setattr(cleanup, "purge_instance", lambda _settings, inst_id: logger.info(f"purging {inst_id}"))
+    monkeypatch.setattr(cleanup, "purge_instance", lambda _settings, inst_id, _engine="lambda": logger.info(f"purging {inst_id}"))
     context = LambdaContext()
     record = {"eventName": "REMOVE", "dynamodb": {"Keys": {"pk": {"S": "inst#abc"}, "sk": {"S": "#"}}, "SequenceNumber": "1"}}
     level = logger.log_level

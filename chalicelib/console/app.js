@@ -308,7 +308,8 @@ async function refreshInfo(view) {
   if (current !== view) return;
   const dl = $("#inst-info");
   dl.replaceChildren();
-  const rows = [["Status", info.status], ["Sequence", info.sequence.name || info.sequence.id],
+  const rows = [["Status", info.status], ["Engine", info.engine || "lambda"],
+    ["Sequence", info.sequence.name || info.sequence.id],
     ["Arguments", JSON.stringify(info.args)], ["appConfig", JSON.stringify(info.appConfig)],
     ["Created", info.created], ["Started", info.started || ""], ["Ended", info.ended || ""],
     ["Duration", duration(info)]];

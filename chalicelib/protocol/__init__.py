@@ -44,6 +44,9 @@ class ExitCode(IntEnum):
     STOPPED = 138
 
 
+# What runs an instance: a Lambda invocation (15 minutes at most) or an ECS Fargate task (hours).
+ENGINES = ("lambda", "fargate")
+
 # An instance's channels, read by clients; and the streams clients write to it.
 CHANNELS = ("output", "stdout", "stderr", "log")
 INPUT_STREAMS = ("input", "stdin")

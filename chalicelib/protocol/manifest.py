@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import CONTENT_TYPES, strictjson, valid_topic
+from . import CONTENT_TYPES, ENGINES, strictjson, valid_topic
 
 MANIFEST = "package.json"
 # package.json is kept on the sequence's record: well under DynamoDB's 400 KB item, and read with a
 # bound, so a manifest of 380 MB of whitespace costs nothing to refuse.
 MAX_MANIFEST_BYTES = 64 * 1024
+# Sequence Hub's own options, beside Scramjet's keys: {"engine": "lambda" | "fargate", "runSeconds": n}.
+HUB_OPTIONS = "sequenceHub"
 
 
 class InvalidManifest(ValueError):
@@ -69,6 +71,10 @@ def check(manifest: Any) -> dict[str, Any]:
     for key in ("name", "version"):
         if key in manifest and not isinstance(manifest[key], str):
             raise InvalidManifest(f'package.json "{key}" must be a string')
+    try:
+        hub_options(manifest)
+    except ValueError as exc:
+        raise InvalidManifest(f"package.json {exc}") from None
     for key in ("provides", "requires"):
         if key in manifest:
             try:
@@ -76,6 +82,23 @@ def check(manifest: Any) -> dict[str, Any]:
             except ValueError as exc:
                 raise InvalidManifest(f"package.json {exc}") from None
     return manifest
+
+
+def hub_options(manifest: dict[str, Any]) -> tuple[str | None, int | None]:
+    """(engine, runSeconds) of ``"sequenceHub"``, each None when not given: the engine its instances
+    run on unless a start says otherwise, and how long they are expected to run (longer than the
+    lambda engine's limit chooses fargate). ValueError says what is wrong."""
+    options = manifest.get(HUB_OPTIONS)
+    if options is None:
+        return None, None
+    if not isinstance(options, dict):
+        raise ValueError(f'"{HUB_OPTIONS}" must be an object, e.g. {{"engine": "fargate"}}')
+    engine, seconds = options.get("engine"), options.get("runSeconds")
+    if engine is not None and engine not in ENGINES:
+        raise ValueError(f'"{HUB_OPTIONS}.engine" must be one of {", ".join(ENGINES)}')
+    if seconds is not None and (type(seconds) is not int or seconds <= 0):
+        raise ValueError(f'"{HUB_OPTIONS}.runSeconds" must be a whole number of seconds above 0')
+    return engine, seconds
 
 
 def topic_declaration(manifest: dict[str, Any], key: str) -> tuple[str, str | None] | None:

@@ -1,9 +1,12 @@
 """The local invoker's runner processes.
 
-``python -m chalicelib.runner <instance-id>``  runs one instance in this process.
+``python -m chalicelib.runner <instance-id>``  runs one instance in this process (the lambda engine's limit).
+``python -m chalicelib.runner --task <instance-id>``  the same as a Fargate task (``bootstrap`` starts it):
+    the fargate engine's limit, and ECS's SIGTERM (StopTask, a Spot interruption) stops the instance
+    gracefully, as ``si inst stop`` would, in the time ECS gives before its SIGKILL.
 ``python -m chalicelib.runner --fork-server``   imports everything once, then forks one process per
-    instance id read from stdin: the local counterpart of a warm Lambda (no interpreter start-up
-    or imports per instance, yet each instance still runs in an OS process of its own).
+    "<instance id> <engine>" line read from stdin: the local counterpart of a warm Lambda (no
+    interpreter start-up or imports per instance, yet each instance still runs in an OS process of its own).
 """
 
 from __future__ import annotations
@@ -13,23 +16,34 @@ import signal
 import sys
 import time
 
-from .. import aws, config
+from .. import aws, config, models
 from . import leftovers
 from .child import harden
-from .service import run_instance
+from .service import DEADLINE_MARGIN_MS, DEADLINE_STOP_MS, run_instance
+
+NO_LIMIT_SECONDS = 10 * 365 * 86400  # an engine without a time limit: far enough to never come
+# After ECS's SIGTERM: the runner's own graceful stop and last records, well inside the task
+# definition's stopTimeout (infra/template.yaml), after which ECS sends SIGKILL.
+TASK_STOP_MS = DEADLINE_MARGIN_MS + DEADLINE_STOP_MS
 
 
-def run_one(instance_id: str) -> None:
+def run_one(instance_id: str, engine: str = "lambda", task: bool = False) -> None:
     settings = config.load()
-    deadline = [time.monotonic() + settings.runner_timeout_seconds]
+    limit = settings.time_limit(engine) or NO_LIMIT_SECONDS
+    deadline = [time.monotonic() + limit]
+    cut_reason: list[str | None] = [None]
 
     def cut_short(*_: object) -> None:
-        # The embedded hub stops its runners with SIGTERM: end as at a Lambda deadline, recorded.
-        deadline[0] = time.monotonic()
+        if task:  # ECS stops the task: stop the instance while there is time, and say why
+            deadline[0] = min(deadline[0], time.monotonic() + TASK_STOP_MS / 1000)
+            cut_reason[0] = models.REASON_TASK_STOPPED
+        else:  # the embedded hub stops its runners with SIGTERM: end as at a Lambda deadline, recorded
+            deadline[0] = time.monotonic()
 
     signal.signal(signal.SIGTERM, cut_short)
     leftovers.adopt_orphans()  # this process runs this one instance: what it starts is its to end
-    run_instance(settings, instance_id, lambda: int((deadline[0] - time.monotonic()) * 1000))
+    run_instance(settings, instance_id, lambda: int((deadline[0] - time.monotonic()) * 1000),
+                 cut_reason=lambda: cut_reason[0])
 
 
 def fork_server() -> None:
@@ -69,7 +83,7 @@ def fork_server() -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGCHLD, lambda *_: reap())  # no zombies between instances
     for line in sys.stdin:
-        instance_id = line.strip()
+        instance_id, _, engine = line.strip().partition(" ")
         reap()
         if not instance_id:
             continue
@@ -78,7 +92,7 @@ def fork_server() -> None:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             try:
-                run_one(instance_id)
+                run_one(instance_id, engine or "lambda")
             finally:
                 os._exit(0)
         children.add(pid)
@@ -86,13 +100,16 @@ def fork_server() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m chalicelib.runner <instance-id> | --fork-server", file=sys.stderr)
-        return 2
-    if argv[0] == "--fork-server":
+    if argv == ["--fork-server"]:
         fork_server()
-    else:
+    elif len(argv) == 2 and argv[0] == "--task":
+        run_one(argv[1], "fargate", task=True)
+    elif len(argv) == 1 and not argv[0].startswith("-"):
         run_one(argv[0])
+    else:
+        print("usage: python -m chalicelib.runner <instance-id> | --task <instance-id> | --fork-server",
+              file=sys.stderr)
+        return 2
     return 0
 
 

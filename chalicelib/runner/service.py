@@ -52,8 +52,10 @@ class PackageChanged(Exception):
     """The package in S3 is not the one validated at upload: it is never run."""
 
 
-def run_instance(settings: Settings, instance_id: str, remaining_ms: RemainingMs) -> str:
-    """Run one instance to its end; returns the final status (or "skipped" if not ours to run)."""
+def run_instance(settings: Settings, instance_id: str, remaining_ms: RemainingMs,
+                 cut_reason: Callable[[], str | None] = lambda: None) -> str:
+    """Run one instance to its end; returns the final status (or "skipped" if not ours to run).
+    ``cut_reason`` says why the deadline came early, once it has (a Fargate task being stopped)."""
     if settings.owns_environment:  # Lambda: an earlier instance may have left something behind
         leftovers.clean_environment(Path(tempfile.gettempdir()))
     repo = Repository(settings.table)
@@ -64,7 +66,7 @@ def run_instance(settings: Settings, instance_id: str, remaining_ms: RemainingMs
         return "skipped"
     logger.append_keys(instance_id=instance_id, sequence_id=inst.sequence_id)
     work = Path(tempfile.mkdtemp(prefix="seqhub-"))
-    run = _Run(settings, repo, inst, work, remaining_ms)
+    run = _Run(settings, repo, inst, work, remaining_ms, cut_reason)
     try:
         return run.run()
     finally:
@@ -79,7 +81,8 @@ def run_instance(settings: Settings, instance_id: str, remaining_ms: RemainingMs
 
 
 class _Run:
-    def __init__(self, settings: Settings, repo: Repository, inst: Instance, work: Path, remaining_ms: RemainingMs):
+    def __init__(self, settings: Settings, repo: Repository, inst: Instance, work: Path, remaining_ms: RemainingMs,
+                 cut_reason: Callable[[], str | None]):
         self.settings = settings
         self.repo = repo
         self.inst = inst
@@ -87,6 +90,7 @@ class _Run:
         self.began = time.monotonic()
         self.work = work
         self.remaining_ms = remaining_ms
+        self.cut_reason = cut_reason
         self.data_ready = threading.Event()  # bytes arrived: the flusher should look
         self.flushed = threading.Event()  # bytes were written: the record may need telling
         self.channels = {name: Channel(settings.bucket, settings.log_group, self.id, name, data_ready=self.data_ready,
@@ -103,7 +107,7 @@ class _Run:
         self.stopped = False
         self.timed_out = False
         self.at_limit = False  # stopped by the runner itself as its time limit came near
-        self.limit_seconds = round(remaining_ms() / 1000)  # the invocation's whole time (lambda_timeout)
+        self.limit_seconds = round(remaining_ms() / 1000)  # the engine's whole time (Lambda's lambda_timeout)
         self.events_in = InOrder("events")
         self.box: sandbox.Box | None = None
         # Topics: what the host announced (read_events) is acted on by the supervising loop.
@@ -251,7 +255,7 @@ class _Run:
         elif self.timed_out:
             status, reason = ERRORED, models.REASON_TIMED_OUT
         elif self.at_limit and not self.killed:
-            reason = models.reached_limit(self.limit_seconds)
+            reason = self.cut_reason() or models.reached_limit(self.limit_seconds, self.inst.engine)
         elif self.box is not None and not self.killed and self.box.out_of_memory():
             status, code = ERRORED, int(ExitCode.KILLED)
             reason = f"Out of memory: the instance's limit is {self.box.limits.memory_mb} MiB"
@@ -433,13 +437,19 @@ class _Run:
             self.timed_out = self.timed_out or self.at_limit  # it did not stop in its time: not a stop
             child_mod.kill_group(child)
         left = self.remaining_ms()
+        if not self.at_limit and not self.killed and left < DEADLINE_MARGIN_MS + DEADLINE_STOP_MS \
+                and self.cut_reason() is not None:
+            # ECS is stopping the task: a kill asked of the hub (which stops its task too) may be why.
+            self.control(child, self.feeders, self.heartbeat())
         if not self.at_limit and not self.killed and left < DEADLINE_MARGIN_MS + DEADLINE_STOP_MS:
             # Lambda ends every invocation at its timeout: stop the instance as `si inst stop` would
             # while there is time for its stop handlers and its last output, not kill it at the end.
             self.at_limit = self.stopped = True
             timeout_ms = max(0, left - DEADLINE_MARGIN_MS - 1000)
-            self.log_line("WARN", f"the runner's time limit ({self.limit_seconds} s) is near: stopping the "
-                                  f"instance as `si inst stop` would (its stop handlers get {timeout_ms} ms)")
+            why = ("its Fargate task is being stopped" if self.cut_reason() else
+                   f"the {self.inst.engine} engine's time limit ({self.limit_seconds} s) is near")
+            self.log_line("WARN", f"{why}: stopping the instance as `si inst stop` would (its stop handlers get "
+                                  f"{timeout_ms} ms)")
             child.send({"type": "stop", "timeout": timeout_ms, "canCallKeepalive": False})
             self.stop_deadline = now + timeout_ms / 1000
         if not self.timed_out and left < DEADLINE_MARGIN_MS:

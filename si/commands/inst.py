@@ -159,7 +159,7 @@ def inst_restart(ctx: Ctx, inst_id: str) -> None:
         ctx.client.kill(old["id"])
         _wait_for_end(ctx, old["id"])
     result = ctx.client.start(old["sequence"]["id"], old.get("args", []), old.get("appConfig") or None,
-                              output_topic=old.get("provides"), input_topic=old.get("requires"))
+                              output_topic=old.get("provides"), input_topic=old.get("requires"), engine=old.get("engine"))
     session.remember("instance", result["id"])
     output.data({"killed": old["id"], "_id": result["id"], "id": result["id"]}, pretty=result["id"])
 

@@ -189,6 +189,9 @@ def _start_options(func: F) -> F:
         click.option("--inst-id", help="Choose the instance id."),
         click.option("--output-topic", help="Also send the output to this topic."),
         click.option("--input-topic", help="Read the input from this topic (not from si inst input)."),
+        click.option("--engine", type=click.Choice(protocol.ENGINES),
+                     help="What runs it: lambda (15 minutes at most) or fargate (hours). Default: its "
+                          "package.json's, else fargate for a topic consumer, else lambda."),
         click.option("--wait", is_flag=True, help="Stream output and stderr, exit with the instance's exit code."),
     ]
     for option in reversed(options):
@@ -198,7 +201,7 @@ def _start_options(func: F) -> F:
 
 def _start(ctx: Ctx, seq_id: str, args: tuple[str, ...], args_json: str | None, config_string: str | None,
            config_file: Path | None, inst_id: str | None, output_topic: str | None, input_topic: str | None,
-           wait: bool) -> None:
+           engine: str | None, wait: bool) -> None:
     if args_json is not None:
         if args:
             raise SiError("give arguments either positionally or with --args, not both")
@@ -215,7 +218,7 @@ def _start(ctx: Ctx, seq_id: str, args: tuple[str, ...], args_json: str | None, 
     if app_config is not None and not isinstance(app_config, dict):
         raise SiError("appConfig must be a JSON object")
     result = ctx.client.start(session.resolve("sequence", seq_id), start_args, app_config, inst_id,
-                              output_topic, input_topic)
+                              output_topic, input_topic, engine)
     session.remember("instance", result["id"])
     if wait:
         sys.exit(attach_until_end(ctx, result["id"]))
