@@ -8,6 +8,12 @@ BIN := $(VENV)/bin
 .PHONY: demo test lint bench clean deploy setup destroy deploy-check
 STAGE ?= dev
 ARCH ?= x86_64
+# The fargate engine: FARGATE=off for a stage without it, SUBNETS=a,b for subnets other than the
+# default VPC's, SPOT=1 for Fargate Spot (docs/deploy.md).
+FARGATE ?= on
+SUBNETS ?=
+SPOT ?=
+ENGINE_FLAGS = $(if $(filter off,$(FARGATE)),--no-fargate) $(if $(SUBNETS),--subnets $(SUBNETS)) $(if $(SPOT),--spot)
 # Scramjet's own CLI, which the tests drive against the embedded hub (installed once, then cached).
 SCRAMJET_CLI := .cache/scramjet-cli/node_modules/.bin/si
 # What the Node runtime host loads (scramjet's streams, Scramjet's HostClient), as its lock file says.
@@ -35,7 +41,7 @@ demo: $(BIN)/.installed $(HOST_MODULES)
 lint: $(BIN)/.installed
 	$(BIN)/ruff check app.py chalicelib si infra bench tests
 	$(BIN)/mypy
-	$(BIN)/cfn-lint infra/template.yaml
+	$(BIN)/cfn-lint infra/template.yaml infra/fargate.yaml
 
 $(SCRAMJET_CLI):
 	mkdir -p .cache/scramjet-cli
@@ -48,10 +54,10 @@ test: $(BIN)/.installed $(HOST_MODULES) $(SCRAMJET_CLI) lint
 # Ops: deploy a stage to the AWS account of your credentials (safe to re-run), or remove it.
 # `setup` alone is the one-time step after which `chalice deploy --stage $(STAGE)` works by itself.
 deploy: $(BIN)/.installed $(HOST_MODULES)
-	$(BIN)/python -m infra.wire deploy --stage $(STAGE) --arch $(ARCH)
+	$(BIN)/python -m infra.wire deploy --stage $(STAGE) --arch $(ARCH) $(ENGINE_FLAGS)
 
 setup: $(BIN)/.installed $(HOST_MODULES)
-	$(BIN)/python -m infra.wire setup --stage $(STAGE) --arch $(ARCH)
+	$(BIN)/python -m infra.wire setup --stage $(STAGE) --arch $(ARCH) $(ENGINE_FLAGS)
 
 destroy: $(BIN)/.installed
 	$(BIN)/python -m infra.wire destroy --stage $(STAGE)

@@ -22,6 +22,13 @@ def names(stage: str, account: str = "*", region: str = "*", bucket: str | None 
         "bucket": f"arn:aws:s3:::{bucket or APP + '-' + stage + '-*'}",
         "log_group": f"arn:aws:logs:{where}:log-group:/{APP}/{stage}/instances",
         "runner": f"arn:aws:lambda:{where}:function:{APP}-{stage}-runner",
+        "node_layer": f"arn:aws:lambda:{where}:layer:{APP}-{stage}-node:*",
+        # The fargate engine's (infra/template.yaml names them so).
+        "cluster": f"arn:aws:ecs:{where}:cluster/{APP}-{stage}",
+        "task_definition": f"arn:aws:ecs:{where}:task-definition/{APP}-{stage}-runner:*",
+        "tasks": f"arn:aws:ecs:{where}:task/{APP}-{stage}/*",
+        "task_roles": [f"arn:aws:iam::{account}:role/{APP}-{stage}-task",
+                       f"arn:aws:iam::{account}:role/{APP}-{stage}-task-execution"],
         "queue": queue or f"arn:aws:sqs:{where}:{APP}-{stage}-failures",
         # The API function is <app>-<stage>; the others <app>-<stage>-<name>.
         "own_logs": [f"arn:aws:logs:{where}:log-group:/aws/lambda/{APP}-{stage}",
@@ -57,8 +64,33 @@ def _topic_chunks(n: dict) -> dict:
     return _stmt("TopicChunks", ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"], [n["bucket"] + "/topics/*"])
 
 
-def policies(stage: str, **known: str) -> dict[str, dict]:
-    """{file name: policy document} for the API, runner, cleanup and sweeper functions."""
+def _stop_tasks(n: dict) -> list[dict]:
+    # A killed or settled fargate instance's task (its ARN is on its record), in this stage's cluster.
+    return [_stmt("StopTasks", ["ecs:StopTask"], [n["tasks"]], {"ArnEquals": {"ecs:cluster": n["cluster"]}})]
+
+
+def _run_tasks(n: dict) -> list[dict]:
+    # The fargate engine: this stage's task definition, in its cluster, with exactly its two roles.
+    return [_stmt("RunTasks", ["ecs:RunTask"], [n["task_definition"]], {"ArnEquals": {"ecs:cluster": n["cluster"]}}),
+            _stmt("PassTaskRoles", ["iam:PassRole"], n["task_roles"],
+                  {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}),
+            *_stop_tasks(n)]
+
+
+def task_policy(stage: str, **known: str) -> dict:
+    """The fargate task's role: the runner function's own policy, and what the bootstrap needs to
+    fetch that function's code and its Node layer (chalicelib/runner/bootstrap.py)."""
+    n = names(stage, **known)
+    runner = policies(stage, **known)[f"policy-{stage}-runner.json"]
+    own_logs = {"OwnLogs", "Failures"}  # the task logs through its execution role; it is not invoked
+    return _doc(*(s for s in runner["Statement"] if s["Sid"] not in own_logs),
+                _stmt("FetchRunnerCode", ["lambda:GetFunction"], [n["runner"]]),
+                _stmt("FetchNodeLayer", ["lambda:GetLayerVersion"], [n["node_layer"]]))
+
+
+def policies(stage: str, fargate: bool = False, **known: str) -> dict[str, dict]:
+    """{file name: policy document} for the API, runner, cleanup and sweeper functions; ``fargate``:
+    the stage has the fargate engine (the API runs and stops tasks, the sweeper stops them)."""
     n = names(stage, **known)
     table, indexes = n["table"], [n["table"] + "/index/listing"]
     api = _doc(
@@ -70,6 +102,7 @@ def policies(stage: str, **known: str) -> dict[str, dict]:
         _stmt("ReadChannels", ["s3:GetObject"], [n["bucket"] + "/channels/*"]),
         _topic_chunks(n),
         _stmt("StartRunner", ["lambda:InvokeFunction"], [n["runner"]]),
+        *(_run_tasks(n) if fargate else []),
         _own_logs(n),
     )
     runner = _doc(
@@ -108,15 +141,16 @@ def policies(stage: str, **known: str) -> dict[str, dict]:
         _stmt("DeleteObjects", ["s3:DeleteObject"],
               [n["bucket"] + "/inputs/*", n["bucket"] + "/channels/*", n["bucket"] + "/uploads/*",
                n["bucket"] + "/topics/*"]),
+        *(_stop_tasks(n) if fargate else []),
         _own_logs(n),
     )
     return {f"policy-{stage}.json": api, f"policy-{stage}-runner.json": runner,
             f"policy-{stage}-cleanup.json": cleanup, f"policy-{stage}-sweeper.json": sweeper}
 
 
-def write(stage: str, directory: Path = ROOT / ".chalice", **known: str) -> list[Path]:
+def write(stage: str, directory: Path = ROOT / ".chalice", fargate: bool = False, **known: str) -> list[Path]:
     written = []
-    for name, doc in policies(stage, **known).items():
+    for name, doc in policies(stage, fargate, **known).items():
         path = directory / name
         path.write_text(json.dumps(doc, indent=2) + "\n")
         written.append(path)

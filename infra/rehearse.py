@@ -7,8 +7,11 @@ changes, nothing fails), tear it all down and check that nothing is left. In ord
    whose functions, environment, policies and Node layer are all in place;
 3. ``make deploy`` (the one command), checked thing by thing, then ``make deploy`` and a literal
    ``chalice deploy`` again: nothing changes;
-4. ``make destroy``: nothing left, the functions' own log groups included;
-5. the same on arm64 (``ARCH=aarch64``): the functions and the layer agree.
+4. ``make destroy``: nothing left, the functions' own log groups and the fargate engine included;
+5. the same on arm64 (``ARCH=aarch64``): the functions, the layer and the fargate task agree.
+
+Every deploy has the fargate engine (the default VPC's subnets): its cluster, task definition, roles
+and security group are checked, and its IAM grants compared with infra/policies.py's, exactly.
 
 It runs in a copy of the repository, so the deploy's own records (.chalice/deployed, the stage's
 environment and policies) never touch the work tree. Where moto falls short of AWS this harness
@@ -17,6 +20,7 @@ bridges it, and only here; product code has no moto-only branch.
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import os
@@ -67,6 +71,83 @@ def bridge_moto_gaps() -> None:
     APIGatewayBackend.import_rest_api = import_rest_api  # type: ignore[method-assign]
     APIGatewayBackend.put_rest_api = put_rest_api  # type: ignore[method-assign]
     bridge_lambda_gaps()
+    bridge_ecs_gaps()
+
+
+def bridge_ecs_gaps() -> None:
+    """moto 5.2.5's CloudFormation makes a task definition from its family, containers and memory
+    only, a cluster without its capacity providers, and a security group that keeps the default
+    allow-all egress beside the rules given. CloudFormation passes every property: do as it does, so
+    the rehearsal and the tests check the roles, network mode, CPU architecture and egress the stack sets.
+    And its RunTask wants each container's own memory, which Fargate does not (the task's is enough);
+    and its stacks delete neither a cluster nor a task definition, nor deregister a replaced one."""
+    from moto.core.utils import pascal_to_camelcase, remap_nested_keys
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.models.security_groups import SecurityGroup
+    from moto.ecs.models import Cluster, EC2ContainerServiceBackend, TaskDefinition, ecs_backends
+
+    if getattr(TaskDefinition, "_seqhub_bridged", False):
+        return
+    TaskDefinition._seqhub_bridged = True  # type: ignore[attr-defined]
+
+    def task_definition(cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str,
+                        **kwargs: Any) -> Any:
+        p = cloudformation_json["Properties"]
+        return ecs_backends[account_id][region_name].register_task_definition(
+            family=p["Family"], container_definitions=remap_nested_keys(p["ContainerDefinitions"], pascal_to_camelcase),
+            network_mode=p.get("NetworkMode"), requires_compatibilities=p.get("RequiresCompatibilities"),
+            cpu=p.get("Cpu"), memory=p.get("Memory"), task_role_arn=p.get("TaskRoleArn"),
+            execution_role_arn=p.get("ExecutionRoleArn"),
+            runtime_platform=remap_nested_keys(p.get("RuntimePlatform"), pascal_to_camelcase),
+            tags=[{"key": t["Key"], "value": t["Value"]} for t in p.get("Tags", [])])
+
+    def replace_task_definition(cls: Any, original: Any, new_resource_name: str, cloudformation_json: Any,
+                                account_id: str, region_name: str) -> Any:
+        ecs_backends[account_id][region_name].deregister_task_definition(original.arn)
+        return task_definition(cls, new_resource_name, cloudformation_json, account_id, region_name)
+
+    def deregister(self: Any, account_id: str, region_name: str) -> None:
+        ecs_backends[account_id][region_name].deregister_task_definition(self.arn)
+
+    def delete_cluster(self: Any, account_id: str, region_name: str) -> None:
+        ecs_backends[account_id][region_name].delete_cluster(self.name)
+
+    def cluster(cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str,
+                **kwargs: Any) -> Any:
+        p = cloudformation_json.get("Properties", {})
+        return ecs_backends[account_id][region_name].create_cluster(
+            cluster_name=p.get("ClusterName", resource_name), capacity_providers=p.get("CapacityProviders"))
+
+    original_group = SecurityGroup.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+    def security_group(cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str,
+                       **kwargs: Any) -> Any:
+        group = original_group(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        rules = cloudformation_json["Properties"].get("SecurityGroupEgress")
+        if rules:
+            group.egress_rules = []
+            backend = ec2_backends[account_id][region_name]
+            for rule in rules:
+                backend.authorize_security_group_egress(
+                    group_name_or_id=group.id, ip_protocol=rule["IpProtocol"], from_port=rule["FromPort"],
+                    to_port=rule["ToPort"], ip_ranges=[{"CidrIp": rule["CidrIp"]}], vpc_id=group.vpc_id)
+        return group
+
+    original_requirements = EC2ContainerServiceBackend._calculate_task_resource_requirements
+
+    def requirements(task_definition: Any) -> dict[str, Any]:
+        if "FARGATE" in (task_definition.requires_compatibilities or []):  # no container instance to fit
+            return {"CPU": 0, "MEMORY": 0, "PORTS": [], "PORTS_UDP": []}
+        found: dict[str, Any] = original_requirements(task_definition)
+        return found
+
+    EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(requirements)  # type: ignore[method-assign,assignment]
+    TaskDefinition.create_from_cloudformation_json = classmethod(task_definition)  # type: ignore[method-assign,assignment]
+    TaskDefinition.update_from_cloudformation_json = classmethod(replace_task_definition)  # type: ignore[method-assign,assignment]
+    TaskDefinition.delete = deregister  # type: ignore[attr-defined]
+    Cluster.delete = delete_cluster  # type: ignore[attr-defined]
+    Cluster.create_from_cloudformation_json = classmethod(cluster)  # type: ignore[method-assign,assignment]
+    SecurityGroup.create_from_cloudformation_json = classmethod(security_group)  # type: ignore[method-assign,assignment]
 
 
 def bridge_lambda_gaps() -> None:
@@ -154,9 +235,88 @@ class Deployed:
         }
 
 
-def check_deployed(found: Deployed, config: dict) -> list[str]:
-    """Each thing docs/deploy.md says a deploy sets up; returns what is wrong (empty: all good)."""
+def role_policy(iam: Any, role: str, name: str) -> dict:
+    """A role's inline policy as a document. botocore decodes IAM's answer; moto hands back the text it
+    keeps, which for a policy its CloudFormation made is the document's Python repr."""
+    document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+    if not isinstance(document, str):
+        return dict(document)
+    try:
+        found: dict = json.loads(document)
+    except json.JSONDecodeError:
+        found = ast.literal_eval(document)
+    return found
+
+
+def check_fargate(found: Deployed, config: dict, arch: str = "x86_64") -> list[str]:
+    """The fargate engine as docs/deploy.md describes it: its stack, the stage's settings naming it, a
+    task definition running the bootstrap on Lambda's image for the functions' architecture, a security
+    group that lets nothing in, and roles granting exactly what infra/policies.py says."""
+    from infra import policies
+
     problems: list[str] = []
+
+    def expect(what: str, actual: Any, wanted: Any) -> None:
+        if actual != wanted:
+            problems.append(f"fargate {what}: {actual!r}, wanted {wanted!r}")
+
+    stack = found.cfn.describe_stacks(StackName=f"{PREFIX}-fargate")["Stacks"][0]
+    engine = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+    env = config["stages"][STAGE]["environment_variables"]
+    expect("cluster setting", env.get("SEQHUB_FARGATE_CLUSTER"), engine["ClusterName"])
+    expect("task definition setting", env.get("SEQHUB_FARGATE_TASK_DEFINITION"), engine["TaskDefinitionArn"])
+    expect("subnets setting", env.get("SEQHUB_FARGATE_SUBNETS"), engine["TaskSubnets"])
+    expect("security group setting", env.get("SEQHUB_FARGATE_SECURITY_GROUP"), engine["TaskSecurityGroupId"])
+    ecs: Any = found.session.client("ecs")
+    cluster = ecs.describe_clusters(clusters=[engine["ClusterName"]])["clusters"][0]
+    expect("capacity providers", sorted(cluster.get("capacityProviders", [])), ["FARGATE", "FARGATE_SPOT"])
+    task = ecs.describe_task_definition(taskDefinition=engine["TaskDefinitionArn"])["taskDefinition"]
+    account = found.session.client("sts").get_caller_identity()["Account"]
+    roles = [f"arn:aws:iam::{account}:role/{PREFIX}-task", f"arn:aws:iam::{account}:role/{PREFIX}-task-execution"]
+    expect("task role", task.get("taskRoleArn"), roles[0])
+    expect("execution role", task.get("executionRoleArn"), roles[1])
+    expect("network mode", task.get("networkMode"), "awsvpc")
+    expect("compatibilities", task.get("requiresCompatibilities"), ["FARGATE"])
+    expect("architecture", task.get("runtimePlatform", {}).get("cpuArchitecture"),
+           "X86_64" if arch == "x86_64" else "ARM64")
+    container = task["containerDefinitions"][0]
+    expect("image", container["image"], "public.ecr.aws/lambda/python:3.12")
+    expect("entry point", container["entryPoint"],
+           ["python3", "-c", (ROOT / "chalicelib" / "runner" / "bootstrap.py").read_text()])
+    expect("stop timeout", container.get("stopTimeout"), 60)
+    expect("runner function", {e["name"]: e["value"] for e in container["environment"]}.get("SEQHUB_RUNNER_FUNCTION"),
+           f"{PREFIX}-runner")
+    ec2: Any = found.session.client("ec2")
+    group = ec2.describe_security_groups(GroupIds=[engine["TaskSecurityGroupId"]])["SecurityGroups"][0]
+    expect("ingress", group["IpPermissions"], [])
+    expect("egress", [(r["IpProtocol"], r.get("FromPort"), r.get("ToPort")) for r in group["IpPermissionsEgress"]],
+           [("tcp", 443, 443)])
+    iam: Any = found.session.client("iam")
+    known = {"account": account, "region": "us-east-1", "bucket": found.outputs()["BucketName"],
+             "queue": found.outputs()["FailureQueueArn"]}
+    put = role_policy(iam, f"{PREFIX}-task", "runner")
+    expect("task role policy", put, policies.task_policy(STAGE, **known))
+    wanted = policies.policies(STAGE, True, **known)
+    api = {st["Sid"]: st for st in wanted[f"policy-{STAGE}.json"]["Statement"]}
+    expect("API may pass", api["PassTaskRoles"]["Resource"], roles)
+    expect("API may run", api["RunTasks"]["Resource"], [f"arn:aws:ecs:us-east-1:{account}:task-definition/{PREFIX}-runner:*"])
+    # The deployed functions' roles hold those documents, word for word: who may run, pass and stop.
+    holders: dict[str, list[str]] = {}
+    for role in (r for r in iam.list_roles()["Roles"] if r["RoleName"].startswith(PREFIX)):
+        for name in iam.list_role_policies(RoleName=role["RoleName"])["PolicyNames"]:
+            document = role_policy(iam, role["RoleName"], name)
+            if any(st.get("Sid") in ("RunTasks", "StopTasks") for st in document["Statement"]):
+                holders[role["RoleName"]] = sorted(st["Sid"] for st in document["Statement"])
+                if document not in wanted.values():
+                    problems.append(f"fargate: role {role['RoleName']}'s policy is not infra/policies.py's")
+    # Chalice names the API's role <app>-<stage>-api_handler, the others <app>-<stage>-<function>.
+    expect("roles that run or stop tasks", sorted(holders), [f"{PREFIX}-api_handler", f"{PREFIX}-sweeper"])
+    return problems
+
+
+def check_deployed(found: Deployed, config: dict, arch: str = "x86_64") -> list[str]:
+    """Each thing docs/deploy.md says a deploy sets up; returns what is wrong (empty: all good)."""
+    problems: list[str] = check_fargate(found, config, arch)
 
     def expect(what: str, actual: Any, wanted: Any) -> None:
         if actual != wanted:
@@ -208,11 +368,15 @@ def check_deployed(found: Deployed, config: dict) -> list[str]:
     account = found.session.client("sts").get_caller_identity()["Account"]
     for role in (r for r in iam.list_roles()["Roles"] if r["RoleName"].startswith(PREFIX)):
         for policy_name in iam.list_role_policies(RoleName=role["RoleName"])["PolicyNames"]:
-            document = iam.get_role_policy(RoleName=role["RoleName"], PolicyName=policy_name)["PolicyDocument"]
-            arns = [r for st in document["Statement"] for r in st["Resource"]]
-            # S3 ARNs name no region or account: their bucket must be exact; every other ARN names both.
+            document = role_policy(iam, role["RoleName"], policy_name)
+            # A statement's Resource is a list or (as CloudFormation may write it) one string.
+            arns = [r for st in document["Statement"]
+                    for r in ([st["Resource"]] if isinstance(st["Resource"], str) else st["Resource"])]
+            # S3 ARNs name no region or account: their bucket must be exact; IAM's name no region; every
+            # other ARN names both.
             loose = [a for a in arns if ("*" in a.split(":::")[1].split("/")[0] if a.startswith("arn:aws:s3:::")
-                                         else a.split(":")[3:5] != ["us-east-1", account])]
+                                         else a.split(":")[3:5] != ["" if a.startswith("arn:aws:iam:") else "us-east-1",
+                                                                    account])]
             if loose:
                 problems.append(f"role {role['RoleName']} grants resources not named exactly: {loose}")
     return problems
@@ -266,6 +430,12 @@ def leftovers(found: Deployed) -> list[str]:
     left += [f"rule {r['Name']}" for r in found.session.client("events").list_rules()["Rules"]]
     left += [f"mapping {m['UUID']}" for m in found.lam.list_event_source_mappings()["EventSourceMappings"]]
     left += [f"log group {g['logGroupName']}" for g in found.session.client("logs").describe_log_groups()["logGroups"]]
+    ecs: Any = found.session.client("ecs")
+    left += [f"cluster {c['clusterName']}" for c in ecs.describe_clusters(clusters=ecs.list_clusters()["clusterArns"])
+             .get("clusters", []) if c.get("status") == "ACTIVE"] if ecs.list_clusters()["clusterArns"] else []
+    left += [f"task definition {arn}" for arn in ecs.list_task_definitions(status="ACTIVE")["taskDefinitionArns"]]
+    left += [f"security group {g['GroupId']}" for g in found.session.client("ec2").describe_security_groups()["SecurityGroups"]
+             if g["GroupName"] != "default"]
     return left
 
 
@@ -324,7 +494,7 @@ def rehearse() -> int:
             run([*DEPLOY, "ARCH=aarch64"], copy, env)
             config = json.loads((copy / ".chalice" / "config.json").read_text())
             problems += [f"arm64: {p}" for p in check_chalice_part(found, config, "aarch64")]
-            problems += [f"arm64: {p}" for p in check_deployed(found, config)]
+            problems += [f"arm64: {p}" for p in check_deployed(found, config, "aarch64")]
             first_runs(session)
             run(DESTROY, copy, env)
             problems += [f"left after the arm64 tear-down: {what}" for what in leftovers(found)]

@@ -5,9 +5,12 @@
 
   preflight     refuse before anything is made when the account cannot run the stage (its Lambda
                 concurrency quota leaves too little once the runner's reservation is taken), naming the fix
-  stack         create or update infra/template.yaml's stack (bucket, table, log group, failure queue)
+  stack         create or update infra/template.yaml's stack (bucket, table, log group, failure queue), and
+                infra/fargate.yaml's (the fargate engine's cluster, task definition, roles and security
+                group) in the default VPC's subnets, or ``--subnets``; none with ``--no-fargate``
   env           the stack's outputs → the stage's environment in .chalice/config.json, and the stage's
-                least-privilege policies naming the exact account, region and resources
+                least-privilege policies naming the exact account, region and resources (the fargate
+                task role's too, put on the role itself)
   node-layer    publish the Node.js layer (reused while its content is unchanged); the runner's layers and
                 every function's architecture (``lambda_architecture``) to match it
   chalice       ``chalice deploy --stage <stage>``
@@ -43,10 +46,13 @@ from . import node_layer, policies
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / ".chalice" / "config.json"
 TEMPLATE = ROOT / "infra" / "template.yaml"
+FARGATE_TEMPLATE = ROOT / "infra" / "fargate.yaml"
 APP = "sequence-hub"
 FUNCTIONS = ("runner", "cleanup", "sweeper")
 RUNNER_RESERVED = 200  # the runner's reserved concurrency unless the stage's config says otherwise
 UNRESERVED_MINIMUM = 100  # Lambda refuses a reservation that leaves the account fewer unreserved
+BOOTSTRAP = ROOT / "chalicelib" / "runner" / "bootstrap.py"  # the fargate task's entry point (its text)
+TASK_POLICY = "runner"  # the task role's inline policy (infra/policies.task_policy)
 DEFAULT_LOG_CLASS = "INFREQUENT_ACCESS"  # the channel log group's class for new stages (template: LogClass)
 IAM_PROPAGATION_SECONDS = 120  # a new role can take this long to be usable by Lambda's services
 STREAM_RETRIES = 3
@@ -120,6 +126,34 @@ def after_iam(call: Callable[[], Any], what: str, seconds: float = IAM_PROPAGATI
             time.sleep(3)
 
 
+def default_subnets() -> tuple[str, list[str]]:
+    """The default VPC and its default subnets (one per zone); ("", []) in an account without one."""
+    ec2: Any = aws.client("ec2")
+    vpcs = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
+    if not vpcs:
+        return "", []
+    vpc = vpcs[0]["VpcId"]
+    subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]},
+                                            {"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
+    return vpc, sorted(s["SubnetId"] for s in subnets)
+
+
+def fargate_network(subnets: list[str] | None) -> tuple[str, list[str]]:
+    """(VPC, subnets) for the fargate engine: the given subnets' VPC, else the default VPC's; None: none."""
+    if subnets is None:
+        return "", []
+    if not subnets:
+        vpc, found = default_subnets()
+        if not found:
+            print("no default VPC here: this stage gets no fargate engine (name subnets with --subnets)", flush=True)
+        return vpc, found
+    described = aws.client("ec2").describe_subnets(SubnetIds=subnets)["Subnets"]
+    vpcs = {s["VpcId"] for s in described}
+    if len(vpcs) != 1:
+        raise SystemExit(f"--subnets must all be in one VPC; they are in {', '.join(sorted(vpcs))}")
+    return vpcs.pop(), subnets
+
+
 def ensure_stack(stage: str, stack: str) -> dict[str, str]:
     """Create the stack, or update it when the template changed; returns its outputs."""
     cfn: Any = aws.client("cloudformation")
@@ -139,6 +173,12 @@ def ensure_stack(stage: str, stack: str) -> dict[str, str]:
         args["Parameters"].append({"ParameterKey": "LogClass", "UsePreviousValue": True})
     else:
         args["Parameters"].append({"ParameterKey": "LogClass", "ParameterValue": "STANDARD"})
+    return _create_or_update(args, exists)
+
+
+def _create_or_update(args: dict[str, Any], exists: bool) -> dict[str, str]:
+    cfn: Any = aws.client("cloudformation")
+    stack = args["StackName"]
     if not exists:
         cfn.create_stack(**args)
         cfn.get_waiter("stack_create_complete").wait(StackName=stack, WaiterConfig={"Delay": 2, "MaxAttempts": 300})
@@ -152,19 +192,66 @@ def ensure_stack(stage: str, stack: str) -> dict[str, str]:
     return stack_outputs(stack)
 
 
+def fargate_stack(stack: str) -> str:
+    return f"{stack}-fargate"
+
+
+def _exists(stack: str) -> bool:
+    try:
+        aws.client("cloudformation").describe_stacks(StackName=stack)
+        return True
+    except ClientError:
+        return False
+
+
+def ensure_fargate(stage: str, stack: str, arch: str = "x86_64", subnets: list[str] | None = None) -> dict[str, str]:
+    """The fargate engine's stack (infra/fargate.yaml) in ``subnets`` ([]: the default VPC's), made or
+    updated; None: the stage has no fargate engine, and a stack it had is deleted. Returns its outputs."""
+    vpc, chosen = fargate_network(subnets)
+    name = fargate_stack(stack)
+    if not chosen:
+        delete_fargate(stack)
+        return {}
+    values = {"Stage": stage, "Subnets": ",".join(chosen), "VpcId": vpc, "RunnerBootstrap": BOOTSTRAP.read_text(),
+              "Architecture": "ARM64" if lambda_architecture(arch) == "arm64" else "X86_64"}
+    # Its roles have names of their own (the policies name them exactly).
+    return _create_or_update({"StackName": name, "TemplateBody": FARGATE_TEMPLATE.read_text(),
+                              "Capabilities": ["CAPABILITY_NAMED_IAM"],
+                              "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in values.items()]},
+                             _exists(name))
+
+
+def engine_outputs(stack: str) -> dict[str, str]:
+    """The fargate stack's outputs ({} when the stage has none)."""
+    name = fargate_stack(stack)
+    return stack_outputs(name) if _exists(name) else {}
+
+
 def runner_name(stage: str) -> str:
     # `chalice deploy` names functions <app>-<stage>-<function>; after-deploy checks it did.
     return f"{APP}-{stage}-runner"
 
 
-def wire_env(stage: str, stack: str, config_path: Path = CONFIG) -> dict[str, str]:
+FARGATE_ENV = ("SEQHUB_FARGATE_CLUSTER", "SEQHUB_FARGATE_TASK_DEFINITION", "SEQHUB_FARGATE_SUBNETS",
+               "SEQHUB_FARGATE_SECURITY_GROUP", "SEQHUB_FARGATE_CAPACITY")
+
+
+def wire_env(stage: str, stack: str, config_path: Path = CONFIG, spot: bool = False) -> dict[str, str]:
     outputs = stack_outputs(stack)
     env = {"SEQHUB_TABLE": outputs["TableName"], "SEQHUB_BUCKET": outputs["BucketName"],
            "SEQHUB_LOG_GROUP": outputs["LogGroupName"], "RUNNER_FUNCTION": runner_name(stage),
            "SEQHUB_STAGE": stage}
+    engine = engine_outputs(stack)
+    fargate = bool(engine)
+    if fargate:
+        env.update(zip(FARGATE_ENV, (engine["ClusterName"], engine["TaskDefinitionArn"], engine["TaskSubnets"],
+                                     engine["TaskSecurityGroupId"], "FARGATE_SPOT" if spot else "FARGATE"), strict=True))
     config = _load(config_path)
     stage_cfg = config["stages"].setdefault(stage, {})
-    stage_cfg.setdefault("environment_variables", {}).update(env)
+    variables = stage_cfg.setdefault("environment_variables", {})
+    for name in FARGATE_ENV:  # a stage that no longer has the engine does not keep its old names
+        variables.pop(name, None)
+    variables.update(env)
     stage_cfg["iam_policy_file"] = f"policy-{stage}.json"
     functions = stage_cfg.setdefault("lambda_functions", {})
     functions.setdefault("runner", {"lambda_timeout": 900, "lambda_memory_size": 1024, "reserved_concurrency": 200})
@@ -174,8 +261,11 @@ def wire_env(stage: str, stack: str, config_path: Path = CONFIG) -> dict[str, st
     session = aws.client("sts")
     account = session.get_caller_identity()["Account"]
     region = aws.client("cloudformation").meta.region_name
-    policies.write(stage, config_path.parent, account=account, region=region, bucket=outputs["BucketName"],
-                   queue=outputs["FailureQueueArn"])
+    known = {"account": account, "region": region, "bucket": outputs["BucketName"], "queue": outputs["FailureQueueArn"]}
+    policies.write(stage, config_path.parent, fargate, **known)
+    if fargate:
+        aws.client("iam").put_role_policy(RoleName=engine["TaskRoleName"], PolicyName=TASK_POLICY,
+                                          PolicyDocument=json.dumps(policies.task_policy(stage, **known)))
     return env
 
 
@@ -281,17 +371,19 @@ def chalice_deploy(stage: str) -> None:
     subprocess.run([str(chalice), "deploy", "--stage", stage], cwd=ROOT, check=True)
 
 
-def setup(stage: str, stack: str, arch: str = "x86_64") -> dict:
+def setup(stage: str, stack: str, arch: str = "x86_64", subnets: list[str] | None = None, spot: bool = False) -> dict:
     """The one-time step (safe to re-run): after it, `chalice deploy --stage <stage>` works."""
     quota = preflight(stage)
     outputs = ensure_stack(stage, stack)
-    wire_env(stage, stack)
+    engine = ensure_fargate(stage, stack, arch, subnets)
+    wire_env(stage, stack, spot=spot)
     layer = publish_node_layer(stage, stack, arch)
-    return {"quota": quota, "stack": outputs, "layer": layer}
+    return {"quota": quota, "stack": outputs, "fargate": engine, "layer": layer}
 
 
-def deploy(stage: str, stack: str, arch: str = "x86_64", ephemeral_mb: int = 2048) -> dict:
-    ready = setup(stage, stack, arch)
+def deploy(stage: str, stack: str, arch: str = "x86_64", ephemeral_mb: int = 2048,
+           subnets: list[str] | None = None, spot: bool = False) -> dict:
+    ready = setup(stage, stack, arch, subnets, spot)
     chalice_deploy(stage)
     result = after_deploy(stage, stack, ephemeral_mb)
     return {**ready, **result}
@@ -302,10 +394,34 @@ def function_log_groups(stage: str) -> list[str]:
     return [f"/aws/lambda/{APP}-{stage}", *(f"/aws/lambda/{APP}-{stage}-{fn}" for fn in FUNCTIONS)]
 
 
+def delete_fargate(stack: str) -> None:
+    """Delete the fargate stack, if there is one: stop its cluster's tasks first (a cluster with tasks
+    cannot be deleted) and take the task role's policy off (``wire_env`` put it, so CloudFormation
+    could not delete the role)."""
+    outputs = engine_outputs(stack)
+    if not outputs:
+        return
+    ecs: Any = aws.client("ecs")
+    for page in ecs.get_paginator("list_tasks").paginate(cluster=outputs["ClusterName"]):
+        for arn in page["taskArns"]:
+            ecs.stop_task(cluster=outputs["ClusterName"], task=arn, reason="the stage's fargate engine is being removed")
+    iam: Any = aws.client("iam")
+    try:
+        iam.delete_role_policy(RoleName=outputs["TaskRoleName"], PolicyName=TASK_POLICY)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "NoSuchEntity":
+            raise
+    cfn: Any = aws.client("cloudformation")
+    cfn.delete_stack(StackName=fargate_stack(stack))
+    cfn.get_waiter("stack_delete_complete").wait(StackName=fargate_stack(stack),
+                                                 WaiterConfig={"Delay": 2, "MaxAttempts": 300})
+
+
 def destroy(stage: str, stack: str) -> None:
     """Delete what after-deploy added, the app (``chalice delete``), the functions' own log groups,
     the layer versions, the bucket's objects, then the stack."""
     lam: Any = aws.client("lambda")
+    delete_fargate(stack)
     for mapping in lam.list_event_source_mappings(FunctionName=f"{APP}-{stage}-cleanup")["EventSourceMappings"]:
         lam.delete_event_source_mapping(UUID=mapping["UUID"])
     if (ROOT / ".chalice" / "deployed" / f"{stage}.json").exists():
@@ -345,16 +461,22 @@ def main() -> None:
     parser.add_argument("--stack", help="the template's stack (default: sequence-hub-<stage>)")
     parser.add_argument("--ephemeral-mb", type=int, default=2048, help="runner /tmp size (512-10240)")
     parser.add_argument("--arch", default="x86_64", choices=sorted(node_layer.PLATFORMS))
+    parser.add_argument("--subnets", default="", help="the fargate engine's subnets, comma-separated, in one VPC "
+                                                     "(default: the default VPC's)")
+    parser.add_argument("--no-fargate", action="store_true", help="a stage without the fargate engine")
+    parser.add_argument("--spot", action="store_true", help="run fargate tasks on Fargate Spot (about 70%% cheaper; "
+                                                            "a task may be stopped with two minutes' notice)")
     args = parser.parse_args()
+    subnets = None if args.no_fargate else [s for s in args.subnets.split(",") if s]
     stack = args.stack or stack_name(args.stage)
     os.chdir(ROOT)
     steps = {
-        "deploy": lambda: deploy(args.stage, stack, args.arch, args.ephemeral_mb),
-        "setup": lambda: setup(args.stage, stack, args.arch),
+        "deploy": lambda: deploy(args.stage, stack, args.arch, args.ephemeral_mb, subnets, args.spot),
+        "setup": lambda: setup(args.stage, stack, args.arch, subnets, args.spot),
         "preflight": lambda: preflight(args.stage),
         "destroy": lambda: destroy(args.stage, stack),
-        "stack": lambda: ensure_stack(args.stage, stack),
-        "env": lambda: wire_env(args.stage, stack),
+        "stack": lambda: {**ensure_stack(args.stage, stack), **ensure_fargate(args.stage, stack, args.arch, subnets)},
+        "env": lambda: wire_env(args.stage, stack, spot=args.spot),
         "node-layer": lambda: publish_node_layer(args.stage, stack, args.arch),
         "chalice": lambda: chalice_deploy(args.stage),
         "after-deploy": lambda: after_deploy(args.stage, stack, args.ephemeral_mb),
