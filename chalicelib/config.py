@@ -93,6 +93,7 @@ class Settings:
     # none: sequences get no API.
     api_url: str = ""
     fargate: Fargate = Fargate()
+    host_uid: int = 0  # a Fargate task's host runs as this uid (0: as the runner)
 
     def engines(self) -> tuple[str, ...]:
         """The engines this hub can run instances on (the embedded hub plays both)."""
@@ -196,4 +197,5 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         log_copy=log_copy,
         api_url=env.get("SEQHUB_API_URL", ""),
         fargate=fargate,
+        host_uid=_int(env, "SEQHUB_HOST_UID", 0),
     )

@@ -14,6 +14,7 @@ import http.server
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,7 +38,7 @@ from infra import policies, wire
 from infra.rehearse import bridge_ecs_gaps
 
 from .conftest import api_client
-from .helpers import ROOT, make_package, py_package
+from .helpers import ROOT, js_package, make_package, py_package
 
 STAGE = "fgt"
 LAMBDA_LIMIT = 36  # the lambda engine's limit here: its graceful stop begins 35 s before, so at once
@@ -149,6 +150,10 @@ class PlayedECS:
         argv = [*container["entryPoint"], *command]
         assert argv[0] == "python3"  # the image's; played by this interpreter
         env = {**{e["name"]: e["value"] for e in container["environment"]}, **self.env, "SEQHUB_CODE_DIR": str(ROOT)}
+        if not readable_by_others(Path(sys.executable).resolve()):
+            # The image's python3 is anyone's; this interpreter may sit where only root can reach
+            # it (pyenv under /root): the host then runs as the runner (test_a_tasks_host_... covers the uid).
+            env["SEQHUB_HOST_UID"] = "0"
         log = (self.work / f"{task_arn.rsplit('/', 1)[1]}.log").open("wb")
         proc = subprocess.Popen([sys.executable, *argv[1:]], env=env, cwd=self.work, stdout=log, stderr=log)
         self.procs[task_arn] = proc
@@ -197,6 +202,11 @@ def aws_stage(tmp_path, monkeypatch):
         aws.reset()
         urllib.request.urlopen(urllib.request.Request(f"{server.url}/moto-api/reset", method="POST"), timeout=30)
         server.stop()
+
+
+def readable_by_others(path: Path) -> bool:
+    """Whether a uid of its own may reach ``path``: every directory above it searchable by others."""
+    return all(p.stat().st_mode & 0o001 for p in path.parents) and bool(path.stat().st_mode & 0o004)
 
 
 def wait_for(what: str, check, seconds: float = 120):
@@ -291,6 +301,36 @@ def test_a_task_ecs_cannot_place_ends_its_instance_with_ecss_reason(aws_stage, m
         instances.start(settings, seq_id, {"engine": "fargate", "instanceId": "unplaced"})
     terminated = instances.info(settings, "unplaced")["terminated"]
     assert terminated["reason"].startswith("could not start the runner: ECS did not start a task (RESOURCE:ENI: ENI limit)")
+
+
+def test_a_tasks_host_runs_as_a_uid_of_its_own_that_cannot_touch_the_runners_files(settings, tmp_path, monkeypatch):
+    """On Fargate the runner is root beside the host; as root the sequence could rewrite the runner's
+    code (in /var/task) and act with its role. The task's host runs as SEQHUB_HOST_UID instead."""
+    from chalicelib import invoker
+    from chalicelib.runner import child as child_mod
+    from chalicelib.runner.service import run_instance
+
+    node = shutil.which("node")
+    if os.geteuid() != 0 or node is None:
+        pytest.skip("needs root (as a task's runner is) and Node.js")
+    for path in (Path(node).resolve(), child_mod.NODE_HOST):
+        if not readable_by_others(path):
+            pytest.skip(f"{path} is out of reach of another uid here")
+    runners_file = tmp_path / "runner-code.py"
+    runners_file.write_text("the runner's code\n")
+    source = ("const fs = require('fs');\n"
+              "module.exports = async function* () {\n"
+              "  yield `uid ${process.getuid()}\\n`;\n"
+              f"  try {{ fs.writeFileSync({json.dumps(str(runners_file))}, 'rewritten'); yield 'wrote\\n'; }}\n"
+              "  catch (e) { yield `${e.code}\\n`; }\n"
+              "};\n")
+    monkeypatch.setattr(invoker, "invoke", lambda *_args: None)  # run below, as a task's runner would
+    seq_id = sequences.create(settings, js_package(source))["id"]
+    inst_id = instances.start(settings, seq_id, {"engine": "fargate"})["id"]
+    assert run_instance(settings, inst_id, lambda: 600_000, host_user=10001) == protocol.COMPLETED
+    # A generator's items are JSON lines (Scramjet's rule for the Node host).
+    assert [json.loads(line) for line in channel(settings, inst_id).splitlines()] == ["uid 10001\n", "EACCES\n"]
+    assert runners_file.read_text() == "the runner's code\n"
 
 
 # -- the bootstrap's fetch: Lambda's answers played where moto has none -------------------------------

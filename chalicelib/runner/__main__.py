@@ -42,8 +42,11 @@ def run_one(instance_id: str, engine: str = "lambda", task: bool = False) -> Non
 
     signal.signal(signal.SIGTERM, cut_short)
     leftovers.adopt_orphans()  # this process runs this one instance: what it starts is its to end
+    # A task's runner is root in the container it shares with the host: the host runs as a uid of
+    # its own (the task definition's SEQHUB_HOST_UID), as a Lambda's would run read-only beside it.
+    host_user = settings.host_uid if task and os.geteuid() == 0 and settings.host_uid else None
     run_instance(settings, instance_id, lambda: int((deadline[0] - time.monotonic()) * 1000),
-                 cut_reason=lambda: cut_reason[0])
+                 cut_reason=lambda: cut_reason[0], host_user=host_user)
 
 
 def fork_server() -> None:

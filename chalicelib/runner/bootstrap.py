@@ -18,14 +18,13 @@ from typing import Any
 
 
 def unzip(url: str, dest: str) -> None:
-    """Extract the zip at ``url`` (a presigned S3 URL) into ``dest``, keeping each file's mode."""
+    """Extract the zip at ``url`` (a presigned S3 URL) into ``dest``: each file's mode kept, readable
+    by the host's own uid and writable by no one but root."""
     with urllib.request.urlopen(url, timeout=300) as answer:
         archive = zipfile.ZipFile(io.BytesIO(answer.read()))
     for member in archive.infolist():
         path = archive.extract(member, dest)  # zipfile refuses paths outside dest
-        mode = (member.external_attr >> 16) & 0o777
-        if mode:
-            os.chmod(path, mode)
+        os.chmod(path, 0o755 if member.is_dir() else ((member.external_attr >> 16) & 0o755) | 0o444)
 
 
 def fetch(function: str, code: str | None = "/var/task", layers: str = "/opt", lam: Any = None) -> None:

@@ -112,17 +112,34 @@ class Child:
             pass
 
 
+def give_to(uid: int, package: Path, work_dir: Path) -> None:
+    """What a host running as ``uid`` needs of the runner's files: the package (its own, as on
+    Lambda), its home, a way through the work directory; nothing else of the runner's."""
+    os.chmod(work_dir, 0o711)
+    (work_dir / "tmp").mkdir(exist_ok=True)
+    for top in (package, work_dir / "tmp"):
+        os.chown(top, uid, uid)
+        for root, dirs, files in os.walk(top):
+            for name in (*dirs, *files):
+                os.chown(os.path.join(root, name), uid, uid, follow_symlinks=False)
+
+
 def spawn(runtime: str, package: Path, start: dict[str, Any], work_dir: Path, box: Box | None = None,
-          hub_socket: Path | None = None) -> Child:
+          hub_socket: Path | None = None, user: int | None = None) -> Child:
     """Start the host for ``runtime``: in ``package``, the unpacked directory; or inside ``box``,
     which unpacks ``package``, the archive, itself. ``start`` is {"main","args","config","instanceId"};
-    ``hub_socket`` is where the runner serves the hub's API to the instance (``hubproxy``)."""
+    ``hub_socket`` is where the runner serves the hub's API to the instance (``hubproxy``); ``user``:
+    a uid of its own to run as (a Fargate task's runner is root, in a container it shares with the
+    host: as root the sequence could rewrite the runner's code)."""
     start_file = work_dir / "start.json"
     fd = os.open(start_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(json.dumps(start))
-    if box is not None and box.uid is not None:
-        os.chown(start_file, box.uid, box.uid)  # the instance's own uid reads it, nobody else
+    owner = box.uid if box is not None else user
+    if owner is not None:
+        os.chown(start_file, owner, owner)  # the instance's own uid reads it, nobody else
+    if user is not None and box is None:
+        give_to(user, package, work_dir)
     # Paths as the host sees them: the sandbox's fixed places, or the runner's own.
     package_dir = PACKAGE_DIR if box else str(package)
     hosts = Path(HOSTS_INSIDE) if box else PYTHON_HOST.parent
@@ -161,9 +178,10 @@ def spawn(runtime: str, package: Path, start: dict[str, Any], work_dir: Path, bo
         stdin_r, stdin_w = os.pipe()
         try:
             popen = subprocess.Popen if box is not None else _popen_without_capabilities
+            as_user: dict[str, Any] = {"user": user, "group": user, "extra_groups": []} if user is not None and box is None else {}
             proc = popen(
                 argv, cwd=cwd, env=env, stdin=stdin_r, stdout=stdout_w, stderr=stderr_w,
-                pass_fds=(*child_ends.values(), *extra_fds), start_new_session=True, close_fds=True)
+                pass_fds=(*child_ends.values(), *extra_fds), start_new_session=True, close_fds=True, **as_user)
         finally:
             for fd in (*child_ends.values(), stdout_w, stderr_w, stdin_r):
                 os.close(fd)

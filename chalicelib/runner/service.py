@@ -53,9 +53,10 @@ class PackageChanged(Exception):
 
 
 def run_instance(settings: Settings, instance_id: str, remaining_ms: RemainingMs,
-                 cut_reason: Callable[[], str | None] = lambda: None) -> str:
+                 cut_reason: Callable[[], str | None] = lambda: None, host_user: int | None = None) -> str:
     """Run one instance to its end; returns the final status (or "skipped" if not ours to run).
-    ``cut_reason`` says why the deadline came early, once it has (a Fargate task being stopped)."""
+    ``cut_reason`` says why the deadline came early, once it has (a Fargate task being stopped);
+    ``host_user``: the uid its host runs as, where the runner is root outside a sandbox (a task)."""
     if settings.owns_environment:  # Lambda: an earlier instance may have left something behind
         leftovers.clean_environment(Path(tempfile.gettempdir()))
     repo = Repository(settings.table)
@@ -66,7 +67,7 @@ def run_instance(settings: Settings, instance_id: str, remaining_ms: RemainingMs
         return "skipped"
     logger.append_keys(instance_id=instance_id, sequence_id=inst.sequence_id)
     work = Path(tempfile.mkdtemp(prefix="seqhub-"))
-    run = _Run(settings, repo, inst, work, remaining_ms, cut_reason)
+    run = _Run(settings, repo, inst, work, remaining_ms, cut_reason, host_user)
     try:
         return run.run()
     finally:
@@ -82,7 +83,7 @@ def run_instance(settings: Settings, instance_id: str, remaining_ms: RemainingMs
 
 class _Run:
     def __init__(self, settings: Settings, repo: Repository, inst: Instance, work: Path, remaining_ms: RemainingMs,
-                 cut_reason: Callable[[], str | None]):
+                 cut_reason: Callable[[], str | None], host_user: int | None):
         self.settings = settings
         self.repo = repo
         self.inst = inst
@@ -91,6 +92,7 @@ class _Run:
         self.work = work
         self.remaining_ms = remaining_ms
         self.cut_reason = cut_reason
+        self.host_user = host_user
         self.data_ready = threading.Event()  # bytes arrived: the flusher should look
         self.flushed = threading.Event()  # bytes were written: the record may need telling
         self.channels = {name: Channel(settings.bucket, settings.log_group, self.id, name, data_ready=self.data_ready,
@@ -159,7 +161,7 @@ class _Run:
             self.hub_proxy = HubProxy(self.work / "hub.sock", self.settings.api_url)
         try:
             child = child_mod.spawn(runtime, package, start, self.work, self.box,
-                                    self.hub_proxy.path if self.hub_proxy else None)
+                                    self.hub_proxy.path if self.hub_proxy else None, self.host_user)
         except child_mod.HostUnavailable as exc:
             return self.record_end(ERRORED, ExitCode.HOST_UNAVAILABLE, str(exc))
         except OSError as exc:  # e.g. a Node layer built for another architecture (exec format error)
