@@ -186,7 +186,10 @@ def start(settings: Settings, seq_id: str, body: Any) -> dict[str, Any]:
                  settings.retention_seconds)
         raise
     if task is not None:  # what a kill and the sweeper stop
-        repo.set_task(inst_id, task)
+        try:
+            repo.set_task(inst_id, task)
+        except Exception:  # it runs all the same, and ends itself on a kill; only StopTask is lost
+            logger.exception("could not record the instance's task", extra={"instance_id": inst_id, "task": task})
     logger.info(f"instance {inst_id} of sequence {seq_id} starting on the {engine} engine")
     observability.instance_started()
     return {"id": inst_id, "message": f"Sequence {inst_id} starting"}
@@ -197,7 +200,10 @@ def choose_engine(settings: Settings, asked: Any, manifest: dict[str, Any], cons
     the answer is obvious (a topic consumer, which runs until stopped; a declared run longer than the
     lambda engine's limit) and this hub has it, else lambda."""
     available = settings.engines()
-    declared, run_seconds = manifest_rules.hub_options(manifest)
+    try:
+        declared, run_seconds = manifest_rules.hub_options(manifest)
+    except ValueError as exc:  # a package sent before these options were checked at upload
+        raise BadRequest(f"package.json {exc}: send the sequence again with it fixed") from None
     where = "the start's engine"
     if asked is None:
         asked, where = declared, f'its package.json\'s "{manifest_rules.HUB_OPTIONS}.engine"'
