@@ -44,7 +44,7 @@ class Quotas:
 
 @dataclass(frozen=True)
 class Fargate:
-    """The fargate engine's ECS resources (infra/template.yaml's, copied into the stage by infra/wire.py).
+    """The fargate engine's ECS resources (infra/fargate.yaml's, copied into the stage by infra/wire.py).
     Empty ``cluster``: this stage has no fargate engine (the embedded hub plays it with a process)."""
 
     cluster: str = ""

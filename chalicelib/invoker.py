@@ -23,7 +23,7 @@ _children: set[subprocess.Popen[bytes]] = set()
 _children_lock = threading.Lock()
 
 
-TASK_CONTAINER = "runner"  # the task definition's one container (infra/template.yaml)
+TASK_CONTAINER = "runner"  # the task definition's one container (infra/fargate.yaml)
 MAX_STOP_REASON_CHARS = 255  # StopTask's limit
 
 

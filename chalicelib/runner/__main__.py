@@ -23,7 +23,7 @@ from .service import DEADLINE_MARGIN_MS, DEADLINE_STOP_MS, run_instance
 
 NO_LIMIT_SECONDS = 10 * 365 * 86400  # an engine without a time limit: far enough to never come
 # After ECS's SIGTERM: the runner's own graceful stop and last records, well inside the task
-# definition's stopTimeout (infra/template.yaml), after which ECS sends SIGKILL.
+# definition's stopTimeout (infra/fargate.yaml), after which ECS sends SIGKILL.
 TASK_STOP_MS = DEADLINE_MARGIN_MS + DEADLINE_STOP_MS
 
 
