@@ -23,7 +23,7 @@ def names(stage: str, account: str = "*", region: str = "*", bucket: str | None 
         "log_group": f"arn:aws:logs:{where}:log-group:/{APP}/{stage}/instances",
         "runner": f"arn:aws:lambda:{where}:function:{APP}-{stage}-runner",
         "node_layer": f"arn:aws:lambda:{where}:layer:{APP}-{stage}-node:*",
-        # The fargate engine's (infra/template.yaml names them so).
+        # The fargate engine's (infra/fargate.yaml names them so).
         "cluster": f"arn:aws:ecs:{where}:cluster/{APP}-{stage}",
         "task_definition": f"arn:aws:ecs:{where}:task-definition/{APP}-{stage}-runner:*",
         "tasks": f"arn:aws:ecs:{where}:task/{APP}-{stage}/*",
