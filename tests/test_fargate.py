@@ -96,8 +96,9 @@ def test_an_instance_runs_on_lambda_unless_something_says_otherwise(settings, re
 
 def test_bad_engine_choices_are_refused_saying_what_to_fix(settings, recorded_engines):
     seq_id = sequences.create(settings, manifest_package())["id"]
-    with pytest.raises(BadRequest, match="engine must be one of lambda, fargate"):
-        instances.start(settings, seq_id, {"engine": "ec2"})
+    for bad in ("ec2", "", 7, ["fargate"], {"engine": "fargate"}, "f" * 100_000, True):
+        with pytest.raises(BadRequest, match="engine must be one of lambda, fargate"):
+            instances.start(settings, seq_id, {"engine": bad})
     for options, message in (({"engine": "spot"}, "sequenceHub.engine\" must be one of lambda, fargate"),
                              ({"runSeconds": "long"}, "runSeconds\" must be a whole number"),
                              ("fargate", "\"sequenceHub\" must be an object")):
