@@ -33,7 +33,7 @@ def reached_limit(seconds: int, engine: str = "lambda") -> str:
                 "its stop handlers ran, its output is whole")
     return (f"Stopped at the lambda engine's time limit of {seconds} s (Lambda's lambda_timeout, 15 minutes at "
             "most; the embedded hub plays it: SEQHUB_RUNNER_TIMEOUT_SECONDS); its stop handlers ran, its output is "
-            "whole. The fargate engine has no limit: si seq start --engine fargate")
+            "whole. The fargate engine, where a hub has it, has no limit: si seq start --engine fargate")
 
 
 MAX_REASON_CHARS = 1000  # reasons may quote an exception: keep the record's size fixed
