@@ -73,16 +73,16 @@ class Client:
     def request(self, method: str, path: str, *, params: dict[str, Any] | None = None, data: Any = None,
                 json: Any = None, headers: dict[str, str] | None = None, timeout: float | None = None) -> Response:
         url = f"{self.api_url}/{path.lstrip('/')}"
+        if params:
+            url += f"?{urlencode(params)}"
         sent = {**self.headers, **(headers or {})}
+        if json is not None:
+            data = jsonlib.dumps(json).encode()
+            sent.setdefault("Content-Type", "application/json")
         if self.signer is not None:  # the signature covers the URL with its query and the body
-            if json is not None:
-                data, json = jsonlib.dumps(json).encode(), None
-                sent.setdefault("Content-Type", "application/json")
-            if params:
-                url, params = f"{url}?{urlencode(params)}", None
             sent = self.signer.sign(method, url, data if isinstance(data, bytes) else b"", sent)
         try:
-            resp = self.http.request(method, url, params=params, data=data, json=json, headers=sent,
+            resp = self.http.request(method, url, data=data, headers=sent,
                                      timeout=self.timeout if timeout is None else timeout)
         except TransportTimeout:
             raise SiError(f"the hub at {self.api_url} did not answer in time") from None

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 BLOCK = 1024 * 1024  # bytes read from a file body per socket write (http.client's default is 8 KiB)
 
@@ -81,16 +81,11 @@ class Transport:
         self._lock = threading.Lock()
         self._tls: ssl.SSLContext | None = None
 
-    def request(self, method: str, url: str, *, params: Mapping[str, Any] | None = None, data: Any = None,
-                json: Any = None, headers: Mapping[str, str] | None = None, timeout: float = 60.0) -> Response:
+    def request(self, method: str, url: str, *, data: Any = None, headers: Mapping[str, str] | None = None,
+                timeout: float = 60.0) -> Response:
         """Send one request and read its whole answer. ``data``: bytes, or a readable file-like
-        whose size is known (``len``, or seekable); ``json``: a value sent as JSON."""
+        whose size is known (``len``, or seekable)."""
         sent = dict(headers or {})
-        if json is not None:
-            data = jsonlib.dumps(json).encode()
-            sent.setdefault("Content-Type", "application/json")
-        if params:
-            url += ("&" if "?" in url else "?") + urlencode(params)
         length = _content_length(data)
         if length is None:
             raise ValueError("a request body must be bytes or a reader of known size")
