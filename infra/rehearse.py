@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -235,6 +236,14 @@ class Deployed:
         }
 
 
+def _expecter(problems: list[str], prefix: str = "") -> Callable[[str, Any, Any], None]:
+    """``expect(what, actual, wanted)``: a problem in ``problems`` when the two differ."""
+    def expect(what: str, actual: Any, wanted: Any) -> None:
+        if actual != wanted:
+            problems.append(f"{prefix}{what}: {actual!r}, wanted {wanted!r}")
+    return expect
+
+
 def role_policy(iam: Any, role: str, name: str) -> dict:
     """A role's inline policy as a document. botocore decodes IAM's answer; moto hands back the text it
     keeps, which for a policy its CloudFormation made is the document's Python repr."""
@@ -255,11 +264,7 @@ def check_fargate(found: Deployed, config: dict, arch: str = "x86_64") -> list[s
     from infra import policies
 
     problems: list[str] = []
-
-    def expect(what: str, actual: Any, wanted: Any) -> None:
-        if actual != wanted:
-            problems.append(f"fargate {what}: {actual!r}, wanted {wanted!r}")
-
+    expect = _expecter(problems, "fargate ")
     stack = found.cfn.describe_stacks(StackName=f"{PREFIX}-fargate")["Stacks"][0]
     engine = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
     env = config["stages"][STAGE]["environment_variables"]
@@ -292,8 +297,9 @@ def check_fargate(found: Deployed, config: dict, arch: str = "x86_64") -> list[s
     expect("egress", [(r["IpProtocol"], r.get("FromPort"), r.get("ToPort")) for r in group["IpPermissionsEgress"]],
            [("tcp", 443, 443)])
     iam: Any = found.session.client("iam")
-    known = {"account": account, "region": "us-east-1", "bucket": found.outputs()["BucketName"],
-             "queue": found.outputs()["FailureQueueArn"]}
+    outputs = found.outputs()
+    known = {"account": account, "region": "us-east-1", "bucket": outputs["BucketName"],
+             "queue": outputs["FailureQueueArn"]}
     put = role_policy(iam, f"{PREFIX}-task", "runner")
     expect("task role policy", put, policies.task_policy(STAGE, **known))
     wanted = policies.policies(STAGE, True, **known)
@@ -301,12 +307,12 @@ def check_fargate(found: Deployed, config: dict, arch: str = "x86_64") -> list[s
     expect("API may pass", api["PassTaskRoles"]["Resource"], roles)
     expect("API may run", api["RunTasks"]["Resource"], [f"arn:aws:ecs:us-east-1:{account}:task-definition/{PREFIX}-runner:*"])
     # The deployed functions' roles hold those documents, word for word: who may run, pass and stop.
-    holders: dict[str, list[str]] = {}
+    holders: set[str] = set()
     for role in (r for r in iam.list_roles()["Roles"] if r["RoleName"].startswith(PREFIX)):
         for name in iam.list_role_policies(RoleName=role["RoleName"])["PolicyNames"]:
             document = role_policy(iam, role["RoleName"], name)
             if any(st.get("Sid") in ("RunTasks", "StopTasks") for st in document["Statement"]):
-                holders[role["RoleName"]] = sorted(st["Sid"] for st in document["Statement"])
+                holders.add(role["RoleName"])
                 if document not in wanted.values():
                     problems.append(f"fargate: role {role['RoleName']}'s policy is not infra/policies.py's")
     # Chalice names the API's role <app>-<stage>-api_handler, the others <app>-<stage>-<function>.
@@ -318,10 +324,7 @@ def check_deployed(found: Deployed, config: dict, arch: str = "x86_64") -> list[
     """Each thing docs/deploy.md says a deploy sets up; returns what is wrong (empty: all good)."""
     problems: list[str] = check_fargate(found, config, arch)
 
-    def expect(what: str, actual: Any, wanted: Any) -> None:
-        if actual != wanted:
-            problems.append(f"{what}: {actual!r}, wanted {wanted!r}")
-
+    expect = _expecter(problems)
     outputs = found.outputs()
     stage = config["stages"][STAGE]
     fns = found.functions()
