@@ -43,7 +43,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "ended": {"type": "string"}, "expires": {"type": "string"},
         "provides": {"type": "string"}, "requires": {"type": "string"},
         "engine": {"enum": list(ENGINES), "description": "what runs it: a Lambda invocation or a Fargate task"},
-        "status": {"enum": ["starting", "running", "stopping", "killing", "completed", "errored"]},
+        "status": {"enum": [*ACTIVE, *FINAL]},
         "terminated": {"type": "object", "properties": {"exitcode": {"type": ["integer", "null"]},
                                                         "reason": {"type": ["string", "null"]}}},
         "startDataOmitted": {"type": "string"}}},

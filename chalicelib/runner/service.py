@@ -439,11 +439,11 @@ class _Run:
             self.timed_out = self.timed_out or self.at_limit  # it did not stop in its time: not a stop
             child_mod.kill_group(child)
         left = self.remaining_ms()
-        if not self.at_limit and not self.killed and left < DEADLINE_MARGIN_MS + DEADLINE_STOP_MS \
-                and self.cut_reason() is not None:
+        near = not self.at_limit and left < DEADLINE_MARGIN_MS + DEADLINE_STOP_MS
+        if near and not self.killed and self.cut_reason() is not None:
             # ECS is stopping the task: a kill asked of the hub (which stops its task too) may be why.
             self.control(child, self.feeders, self.heartbeat())
-        if not self.at_limit and not self.killed and left < DEADLINE_MARGIN_MS + DEADLINE_STOP_MS:
+        if near and not self.killed:
             # Lambda ends every invocation at its timeout: stop the instance as `si inst stop` would
             # while there is time for its stop handlers and its last output, not kill it at the end.
             self.at_limit = self.stopped = True
