@@ -155,10 +155,14 @@ class PlayedECS:
             # The image's python3 is anyone's; this interpreter may sit where only root can reach
             # it (pyenv under /root): the host then runs as the runner (test_a_tasks_host_... covers the uid).
             env["SEQHUB_HOST_UID"] = "0"
-        log = (self.work / f"{task_arn.rsplit('/', 1)[1]}.log").open("wb")
-        proc = subprocess.Popen([sys.executable, *argv[1:]], env=env, cwd=self.work, stdout=log, stderr=log)
+        with self.log(task_arn).open("wb") as log:
+            proc = subprocess.Popen([sys.executable, *argv[1:]], env=env, cwd=self.work, stdout=log, stderr=log)
         self.procs[task_arn] = proc
         return proc
+
+    def log(self, task_arn: str) -> Path:
+        """Where the task's container writes (its awslogs stream, played)."""
+        return self.work / f"{task_arn.rsplit('/', 1)[1]}.log"
 
     def end(self) -> None:
         for proc in self.procs.values():
@@ -259,7 +263,7 @@ def test_a_fargate_instance_runs_past_the_lambda_limit_and_ends_whole_when_stopp
     assert [s["task"] for s in played.stops] == [tasks[killed]]
     played.stop({"task": tasks[spotted]})  # a Spot interruption: ECS's SIGTERM, nobody asked the hub
     for inst_id in started:
-        assert launched[inst_id].wait(90) == 0, (played.work / f"{tasks[inst_id].rsplit('/', 1)[1]}.log").read_text()
+        assert launched[inst_id].wait(90) == 0, played.log(tasks[inst_id]).read_text()
     spot_end = instances.info(settings, spotted)["terminated"]
     assert spot_end == {"exitcode": protocol.ExitCode.STOPPED, "reason": models.REASON_TASK_STOPPED}
     assert b"stop handler ran" in channel(settings, spotted, "stderr")
