@@ -65,15 +65,25 @@ def test_in_process_calls_answer_as_the_server_does_without_reaching_it(server):
     s3_backends[DEFAULT_ACCOUNT_ID]["aws"].delete_object("in-process-bucket", "dir/a b")
     s3_backends[DEFAULT_ACCOUNT_ID]["aws"].delete_bucket("in-process-bucket")
     served: list[str] = []
+    handled: list[str] = []
 
     def counting(environ, start_response):
-        served.append(environ["REQUEST_METHOD"])
+        served.append(environ.get("HTTP_X_AMZ_TARGET", "s3"))
         return server.direct_app(environ, start_response)
 
-    in_process.install(server.url, counting)
+    def dynamodb(request):
+        answer = server.direct(request)
+        if answer is not None:
+            handled.append(request.headers["X-Amz-Target"])
+            assert "Authorization" not in request.headers  # never leaves the process: not signed
+        return answer
+
+    in_process.install(server.url, counting, dynamodb)
     url = server.url
     server.stop()  # nothing listens any more: what answers is the app, in this process
     assert exchange(*clients(url)) == over_http
-    assert len(served) >= 10
+    # DynamoDB's requests go to moto's handler itself (unsigned), S3's through the app
+    assert len(served) >= 6 and set(served) == {"s3"}
+    assert len(handled) == 4 and all(target.startswith(b"DynamoDB_") for target in handled)
     assert over_http[0] == "ConditionalCheckFailedException" and over_http[-1] == "NoSuchKey"
     assert over_http[3] == bytes(range(10, 20))

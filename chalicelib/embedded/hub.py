@@ -142,8 +142,16 @@ def moto_server(port: int = 0, guard: StorageGuard | None = None) -> Any:
     moto_app = DomainDispatcherApplication(create_backend_app)
     app = guard.wrap(serialised) if guard is not None else serialised
 
+    def direct_dynamodb(request: Any) -> tuple[int, dict[str, str], bytes] | None:
+        if not in_process.is_dynamodb(request):
+            return None
+        with lock:
+            return in_process.dynamodb(request)
+
     class Server(ThreadedMotoServer):
-        direct_app = staticmethod(serialised)  # this process's own calls (in_process): no guard, same lock
+        # This process's own calls (in_process): no guard, the same lock.
+        direct_app = staticmethod(serialised)
+        direct = staticmethod(direct_dynamodb)
 
         def _server_entry(self) -> None:  # ThreadedMotoServer's, with the lock in front of the app
             self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
@@ -211,7 +219,7 @@ class LocalHub:
                            "AWS_REGION": REGION})
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
             os.environ.pop(name, None)
-        in_process.install(moto_url, self._moto.direct_app)  # the API's calls skip TCP; runners' do not
+        in_process.install(moto_url, self._moto.direct_app, self._moto.direct)  # the API's calls skip TCP; runners' do not
         os.environ.update(hub_environment(provision(), self.retention))
         os.environ["SEQHUB_SANDBOX"] = "none" if reason else "bwrap"
         # No one reads CloudWatch here (readers read the S3 segments), and moto would keep a copy of
