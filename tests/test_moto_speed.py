@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import boto3
+from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoResult
@@ -153,3 +154,51 @@ def test_one_parse_of_an_update_expression_serves_every_update_as_moto_does(monk
     with mock_aws():
         assert updates() == cached
     assert cached[-1]["n"] == {"N": str(2 + 4 + 6)} and len(cached[-1]["l"]["L"]) == 3
+
+
+def conditional_writes() -> list:
+    """Conditions like the hub's, again and again with other names and values: passing, failing
+    and malformed ones."""
+    client = keyed_table("c")
+    condition = ("attribute_exists(pk) AND attribute_not_exists(#end) AND #st IN (:a, :b)"
+                 " AND (attribute_not_exists(#n) OR (#n < :most AND ((attribute_not_exists(#lim) AND #n < :unread)"
+                 " OR #lim > #n)))")
+    out: list = []
+    for i in range(8):
+        key = {"pk": {"S": f"p{i % 2}" if i < 6 else f"absent{i}"}, "sk": {"S": "s"}}
+        if i < 2:
+            client.put_item(TableName="c", Item={**key, "status": {"S": "running"}})
+        try:
+            out.append(client.update_item(
+                TableName="c", Key=key, UpdateExpression="SET #n = if_not_exists(#n, :zero) + :inc",
+                ConditionExpression=condition, ReturnValues="ALL_NEW",
+                ExpressionAttributeNames={"#end": "ended", "#st": "status", "#n": f"n{i % 3}", "#lim": "limit"},
+                ExpressionAttributeValues={":a": {"S": "running"}, ":b": {"S": "starting"}, ":zero": {"N": "0"},
+                                           ":inc": {"N": str(i + 1)}, ":most": {"N": str(2 + i % 4)},
+                                           ":unread": {"N": "10"}})["Attributes"])
+        except ClientError as exc:
+            out.append(exc.response["Error"]["Code"])
+        for malformed in ("attribute_exists(pk) AND", "pk = :missing", "#unnamed = :a"):
+            try:
+                client.put_item(TableName="c", Item=key, ConditionExpression=malformed,
+                                ExpressionAttributeValues={":a": {"S": "x"}})
+            except ClientError as exc:
+                out.append(exc.response["Error"]["Message"])
+            except (KeyError, ValueError) as exc:  # moto's parser raises these (DynamoDB answers 400)
+                out.append(f"{type(exc).__name__}: {exc}")
+    return out
+
+
+def test_one_lexing_of_a_condition_serves_every_write_as_moto_does(monkeypatch):
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+
+    moto_speed.install()
+    with mock_aws():
+        cached = conditional_writes()
+    original = ConditionExpressionParser._lex_condition_expression.__wrapped__  # moto's own
+    monkeypatch.setattr(ConditionExpressionParser, "_lex_condition_expression", original)
+    with mock_aws():
+        assert conditional_writes() == cached
+    assert "ConditionalCheckFailedException" in cached and any(isinstance(a, dict) for a in cached)
+    assert len({a for a in cached if isinstance(a, str) and a != "ConditionalCheckFailedException"}) == 3
+
