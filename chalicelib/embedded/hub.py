@@ -27,7 +27,7 @@ from types import ModuleType
 from typing import Any
 
 from .. import aws
-from . import in_process, moto_speed
+from . import in_process, moto_memory, moto_speed
 from .storage_guard import StorageGuard
 
 ROOT = Path(__file__).resolve().parents[2]  # the server's checkout: app.py, .chalice/, infra/
@@ -131,6 +131,7 @@ def moto_server(port: int = 0, guard: StorageGuard | None = None) -> Any:
     from werkzeug.serving import make_server
 
     moto_speed.install()
+    moto_memory.install()
     lock = threading.Lock()
 
     def serialised(environ: dict[str, Any], start_response: Any) -> Any:
@@ -220,7 +221,12 @@ class LocalHub:
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
             os.environ.pop(name, None)
         in_process.install(moto_url, self._moto.direct_app, self._moto.direct)  # the API's calls skip TCP; runners' do not
-        os.environ.update(hub_environment(provision(), self.retention))
+        outputs = provision()
+        # Nothing reads the table's stream here (the sweeper purges what expires, as on a stage
+        # without the cleanup's mapping), and moto would keep every record of it in memory
+        # (turned off, it records nothing: moto_memory, which moto_server installed).
+        aws.client("dynamodb").update_table(TableName=outputs["TableName"], StreamSpecification={"StreamEnabled": False})
+        os.environ.update(hub_environment(outputs, self.retention))
         os.environ["SEQHUB_SANDBOX"] = "none" if reason else "bwrap"
         # No one reads CloudWatch here (readers read the S3 segments), and moto would keep a copy of
         # every byte of output in this process's memory.
