@@ -630,9 +630,10 @@ class Repository:
             result = self._ddb.update_item(
                 TableName=self.table, Key=_inst_key(inst_id), UpdateExpression="SET " + ", ".join(sets_expr),
                 ConditionExpression=condition, ExpressionAttributeNames=names,
-                # ALL_NEW: UPDATED_NEW may leave out a counter whose value did not change (an empty
-                # request that only ends the stream), and the record is small (fixed-size).
-                ExpressionAttributeValues={k: _av(v) for k, v in values.items()}, ReturnValues="ALL_NEW")
+                # UPDATED_NEW may leave out a counter whose value did not change (an empty request
+                # that only ends the stream): that one asks for the whole record.
+                ExpressionAttributeValues={k: _av(v) for k, v in values.items()},
+                ReturnValues="UPDATED_NEW" if inc else "ALL_NEW")
         except ClientError as exc:
             if _conditional(exc):
                 return None
