@@ -164,12 +164,18 @@ class _Body:
             self._left += chunk
 
     def read(self, amt: int | None = None) -> bytes:
-        while amt is None or len(self._left) < amt:
+        if amt is None:  # the whole rest (botocore reads an object's body so): joined, not accumulated
+            data = b"".join([bytes(self._left), *self._chunks]) if self._left else b"".join(self._chunks)
+            self._left = bytearray()
+            if not data:
+                self.close()
+            return data
+        while len(self._left) < amt:
             chunk = next(self._chunks, None)
             if chunk is None:
                 break
             self._left += chunk
-        size = len(self._left) if amt is None else min(amt, len(self._left))
+        size = min(amt, len(self._left))
         data = bytes(self._left[:size])
         del self._left[:size]
         if not data:
