@@ -48,11 +48,12 @@ def read(bucket: str, instance_id: str, channel: str, segment: int, offset: int,
     Returns (data, next segment, next offset). Holds at most one page in memory.
     """
     s3: Any = aws.client("s3")
-    out = bytearray()
+    parts: list[bytes] = []
+    size = 0
     if offset >= SEGMENT_BYTES:  # a page that ended with a full segment: the next one starts at 0
         segment, offset = segment + 1, 0
-    while segment < written and len(out) < max_bytes:
-        want = max_bytes - len(out)
+    while segment < written and size < max_bytes:
+        want = max_bytes - size
         try:
             body = s3.get_object(Bucket=bucket, Key=segment_key(instance_id, channel, segment),
                                  Range=f"bytes={offset}-{offset + want - 1}")["Body"].read()
@@ -64,12 +65,13 @@ def read(bucket: str, instance_id: str, channel: str, segment: int, offset: int,
                 break
             else:
                 raise
-        out += body
+        parts.append(body)
+        size += len(body)
         if len(body) < want:  # the rest of this segment fitted: the next one starts at 0
             segment, offset = segment + 1, 0
         else:
             offset += len(body)
-    return bytes(out), segment, offset
+    return b"".join(parts), segment, offset  # one copy of the page at most (none for one segment's)
 
 
 def encode_cursor(segment: int, offset: int) -> str:
