@@ -202,3 +202,16 @@ def test_one_lexing_of_a_condition_serves_every_write_as_moto_does(monkeypatch):
     assert "ConditionalCheckFailedException" in cached and any(isinstance(a, dict) for a in cached)
     assert len({a for a in cached if isinstance(a, str) and a != "ConditionalCheckFailedException"}) == 3
 
+
+
+def test_a_handler_class_is_listed_once_and_as_moto_lists_it():
+    from moto.core import responses as core_responses
+    from moto.core.utils import method_names_from_class
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.s3.responses import S3Response
+
+    moto_speed.install()
+    for handler in (DynamoHandler, S3Response):
+        assert core_responses.method_names_from_class(handler) == method_names_from_class(handler)
+    assert "update_item" in core_responses.method_names_from_class(DynamoHandler)
+    assert core_responses.method_names_from_class.cache_info().hits >= 1
