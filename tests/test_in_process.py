@@ -65,7 +65,7 @@ def test_in_process_calls_answer_as_the_server_does_without_reaching_it(server):
     s3_backends[DEFAULT_ACCOUNT_ID]["aws"].delete_object("in-process-bucket", "dir/a b")
     s3_backends[DEFAULT_ACCOUNT_ID]["aws"].delete_bucket("in-process-bucket")
     served: list[str] = []
-    handled: list[str] = []
+    handled: list[bytes] = []
 
     def counting(environ, start_response):
         served.append(environ.get("HTTP_X_AMZ_TARGET", "s3"))
