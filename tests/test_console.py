@@ -125,3 +125,29 @@ def test_narrow_window_and_sigv4_matches_botocore(browser, hub):
     signature = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
     assert ours["Authorization"].endswith(f"Signature={signature}")
     context.close()
+
+
+TICKER = """module.exports = async function* () {
+  for (let i = 0; ; i++) { yield `tick ${i}\\n`; await new Promise((r) => setTimeout(r, 2)); }
+};
+"""
+
+
+def test_leaving_an_instance_mid_stream_logs_nothing(page, hub):
+    import requests
+
+    from .helpers import js_package
+
+    seq = requests.post(f"{hub['url']}/sequence", data=js_package(TICKER, name="ticker"), timeout=30,
+                        headers={"Content-Type": "application/octet-stream"}).json()["id"]
+    inst = requests.post(f"{hub['url']}/sequence/{seq}/start", json={}, timeout=30).json()["id"]
+    home = page.url.split("#")[0]
+    try:
+        for _ in range(20):  # each visit follows four channels; leaving aborts their reads, some mid-body
+            page.goto(f"{home}#/instance/{inst}")
+            page.wait_for_function("() => document.querySelector('#channel').textContent.includes('tick')")
+            page.get_by_role("link", name="All sequences and instances").click()
+            page.wait_for_selector("#sequences")
+    finally:
+        requests.post(f"{hub['url']}/instance/{inst}/kill", json={}, timeout=30)
+    # the page fixture then finds no console error and no unhandled rejection

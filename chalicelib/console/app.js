@@ -272,17 +272,18 @@ async function follow(view, channel) {
   const decoder = new TextDecoder();
   let cursor = "";
   while (current === view) {
-    let resp;
+    let resp, body;
     try {
       resp = await api("GET", `/instance/${view.id}/${channel}?cursor=${encodeURIComponent(cursor)}&wait=20`,
         { raw: true, signal: abort.signal, headers: { Accept: "application/octet-stream" } });
+      body = await resp.arrayBuffer(); // leaving the page aborts this read too: caught here, not thrown
     } catch (e) {
       if (e.name === "AbortError" || current !== view) return;
       if (e.status === 404) { expired(view); return; }
       await new Promise((r) => setTimeout(r, 2000));
       continue;
     }
-    const text = decoder.decode(await resp.arrayBuffer(), { stream: true });
+    const text = decoder.decode(body, { stream: true });
     if (text) {
       view.channels[channel] += text;
       if (view.tab === channel) $("#channel").append(text);
