@@ -40,6 +40,7 @@ PROGRESS_INTERVAL = 0.5     # item writes while output flows (how fresh readers'
 KILL_GRACE = 2.0            # kill handlers get this long before SIGKILL
 DEADLINE_MARGIN_MS = 5000   # kill this long before the Lambda deadline, to flush and record
 DEADLINE_STOP_MS = 30_000   # before that, this long to stop gracefully (stop handlers, last output)
+GRACEFUL_STOP_MS = DEADLINE_MARGIN_MS + DEADLINE_STOP_MS  # from this far before its end an instance is stopped
 DRAIN_SECONDS = 3.0         # after the host exits: the most its channels' last bytes may take
 MAX_EVENT_NAME_CHARS = 256
 DELETED_BEFORE_START = "Sequence was deleted before the instance started"
@@ -439,7 +440,7 @@ class _Run:
             self.timed_out = self.timed_out or self.at_limit  # it did not stop in its time: not a stop
             child_mod.kill_group(child)
         left = self.remaining_ms()
-        near = not self.at_limit and left < DEADLINE_MARGIN_MS + DEADLINE_STOP_MS
+        near = not self.at_limit and left < GRACEFUL_STOP_MS
         if near and not self.killed and self.cut_reason() is not None:
             # ECS is stopping the task: a kill asked of the hub (which stops its task too) may be why.
             self.control(child, self.feeders, self.heartbeat())
