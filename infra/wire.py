@@ -223,8 +223,10 @@ def ensure_fargate(stage: str, stack: str, arch: str = "x86_64", subnets: list[s
 
 def engine_outputs(stack: str) -> dict[str, str]:
     """The fargate stack's outputs ({} when the stage has none)."""
-    name = fargate_stack(stack)
-    return stack_outputs(name) if _exists(name) else {}
+    try:
+        return stack_outputs(fargate_stack(stack))
+    except ClientError:  # no such stack
+        return {}
 
 
 def runner_name(stage: str) -> str:
