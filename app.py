@@ -536,3 +536,12 @@ def sweeper(event):
     from chalicelib import sweeper as housekeeping
 
     return housekeeping.sweep(_settings())
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES), name="wiring")
+def wiring(event):
+    """Keep what `chalice deploy` cannot declare as it should be (a bare deploy is whole within a minute)."""
+    from chalicelib import config
+    from chalicelib import wiring as stage_wiring
+
+    return {"changed": stage_wiring.converge(config.load_wiring())}

@@ -57,6 +57,36 @@ class Fargate:
 
 
 @dataclass(frozen=True)
+class Wiring:
+    """What a deployed stage needs beyond what ``chalice deploy`` declares (``chalicelib.wiring``):
+    the functions it sets up, by name, and the stateful stack's stream and failure queue."""
+
+    runner: str
+    cleanup: str
+    api: str  # the API function: its resource policy names the REST API that invokes it
+    table_stream: str
+    failure_queue: str
+    runner_tmp_mb: int = 2048
+    api_stage: str = "api"
+
+
+def load_wiring(environ: Mapping[str, str] | None = None) -> Wiring:
+    """The wiring function's settings (infra/wire.py env writes them into its environment)."""
+    env = os.environ if environ is None else environ
+    missing = [n for n in ("SEQHUB_STAGE", "RUNNER_FUNCTION", "SEQHUB_TABLE_STREAM", "SEQHUB_FAILURE_QUEUE")
+               if not env.get(n)]
+    if missing:
+        raise ConfigError(f"missing configuration: {', '.join(missing)} (make setup writes them)")
+    prefix = f"{protocol.SERVICE}-{env['SEQHUB_STAGE']}"  # Chalice names functions <app>-<stage>[-<name>]
+    tmp_mb = _int(env, "SEQHUB_RUNNER_TMP_MB", 2048)
+    if not 512 <= tmp_mb <= 10240:
+        raise ConfigError(f"SEQHUB_RUNNER_TMP_MB must be 512-10240 (Lambda's range), got {tmp_mb}")
+    return Wiring(runner=env["RUNNER_FUNCTION"], cleanup=f"{prefix}-cleanup", api=prefix,
+                  table_stream=env["SEQHUB_TABLE_STREAM"], failure_queue=env["SEQHUB_FAILURE_QUEUE"],
+                  runner_tmp_mb=tmp_mb, api_stage=env.get("SEQHUB_API_STAGE", "api"))
+
+
+@dataclass(frozen=True)
 class Settings:
     table: str
     bucket: str

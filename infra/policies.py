@@ -22,6 +22,13 @@ def names(stage: str, account: str = "*", region: str = "*", bucket: str | None 
         "bucket": f"arn:aws:s3:::{bucket or APP + '-' + stage + '-*'}",
         "log_group": f"arn:aws:logs:{where}:log-group:/{APP}/{stage}/instances",
         "runner": f"arn:aws:lambda:{where}:function:{APP}-{stage}-runner",
+        "cleanup": f"arn:aws:lambda:{where}:function:{APP}-{stage}-cleanup",
+        "api": f"arn:aws:lambda:{where}:function:{APP}-{stage}",
+        "mappings": f"arn:aws:lambda:{where}:event-source-mapping:*",
+        # API Gateway's ARNs name a region and no account; the API's id is made by `chalice deploy`.
+        "gateway_responses": [f"arn:aws:apigateway:{region}::/restapis/*/gatewayresponses",
+                              f"arn:aws:apigateway:{region}::/restapis/*/gatewayresponses/*"],
+        "deployments": f"arn:aws:apigateway:{region}::/restapis/*/deployments",
         "node_layer": f"arn:aws:lambda:{where}:layer:{APP}-{stage}-node:*",
         # The fargate engine's (infra/fargate.yaml names them so).
         "cluster": f"arn:aws:ecs:{where}:cluster/{APP}-{stage}",
@@ -89,7 +96,7 @@ def task_policy(stage: str, **known: str) -> dict:
 
 
 def policies(stage: str, fargate: bool = False, **known: str) -> dict[str, dict]:
-    """{file name: policy document} for the API, runner, cleanup and sweeper functions; ``fargate``:
+    """{file name: policy document} for the API, runner, cleanup, sweeper and wiring functions; ``fargate``:
     the stage has the fargate engine (the API runs and stops tasks, the sweeper stops them)."""
     n = names(stage, **known)
     table, indexes = n["table"], [n["table"] + "/index/listing"]
@@ -144,8 +151,23 @@ def policies(stage: str, fargate: bool = False, **known: str) -> dict[str, dict]
         *(_stop_tasks(n) if fargate else []),
         _own_logs(n),
     )
+    cleanup_function = {"StringEquals": {"lambda:FunctionArn": n["cleanup"]}}
+    wiring = _doc(  # chalicelib/wiring.py: it reads each setting and writes only what differs
+        _stmt("RunnerSettings", ["lambda:GetFunctionConfiguration", "lambda:UpdateFunctionConfiguration",
+                                 "lambda:GetFunctionEventInvokeConfig", "lambda:PutFunctionEventInvokeConfig"],
+              [n["runner"]]),
+        # IAM scopes neither listing mappings nor making one by resource; making one, by its function.
+        _stmt("FindStreamMapping", ["lambda:ListEventSourceMappings"], ["*"]),
+        _stmt("MakeStreamMapping", ["lambda:CreateEventSourceMapping"], ["*"], cleanup_function),
+        _stmt("StreamMapping", ["lambda:UpdateEventSourceMapping"], [n["mappings"]], cleanup_function),
+        _stmt("FindRestApi", ["lambda:GetPolicy"], [n["api"]]),
+        _stmt("GatewayErrors", ["apigateway:GET", "apigateway:PUT"], n["gateway_responses"]),
+        _stmt("DeployGatewayErrors", ["apigateway:POST"], [n["deployments"]]),
+        _own_logs(n),
+    )
     return {f"policy-{stage}.json": api, f"policy-{stage}-runner.json": runner,
-            f"policy-{stage}-cleanup.json": cleanup, f"policy-{stage}-sweeper.json": sweeper}
+            f"policy-{stage}-cleanup.json": cleanup, f"policy-{stage}-sweeper.json": sweeper,
+            f"policy-{stage}-wiring.json": wiring}
 
 
 def write(stage: str, directory: Path = ROOT / ".chalice", fargate: bool = False, **known: str) -> list[Path]:

@@ -4,7 +4,9 @@ changes, nothing fails), tear it all down and check that nothing is left. In ord
 
 1. under a low Lambda concurrency quota, ``make deploy`` is refused before anything is created;
 2. on a fresh clone's layout, the one-time ``make setup`` then a literal ``chalice deploy``: a stage
-   whose functions, environment, policies and Node layer are all in place;
+   whose functions, environment, policies and Node layer are all in place; then the stage's wiring
+   function's scheduled run, played with the environment it was deployed with: the stage is whole,
+   checked as ``make deploy``'s is;
 3. ``make deploy`` (the one command), checked thing by thing, then ``make deploy`` and a literal
    ``chalice deploy`` again: nothing changes;
 4. ``make destroy``: nothing left, the functions' own log groups and the fargate engine included;
@@ -34,6 +36,8 @@ from typing import Any
 
 import boto3
 
+from chalicelib.wiring import GATEWAY_RESPONSES
+
 ROOT = Path(__file__).resolve().parent.parent
 STAGE = "dev"
 PREFIX = f"sequence-hub-{STAGE}"
@@ -41,6 +45,11 @@ PREFIX = f"sequence-hub-{STAGE}"
 DEPLOY = ["make", "deploy", f"STAGE={STAGE}"]
 SETUP = ["make", "setup", f"STAGE={STAGE}"]
 CHALICE = ["chalice", "deploy", "--stage", STAGE]  # with the venv's bin on PATH, as docs/deploy.md says
+FUNCTIONS = [PREFIX, f"{PREFIX}-runner", f"{PREFIX}-cleanup", f"{PREFIX}-sweeper", f"{PREFIX}-wiring"]
+# What the wiring function runs on its schedule (app.py's wiring).
+WIRING_RUN = "from chalicelib import config, wiring; print(wiring.converge(config.load_wiring()))"
+# Actions IAM scopes by no resource: their statements name "*" (tests/test_policies.py checks which).
+UNSCOPED = {"lambda:ListEventSourceMappings", "lambda:CreateEventSourceMapping"}
 DESTROY = ["make", "destroy", f"STAGE={STAGE}"]
 QUOTA = {"limit": 1000}  # the Lambda concurrency quota the bridged GetAccountSettings reports
 
@@ -48,7 +57,9 @@ QUOTA = {"limit": 1000}  # the Lambda concurrency quota the bridged GetAccountSe
 def bridge_moto_gaps() -> None:
     """moto 5.2.5's ImportRestApi/PutRestApi take OpenAPI 3 only, and read ``info.description``,
     which Chalice's Swagger 2.0 body lacks (a 500). API Gateway takes Swagger 2.0: present the same
-    paths as OpenAPI 3 and keep the binary media types Chalice declared, as API Gateway would."""
+    paths as OpenAPI 3 and keep the binary media types Chalice declared, as API Gateway would. And
+    API Gateway's overwrite (Chalice's every update) drops the gateway responses the body does not
+    declare, which moto keeps: drop them, so the rehearsal sees what a later deploy resets."""
     from moto.apigateway.models import APIGatewayBackend
 
     original_import, original_put = APIGatewayBackend.import_rest_api, APIGatewayBackend.put_rest_api
@@ -67,7 +78,10 @@ def bridge_moto_gaps() -> None:
         return keep_binary_types(original_import(self, as_oas3(api_doc), fail_on_warnings), api_doc)
 
     def put_rest_api(self: Any, function_id: str, api_doc: dict, fail_on_warnings: bool, mode: str = "merge") -> Any:
-        return keep_binary_types(original_put(self, function_id, as_oas3(api_doc), fail_on_warnings, mode), api_doc)
+        api = keep_binary_types(original_put(self, function_id, as_oas3(api_doc), fail_on_warnings, mode), api_doc)
+        if mode == "overwrite":
+            api.gateway_responses = {}
+        return api
 
     APIGatewayBackend.import_rest_api = import_rest_api  # type: ignore[method-assign]
     APIGatewayBackend.put_rest_api = put_rest_api  # type: ignore[method-assign]
@@ -328,7 +342,7 @@ def check_deployed(found: Deployed, config: dict, arch: str = "x86_64") -> list[
     outputs = found.outputs()
     stage = config["stages"][STAGE]
     fns = found.functions()
-    expect("functions", sorted(fns), sorted([PREFIX, f"{PREFIX}-runner", f"{PREFIX}-cleanup", f"{PREFIX}-sweeper"]))
+    expect("functions", sorted(fns), sorted(FUNCTIONS))
     for name, fn in fns.items():
         expect(f"{name} runtime", fn["Runtime"], "python3.12")
         env = fn.get("Environment", {}).get("Variables", {})
@@ -365,35 +379,50 @@ def check_deployed(found: Deployed, config: dict, arch: str = "x86_64") -> list[
     expect("APIs", len(apis), 1)
     if apis:
         expect("binary media types", apis[0].get("binaryMediaTypes"), ["*/*"])
+        responses = {r["responseType"]: r.get("responseTemplates", {}).get("application/json")
+                     for r in found.apigw.get_gateway_responses(restApiId=apis[0]["id"])["items"]}
+        expect("API Gateway's own errors", {k: responses.get(k) for k in GATEWAY_RESPONSES}, GATEWAY_RESPONSES)
     rules = found.session.client("events").list_rules()["Rules"]
     expect("sweeper schedule", [r["ScheduleExpression"] for r in rules if "sweeper" in r["Name"]], ["rate(1 minute)"])
+    expect("wiring schedule", [r["ScheduleExpression"] for r in rules if "wiring" in r["Name"]], ["rate(1 minute)"])
     iam: Any = found.session.client("iam")
     account = found.session.client("sts").get_caller_identity()["Account"]
     for role in (r for r in iam.list_roles()["Roles"] if r["RoleName"].startswith(PREFIX)):
         for policy_name in iam.list_role_policies(RoleName=role["RoleName"])["PolicyNames"]:
             document = role_policy(iam, role["RoleName"], policy_name)
             # A statement's Resource is a list or (as CloudFormation may write it) one string.
-            arns = [r for st in document["Statement"]
-                    for r in ([st["Resource"]] if isinstance(st["Resource"], str) else st["Resource"])]
-            # S3 ARNs name no region or account: their bucket must be exact; IAM's name no region; every
-            # other ARN names both.
+            arns = [r for st in document["Statement"] if not set(_listed(st["Action"])) <= UNSCOPED
+                    for r in _listed(st["Resource"])]
+            # S3 ARNs name no region or account: their bucket must be exact; IAM's name no region and
+            # API Gateway's no account; every other ARN names both.
             loose = [a for a in arns if ("*" in a.split(":::")[1].split("/")[0] if a.startswith("arn:aws:s3:::")
-                                         else a.split(":")[3:5] != ["" if a.startswith("arn:aws:iam:") else "us-east-1",
-                                                                    account])]
+                                         else a.split(":")[3:5] != _exact(a, account))]
             if loose:
                 problems.append(f"role {role['RoleName']} grants resources not named exactly: {loose}")
     return problems
 
 
+def _listed(value: str | list[str]) -> list[str]:
+    # A statement's Action or Resource is a list or (as CloudFormation may write it) one string.
+    return [value] if isinstance(value, str) else value
+
+
+def _exact(arn: str, account: str) -> list[str]:
+    """The region and account an ARN of this stage names."""
+    if arn.startswith("arn:aws:iam:"):
+        return ["", account]
+    return ["us-east-1", "" if arn.startswith("arn:aws:apigateway:") else account]
+
+
 def check_chalice_part(found: Deployed, config: dict, arch: str = "x86_64") -> list[str]:
-    """What a literal `chalice deploy` after `make setup` must have made: the four functions, each with
+    """What a literal `chalice deploy` after `make setup` must have made: the five functions, each with
     the stage's environment and the layer's architecture, the runner with its layer."""
     problems: list[str] = []
     stage = config["stages"][STAGE]
     outputs = found.outputs()
     fns = found.functions()
     wanted_arch = ["x86_64"] if arch == "x86_64" else ["arm64"]
-    if sorted(fns) != sorted([PREFIX, f"{PREFIX}-runner", f"{PREFIX}-cleanup", f"{PREFIX}-sweeper"]):
+    if sorted(fns) != sorted(FUNCTIONS):
         problems.append(f"functions after chalice deploy: {sorted(fns)}")
     for name, fn in fns.items():
         if fn.get("Environment", {}).get("Variables", {}).get("SEQHUB_BUCKET") != outputs["BucketName"]:
@@ -415,7 +444,7 @@ def check_chalice_part(found: Deployed, config: dict, arch: str = "x86_64") -> l
 def first_runs(session: boto3.session.Session) -> None:
     """The log groups Lambda makes for each function on its first run (moto runs none)."""
     logs: Any = session.client("logs")
-    for name in (PREFIX, f"{PREFIX}-runner", f"{PREFIX}-cleanup", f"{PREFIX}-sweeper"):
+    for name in FUNCTIONS:
         logs.create_log_group(logGroupName=f"/aws/lambda/{name}")
 
 
@@ -440,6 +469,13 @@ def leftovers(found: Deployed) -> list[str]:
     left += [f"security group {g['GroupId']}" for g in found.session.client("ec2").describe_security_groups()["SecurityGroups"]
              if g["GroupName"] != "default"]
     return left
+
+
+def wiring_run(found: Deployed, cwd: Path, env: dict) -> None:
+    """The wiring function's scheduled run (moto runs no function): its code, with the environment it
+    was deployed with."""
+    deployed = found.lam.get_function_configuration(FunctionName=f"{PREFIX}-wiring")["Environment"]["Variables"]
+    run([sys.executable, "-c", WIRING_RUN], cwd, {**env, **deployed})
 
 
 def refused(argv: list[str], cwd: Path, env: dict) -> str:
@@ -477,14 +513,18 @@ def rehearse() -> int:
             # 2. the one-time step, then Chalice alone
             run(SETUP, copy, env)
             run(CHALICE, copy, env)
-            problems += check_chalice_part(found, json.loads((copy / ".chalice" / "config.json").read_text()))
+            config = json.loads((copy / ".chalice" / "config.json").read_text())
+            problems += check_chalice_part(found, config)
+            wiring_run(found, copy, env)  # the stage's own wiring function completes it
+            problems += [f"after chalice deploy and a wiring run: {p}" for p in check_deployed(found, config)]
             # 3. the one command, checked; again, and Chalice alone again: nothing changes
             run(DEPLOY, copy, env)
             config = json.loads((copy / ".chalice" / "config.json").read_text())
             problems += check_deployed(found, config)
             before = found.snapshot()
             run(DEPLOY, copy, env)
-            run(CHALICE, copy, env)
+            run(CHALICE, copy, env)  # resets API Gateway's error bodies (as on AWS): the next wiring run restores them
+            wiring_run(found, copy, env)
             after = found.snapshot()
             if before != after:
                 problems.append(f"a second deploy changed what was deployed:\n{before}\n{after}")

@@ -19,9 +19,11 @@
                 to the queue), its /tmp size, the table stream → cleanup mapping (REMOVE of instance
                 records only, bounded retries, batch bisecting, failures to the queue), and JSON error
                 bodies for API Gateway's own answers; each retried while IAM propagates a new role
+                (chalicelib/wiring.py: the stage's ``wiring`` function keeps the same every minute)
 
 ``setup`` is preflight, stack, env and node-layer: the one-time step after which a literal
-``chalice deploy --stage <stage>`` works from a fresh clone (docs/deploy.md).
+``chalice deploy --stage <stage>`` works from a fresh clone, and the wiring function completes what
+after-deploy does within a minute (docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import aws
-from chalicelib.sweeper import START_TIMEOUT_SECONDS
+from chalicelib import aws, wiring
+from chalicelib.config import load_wiring
 
 from . import node_layer, policies
 
@@ -48,18 +50,13 @@ CONFIG = ROOT / ".chalice" / "config.json"
 TEMPLATE = ROOT / "infra" / "template.yaml"
 FARGATE_TEMPLATE = ROOT / "infra" / "fargate.yaml"
 APP = "sequence-hub"
-FUNCTIONS = ("runner", "cleanup", "sweeper")
+FUNCTIONS = ("runner", "cleanup", "sweeper", "wiring")
 RUNNER_RESERVED = 200  # the runner's reserved concurrency unless the stage's config says otherwise
 UNRESERVED_MINIMUM = 100  # Lambda refuses a reservation that leaves the account fewer unreserved
 BOOTSTRAP = ROOT / "chalicelib" / "runner" / "bootstrap.py"  # the fargate task's entry point (its text)
 TASK_POLICY = "runner"  # the task role's inline policy (infra/policies.task_policy)
 DEFAULT_LOG_CLASS = "INFREQUENT_ACCESS"  # the channel log group's class for new stages (template: LogClass)
 IAM_PROPAGATION_SECONDS = 120  # a new role can take this long to be usable by Lambda's services
-STREAM_RETRIES = 3
-# The cleanup acts on one thing only: an instance's own record removed by DynamoDB's TTL (the
-# sweeper purges everything of the instances it removes itself: those must not be purged twice).
-STREAM_FILTER = {"eventName": ["REMOVE"], "userIdentity": {"type": ["Service"], "principalId": ["dynamodb.amazonaws.com"]},
-                 "dynamodb": {"Keys": {"pk": {"S": [{"prefix": "inst#"}]}, "sk": {"S": ["#"]}}}}
 
 
 def _load(path: Path) -> dict:
@@ -238,7 +235,8 @@ FARGATE_ENV = ("SEQHUB_FARGATE_CLUSTER", "SEQHUB_FARGATE_TASK_DEFINITION", "SEQH
                "SEQHUB_FARGATE_SECURITY_GROUP", "SEQHUB_FARGATE_CAPACITY")
 
 
-def wire_env(stage: str, stack: str, config_path: Path = CONFIG, spot: bool = False) -> dict[str, str]:
+def wire_env(stage: str, stack: str, config_path: Path = CONFIG, spot: bool = False,
+             ephemeral_mb: int = 2048) -> dict[str, str]:
     outputs = stack_outputs(stack)
     env = {"SEQHUB_TABLE": outputs["TableName"], "SEQHUB_BUCKET": outputs["BucketName"],
            "SEQHUB_LOG_GROUP": outputs["LogGroupName"], "RUNNER_FUNCTION": runner_name(stage),
@@ -259,6 +257,11 @@ def wire_env(stage: str, stack: str, config_path: Path = CONFIG, spot: bool = Fa
     functions.setdefault("runner", {"lambda_timeout": 900, "lambda_memory_size": 1024, "reserved_concurrency": 200})
     for fn in FUNCTIONS:
         functions.setdefault(fn, {})["iam_policy_file"] = f"policy-{stage}-{fn}.json"
+    # The wiring function's own settings (chalicelib.config.load_wiring): what it keeps the stage's wiring to.
+    functions["wiring"]["environment_variables"] = {
+        "SEQHUB_TABLE_STREAM": outputs["TableStreamArn"], "SEQHUB_FAILURE_QUEUE": outputs["FailureQueueArn"],
+        "SEQHUB_RUNNER_TMP_MB": str(ephemeral_mb),
+        "SEQHUB_API_STAGE": stage_cfg.get("api_gateway_stage", config.get("api_gateway_stage", "api"))}
     _save(config_path, config)
     session = aws.client("sts")
     account = session.get_caller_identity()["Account"]
@@ -285,55 +288,26 @@ def deployed_rest_api(stage: str, deployed_dir: Path) -> str:
     return next(r["rest_api_id"] for r in deployed_record(stage, deployed_dir) if r.get("resource_type") == "rest_api")
 
 
-# API Gateway answers auth failures, throttling and timeouts itself; make those JSON {"error"} too.
-GATEWAY_ERROR_TEMPLATE = '{"error": $context.error.messageString}'
-# Bodies over API Gateway's 10 MB never reach the app: say where large packages go.
-TOO_LARGE_TEMPLATE = ('{"error": "request body over API Gateway\'s 10 MB limit; large packages go through '
-                      'POST /sequence/upload, which `si seq send` uses by itself"}')
+def stage_env(stage: str, function: str, config_path: Path = CONFIG) -> dict[str, str]:
+    """The environment Chalice gives ``function`` of ``stage``: the app's, the stage's, the function's."""
+    config = _load(config_path)
+    stage_cfg = config["stages"][stage]
+    return {**config.get("environment_variables", {}), **stage_cfg.get("environment_variables", {}),
+            **stage_cfg.get("lambda_functions", {}).get(function, {}).get("environment_variables", {})}
 
 
-def json_gateway_errors(rest_api_id: str, stage_name: str = "api") -> None:
-    apigw: Any = aws.client("apigateway")
-    templates = {"DEFAULT_4XX": GATEWAY_ERROR_TEMPLATE, "DEFAULT_5XX": GATEWAY_ERROR_TEMPLATE,
-                 "REQUEST_TOO_LARGE": TOO_LARGE_TEMPLATE}
-    for response_type, template in templates.items():
-        apigw.put_gateway_response(restApiId=rest_api_id, responseType=response_type,
-                                   responseTemplates={"application/json": template},
-                                   responseParameters={"gatewayresponse.header.Access-Control-Allow-Origin": "'*'"})
-    apigw.create_deployment(restApiId=rest_api_id, stageName=stage_name)
-
-
-def after_deploy(stage: str, stack: str, ephemeral_mb: int = 2048,
-                 deployed_dir: Path = ROOT / ".chalice" / "deployed") -> dict:
+def after_deploy(stage: str, config_path: Path = CONFIG, deployed_dir: Path = ROOT / ".chalice" / "deployed") -> dict:
+    """What Chalice cannot declare, at once (chalicelib/wiring.py; the stage's wiring function keeps it
+    so every minute), with the names Chalice recorded and the wiring function's own settings."""
     functions = deployed_functions(stage, deployed_dir)
-    runner, cleanup = functions["runner"], functions["cleanup"]
-    if runner != runner_name(stage):
-        raise SystemExit(f"the runner was deployed as {runner}, but RUNNER_FUNCTION says {runner_name(stage)}")
-    outputs = stack_outputs(stack)
-    failures = {"OnFailure": {"Destination": outputs["FailureQueueArn"]}}
+    settings = load_wiring(stage_env(stage, "wiring", config_path))
+    if functions.get("runner") != settings.runner or functions.get("cleanup") != settings.cleanup:
+        raise SystemExit(f"chalice deployed {functions}, but the stage's wiring names {settings.runner} and "
+                         f"{settings.cleanup}")
     lam: Any = aws.client("lambda")
-    # A sequence must never silently run twice: no retries. An event that waits longer than the
-    # start timeout is dropped; the sweeper then reports the instance errored ("never started").
-    after_iam(lambda: lam.put_function_event_invoke_config(
-        FunctionName=runner, MaximumRetryAttempts=0, MaximumEventAgeInSeconds=START_TIMEOUT_SECONDS,
-        DestinationConfig=failures), "the runner's failure destination")
-    lam.update_function_configuration(FunctionName=runner, EphemeralStorage={"Size": ephemeral_mb})
-    stream_arn = outputs["TableStreamArn"]
-    # The cleanup answers the records it could not purge (Powertools' batch utility): only those retry.
-    settings = {"BatchSize": 100, "FilterCriteria": {"Filters": [{"Pattern": json.dumps(STREAM_FILTER)}]},
-                "MaximumRetryAttempts": STREAM_RETRIES, "BisectBatchOnFunctionError": True,
-                "FunctionResponseTypes": ["ReportBatchItemFailures"], "DestinationConfig": failures}
-    existing = lam.list_event_source_mappings(EventSourceArn=stream_arn, FunctionName=cleanup)["EventSourceMappings"]
-    if existing:
-        after_iam(lambda: lam.update_event_source_mapping(UUID=existing[0]["UUID"], FunctionName=cleanup, **settings),
-                  "the table stream's mapping")
-    else:
-        after_iam(lambda: lam.create_event_source_mapping(EventSourceArn=stream_arn, FunctionName=cleanup,
-                                                          StartingPosition="LATEST", **settings),
-                  "the table stream's mapping")
-    rest_api = deployed_rest_api(stage, deployed_dir)
-    json_gateway_errors(rest_api)
-    return {"runner": runner, "cleanup": cleanup, "stream": stream_arn, "rest_api": rest_api}
+    lam.get_waiter("function_updated").wait(FunctionName=settings.runner)  # Chalice's last update has landed
+    changed = wiring.converge(settings, deployed_rest_api(stage, deployed_dir), retry=after_iam)
+    return {"runner": settings.runner, "cleanup": settings.cleanup, "changed": changed}
 
 
 def publish_node_layer(stage: str, stack: str, arch: str = "x86_64", config_path: Path = CONFIG) -> str:
@@ -373,21 +347,22 @@ def chalice_deploy(stage: str) -> None:
     subprocess.run([str(chalice), "deploy", "--stage", stage], cwd=ROOT, check=True)
 
 
-def setup(stage: str, stack: str, arch: str = "x86_64", subnets: list[str] | None = None, spot: bool = False) -> dict:
+def setup(stage: str, stack: str, arch: str = "x86_64", subnets: list[str] | None = None, spot: bool = False,
+          ephemeral_mb: int = 2048) -> dict:
     """The one-time step (safe to re-run): after it, `chalice deploy --stage <stage>` works."""
     quota = preflight(stage)
     outputs = ensure_stack(stage, stack)
     engine = ensure_fargate(stage, stack, arch, subnets)
-    wire_env(stage, stack, spot=spot)
+    wire_env(stage, stack, spot=spot, ephemeral_mb=ephemeral_mb)
     layer = publish_node_layer(stage, stack, arch)
     return {"quota": quota, "stack": outputs, "fargate": engine, "layer": layer}
 
 
 def deploy(stage: str, stack: str, arch: str = "x86_64", ephemeral_mb: int = 2048,
            subnets: list[str] | None = None, spot: bool = False) -> dict:
-    ready = setup(stage, stack, arch, subnets, spot)
+    ready = setup(stage, stack, arch, subnets, spot, ephemeral_mb)
     chalice_deploy(stage)
-    result = after_deploy(stage, stack, ephemeral_mb)
+    result = after_deploy(stage)
     return {**ready, **result}
 
 
@@ -424,10 +399,17 @@ def destroy(stage: str, stack: str) -> None:
     the layer versions, the bucket's objects, then the stack."""
     lam: Any = aws.client("lambda")
     delete_fargate(stack)
-    for mapping in lam.list_event_source_mappings(FunctionName=f"{APP}-{stage}-cleanup")["EventSourceMappings"]:
-        lam.delete_event_source_mapping(UUID=mapping["UUID"])
     if (ROOT / ".chalice" / "deployed" / f"{stage}.json").exists():
         subprocess.run([str(Path(sys.executable).parent / "chalice"), "delete", "--stage", stage], cwd=ROOT, check=True)
+    # After the wiring function is gone (it would make the mapping again); Lambda keeps a deleted
+    # function's mappings, so they are found by the table's stream.
+    try:
+        stream = stack_outputs(stack)["TableStreamArn"]
+    except ClientError:
+        stream = ""
+    for mapping in lam.list_event_source_mappings(EventSourceArn=stream)["EventSourceMappings"] if stream else []:
+        if mapping["FunctionArn"].endswith(f":function:{APP}-{stage}-cleanup"):
+            lam.delete_event_source_mapping(UUID=mapping["UUID"])
     logs: Any = aws.client("logs")
     for group in function_log_groups(stage):
         try:
@@ -474,14 +456,14 @@ def main() -> None:
     os.chdir(ROOT)
     steps = {
         "deploy": lambda: deploy(args.stage, stack, args.arch, args.ephemeral_mb, subnets, args.spot),
-        "setup": lambda: setup(args.stage, stack, args.arch, subnets, args.spot),
+        "setup": lambda: setup(args.stage, stack, args.arch, subnets, args.spot, args.ephemeral_mb),
         "preflight": lambda: preflight(args.stage),
         "destroy": lambda: destroy(args.stage, stack),
         "stack": lambda: {**ensure_stack(args.stage, stack), **ensure_fargate(args.stage, stack, args.arch, subnets)},
-        "env": lambda: wire_env(args.stage, stack, spot=args.spot),
+        "env": lambda: wire_env(args.stage, stack, spot=args.spot, ephemeral_mb=args.ephemeral_mb),
         "node-layer": lambda: publish_node_layer(args.stage, stack, args.arch),
         "chalice": lambda: chalice_deploy(args.stage),
-        "after-deploy": lambda: after_deploy(args.stage, stack, args.ephemeral_mb),
+        "after-deploy": lambda: after_deploy(args.stage),
     }
     result = steps[args.step]()
     if result is not None:

@@ -23,11 +23,12 @@ def test_chalice_package_builds_the_stage(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     template = json.loads((tmp_path / "sam.json").read_text())
     functions = {k: v["Properties"] for k, v in template["Resources"].items() if v["Type"] == "AWS::Serverless::Function"}
-    assert set(functions) == {"APIHandler", "Runner", "Cleanup", "Sweeper"}
+    assert set(functions) == {"APIHandler", "Runner", "Cleanup", "Sweeper", "Wiring"}
     assert {f["Runtime"] for f in functions.values()} == {"python3.12"}
     assert functions["Runner"]["Timeout"] == 900
     for name, policy_file in (("Runner", "policy-dev-runner.json"), ("Cleanup", "policy-dev-cleanup.json"),
-                              ("Sweeper", "policy-dev-sweeper.json"), ("APIHandler", "policy-dev.json")):
+                              ("Sweeper", "policy-dev-sweeper.json"), ("Wiring", "policy-dev-wiring.json"),
+                              ("APIHandler", "policy-dev.json")):
         role = functions[name]["Role"]["Fn::GetAtt"][0]
         document = template["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]
         assert document == json.loads((ROOT / ".chalice" / policy_file).read_text())

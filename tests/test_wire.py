@@ -7,10 +7,11 @@ import shutil
 
 import pytest
 
-from chalicelib import aws
+from chalicelib import aws, wiring
+from chalicelib.sweeper import START_TIMEOUT_SECONDS
 from infra import wire
 
-from .helpers import ROOT
+from .helpers import ROOT, LambdaContext
 
 STACK = "sequence-hub-local-test"  # what the hub_env fixture provisioned
 
@@ -25,40 +26,133 @@ def test_env_step_writes_the_stack_outputs_into_the_stage(hub_env, tmp_path):
                    "SEQHUB_LOG_GROUP": hub_env["SEQHUB_LOG_GROUP"], "RUNNER_FUNCTION": "sequence-hub-test-runner",
                    "SEQHUB_STAGE": "test"}
     assert stage["lambda_functions"]["runner"]["iam_policy_file"] == "policy-test-runner.json"
+    outputs = wire.stack_outputs(STACK)  # and what the wiring function keeps the stage to
+    assert stage["lambda_functions"]["wiring"] == {
+        "iam_policy_file": "policy-test-wiring.json",
+        "environment_variables": {"SEQHUB_TABLE_STREAM": outputs["TableStreamArn"],
+                                  "SEQHUB_FAILURE_QUEUE": outputs["FailureQueueArn"], "SEQHUB_RUNNER_TMP_MB": "2048",
+                                  "SEQHUB_API_STAGE": "api"}}
 
 
-def test_after_deploy_sets_no_retries_tmp_size_and_the_expiry_stream(hub_env, tmp_path):
+@pytest.fixture
+def bare_deploy(hub_env, tmp_path, monkeypatch):
+    """What a literal `chalice deploy` leaves after `make setup`: the stage's config and the functions,
+    the API with a method and the permission Chalice gives API Gateway, and nothing else. moto keeps
+    no EphemeralStorage on UpdateFunctionConfiguration (Lambda does): here it keeps it."""
+    from moto.awslambda.models import LambdaFunction
+
+    original_update = LambdaFunction.update_configuration
+
+    def update_configuration(self, config_updates):
+        if "EphemeralStorage" in config_updates:
+            self.ephemeral_storage = config_updates["EphemeralStorage"]["Size"]
+        return original_update(self, config_updates)
+
+    monkeypatch.setattr(LambdaFunction, "update_configuration", update_configuration)
+    config = tmp_path / "config.json"
+    shutil.copy(ROOT / ".chalice" / "config.json", config)
+    wire.wire_env("test", STACK, config_path=config, ephemeral_mb=4096)
     lam = aws.client("lambda")
     role = aws.client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     resources = []
-    for fn in ("runner", "cleanup"):
-        arn = lam.create_function(FunctionName=f"sequence-hub-test-{fn}", Runtime="python3.12", Role=role,
-                                  Handler=f"app.{fn}", Code={"ZipFile": b"PK\x05\x06" + b"\0" * 18})["FunctionArn"]
-        resources.append({"name": fn, "resource_type": "lambda_function", "lambda_arn": arn})
+    for fn in ("", "-runner", "-cleanup", "-wiring"):
+        arn = lam.create_function(FunctionName=f"sequence-hub-test{fn}", Runtime="python3.12", Role=role,
+                                  Handler="app.app", Code={"ZipFile": b"PK\x05\x06" + b"\0" * 18})["FunctionArn"]
+        resources.append({"name": fn.strip("-") or "api_handler", "resource_type": "lambda_function", "lambda_arn": arn})
     apigw = aws.client("apigateway")
     rest_api = apigw.create_rest_api(name="sequence-hub")["id"]
     root = apigw.get_resources(restApiId=rest_api)["items"][0]["id"]  # a method, as chalice deploys
     apigw.put_method(restApiId=rest_api, resourceId=root, httpMethod="GET", authorizationType="AWS_IAM")
     apigw.put_integration(restApiId=rest_api, resourceId=root, httpMethod="GET", type="MOCK")
+    lam.add_permission(FunctionName="sequence-hub-test", StatementId="chalice", Action="lambda:InvokeFunction",
+                       Principal="apigateway.amazonaws.com",
+                       SourceArn=f"arn:aws:execute-api:us-east-1:123456789012:{rest_api}/*")
     resources.append({"name": "rest_api", "resource_type": "rest_api", "rest_api_id": rest_api})
     (tmp_path / "test.json").write_text(json.dumps({"resources": resources}))
-    updates = []  # moto accepts EphemeralStorage but does not store it: check what was asked
-    lam.meta.events.register("provide-client-params.lambda.UpdateFunctionConfiguration",
-                             lambda params, **_: updates.append(params))
-    for _ in range(2):  # idempotent: a second run changes nothing
-        wire.after_deploy("test", STACK, ephemeral_mb=4096, deployed_dir=tmp_path)
+    return {"config": config, "deployed": tmp_path, "rest_api": rest_api}
+
+
+def _wired_as_documented(rest_api: str) -> None:
+    lam, apigw = aws.client("lambda"), aws.client("apigateway")
     invoke_config = lam.get_function_event_invoke_config(FunctionName="sequence-hub-test-runner")
     assert invoke_config["MaximumRetryAttempts"] == 0
-    assert invoke_config["MaximumEventAgeInSeconds"] == wire.START_TIMEOUT_SECONDS
-    assert updates[0] == {"FunctionName": "sequence-hub-test-runner", "EphemeralStorage": {"Size": 4096}}
+    assert invoke_config["MaximumEventAgeInSeconds"] == START_TIMEOUT_SECONDS
+    assert lam.get_function_configuration(FunctionName="sequence-hub-test-runner")["EphemeralStorage"]["Size"] == 4096
     for kind in ("DEFAULT_4XX", "DEFAULT_5XX"):
-        response = aws.client("apigateway").get_gateway_response(restApiId=rest_api, responseType=kind)
-        assert response["responseTemplates"] == {"application/json": wire.GATEWAY_ERROR_TEMPLATE}
-    too_large = aws.client("apigateway").get_gateway_response(restApiId=rest_api, responseType="REQUEST_TOO_LARGE")
+        response = apigw.get_gateway_response(restApiId=rest_api, responseType=kind)
+        assert response["responseTemplates"] == {"application/json": wiring.GATEWAY_ERROR_TEMPLATE}
+    too_large = apigw.get_gateway_response(restApiId=rest_api, responseType="REQUEST_TOO_LARGE")
     assert "si seq send" in json.loads(too_large["responseTemplates"]["application/json"])["error"]
     mappings = lam.list_event_source_mappings(FunctionName="sequence-hub-test-cleanup")["EventSourceMappings"]
     assert len(mappings) == 1 and "/stream/" in mappings[0]["EventSourceArn"]
     assert mappings[0]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]  # the cleanup reports failures per record
+    assert json.loads(mappings[0]["FilterCriteria"]["Filters"][0]["Pattern"]) == wiring.STREAM_FILTER
+
+
+def _scheduled_run(app) -> dict:
+    """The wiring function as EventBridge's schedule invokes it."""
+    event = {"version": "0", "id": "1", "detail-type": "Scheduled Event", "source": "aws.events",
+             "account": "123456789012", "time": "2026-12-02T10:00:00Z", "region": "us-east-1",
+             "resources": ["arn:aws:events:us-east-1:123456789012:rule/sequence-hub-test-wiring-event"], "detail": {}}
+    result: dict = app.wiring(event, LambdaContext())
+    return result
+
+
+def _calls(client) -> list[str]:
+    made: list[str] = []
+    client.meta.events.register("before-call", lambda model, **_: made.append(model.name))
+    return made
+
+
+def test_after_deploy_sets_no_retries_tmp_size_the_expiry_stream_and_json_errors(bare_deploy):
+    first = wire.after_deploy("test", bare_deploy["config"], bare_deploy["deployed"])["changed"]
+    assert len(first) == 4, first
+    _wired_as_documented(bare_deploy["rest_api"])
+    assert wire.after_deploy("test", bare_deploy["config"], bare_deploy["deployed"])["changed"] == []  # idempotent
+
+
+def test_the_wiring_function_completes_a_bare_chalice_deploy_and_then_only_reads(bare_deploy, monkeypatch):
+    """The stage's scheduled `wiring` function, run with the environment Chalice gives it, makes a
+    bare deploy whole; once it is, a run makes five reads and no write."""
+    import app
+
+    for name, value in wire.stage_env("test", "wiring", bare_deploy["config"]).items():
+        monkeypatch.setenv(name, value)
+    changed = _scheduled_run(app)["changed"]
+    assert len(changed) == 4, changed  # invocation, /tmp, the stream mapping, the error bodies
+    _wired_as_documented(bare_deploy["rest_api"])
+    lam_calls, gateway_calls = _calls(aws.client("lambda")), _calls(aws.client("apigateway"))
+    assert _scheduled_run(app) == {"changed": []}
+    assert sorted(lam_calls + gateway_calls) == ["GetFunctionConfiguration", "GetFunctionEventInvokeConfig",
+                                                 "GetGatewayResponses", "GetPolicy", "ListEventSourceMappings"]
+
+
+def test_the_wiring_function_restores_what_a_later_deploy_reset(bare_deploy, monkeypatch):
+    """Chalice's API update replaces the API's definition, and with it API Gateway's error bodies: the
+    next run puts them back (and deploys them), touching nothing else."""
+    import app
+
+    for name, value in wire.stage_env("test", "wiring", bare_deploy["config"]).items():
+        monkeypatch.setenv(name, value)
+    _scheduled_run(app)
+    apigw = aws.client("apigateway")
+    apigw.delete_gateway_response(restApiId=bare_deploy["rest_api"], responseType="DEFAULT_4XX")
+    deployments = len(apigw.get_deployments(restApiId=bare_deploy["rest_api"])["items"])
+    assert _scheduled_run(app) == {"changed": ["API Gateway's own errors as JSON (DEFAULT_4XX)"]}
+    assert len(apigw.get_deployments(restApiId=bare_deploy["rest_api"])["items"]) == deployments + 1
+    _wired_as_documented(bare_deploy["rest_api"])
+
+
+def test_the_wiring_function_waits_for_the_api_and_refuses_a_stage_without_setup(bare_deploy, monkeypatch):
+    from chalicelib import config
+
+    lam = aws.client("lambda")
+    lam.remove_permission(FunctionName="sequence-hub-test", StatementId="chalice")  # the API is not made yet
+    settings = config.load_wiring(wire.stage_env("test", "wiring", bare_deploy["config"]))
+    changed = wiring.converge(settings)
+    assert changed[-1] == "the API is not deployed yet: its error bodies wait for the next run"
+    with pytest.raises(config.ConfigError, match="SEQHUB_TABLE_STREAM, SEQHUB_FAILURE_QUEUE"):
+        config.load_wiring({"SEQHUB_STAGE": "test", "RUNNER_FUNCTION": "sequence-hub-test-runner"})
 
 
 def test_the_deploy_guide_is_what_the_rehearsal_runs():
@@ -155,3 +249,83 @@ def test_new_stages_log_at_half_price_and_old_ones_keep_their_class(hub_env):
     assert "LogGroupClass: !Ref LogClass" in template
     assert template.split("  LogClass:")[1].split("Default: ")[1].split()[0] == wire.DEFAULT_LOG_CLASS
     assert log_class("sequence-hub-newer") == "INFREQUENT_ACCESS"
+
+
+def test_the_wiring_policy_allows_every_call_it_makes_and_grants_nothing_more(bare_deploy):
+    """Each call of a first run, of a run that mends a changed mapping and of a run with nothing to
+    do, against the wiring function's policy (conditions included); every action granted is used."""
+    import fnmatch
+
+    from chalicelib import config
+    from infra import policies
+
+    region, account = "us-east-1", "123456789012"
+    doc = policies.policies("test", account=account, region=region)["policy-test-wiring.json"]
+    made: list[tuple[str, str, dict]] = []
+
+    def needs(service: str, op: str, params: dict) -> tuple[str, str]:
+        if service == "apigateway":
+            api = f"arn:aws:apigateway:{region}::/restapis/{params['restApiId']}"
+            return {"GetGatewayResponses": ("apigateway:GET", f"{api}/gatewayresponses"),
+                    "PutGatewayResponse": ("apigateway:PUT", f"{api}/gatewayresponses/{params.get('responseType')}"),
+                    "CreateDeployment": ("apigateway:POST", f"{api}/deployments")}[op]
+        if op in ("ListEventSourceMappings", "CreateEventSourceMapping"):
+            return f"lambda:{op}", "*"
+        if op == "UpdateEventSourceMapping":
+            return f"lambda:{op}", f"arn:aws:lambda:{region}:{account}:event-source-mapping:{params['UUID']}"
+        return f"lambda:{op}", f"arn:aws:lambda:{region}:{account}:function:{params['FunctionName']}"
+
+    recording = []  # non-empty while the wiring runs: the test's own changes are not its calls
+
+    def record(service: str, model, params: dict) -> None:
+        if recording:
+            made.append((*needs(service, model.name, params), params))
+
+    for service in ("lambda", "apigateway"):
+        aws.client(service).meta.events.register(
+            "before-parameter-build.*.*", lambda params, model, service=service, **_: record(service, model, params))
+
+    def run() -> list[str]:
+        recording.append(True)
+        try:
+            return wiring.converge(settings)
+        finally:
+            recording.clear()
+
+    settings = config.load_wiring(wire.stage_env("test", "wiring", bare_deploy["config"]))
+    assert len(run()) == 4  # everything made
+    lam = aws.client("lambda")
+    mapping = lam.list_event_source_mappings(FunctionName=settings.cleanup)["EventSourceMappings"][0]
+    lam.update_event_source_mapping(UUID=mapping["UUID"], BatchSize=10)  # someone changed it by hand
+    assert run() == ["the table stream → cleanup mapping: its settings"]
+    assert run() == []
+
+    def allows(statement: dict, action: str, resource: str, params: dict) -> bool:
+        function = statement.get("Condition", {}).get("StringEquals", {}).get("lambda:FunctionArn")
+        return action in statement["Action"] and any(fnmatch.fnmatchcase(resource, r) for r in statement["Resource"]) \
+            and (function is None or function.endswith(f":function:{params.get('FunctionName')}"))
+
+    denied = [(a, r) for a, r, p in made if not any(allows(st, a, r, p) for st in doc["Statement"])]
+    assert denied == []
+    granted = {a for st in doc["Statement"] for a in st["Action"]}
+    own_logs = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}  # Lambda writes them
+    assert granted - own_logs == {a for a, _, _ in made}
+
+
+def test_two_runs_at_once_make_one_mapping_and_a_busy_runner_waits(bare_deploy):
+    """A deploy's after-deploy and a scheduled run can meet: Lambda refuses a second mapping of the
+    same stream and function, and a configuration update while another is in progress."""
+    from botocore.stub import Stubber
+
+    from chalicelib import config
+
+    settings = config.load_wiring(wire.stage_env("test", "wiring", bare_deploy["config"]))
+    lam = aws.client("lambda")
+    with Stubber(lam) as stub:
+        stub.add_response("list_event_source_mappings", {"EventSourceMappings": []})
+        stub.add_client_error("create_event_source_mapping", "ResourceConflictException", http_status_code=409)
+        assert wiring._stream_mapping(lam, settings, wiring._once) == []
+        stub.add_response("get_function_configuration", {"EphemeralStorage": {"Size": 512},
+                                                          "LastUpdateStatus": "Successful"})
+        stub.add_client_error("update_function_configuration", "ResourceConflictException", http_status_code=409)
+        assert wiring._runner_tmp(lam, settings) == ["the runner is being updated: its /tmp waits for the next run"]
