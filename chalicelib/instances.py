@@ -15,7 +15,7 @@ from .longpoll import LongPoll
 from .models import Instance
 from .observability import logger
 from .protocol import manifest as manifest_rules
-from .repository import HUB_SLOTS, INLINE_CHUNK_BYTES, INLINE_START_DATA_BYTES, MAX_PAGE, Repository, sequence_slots
+from .repository import HUB_SLOTS, INLINE_CHUNK_BYTES, INLINE_START_DATA_BYTES, MAX_PAGE, Repository, instance_record, sequence_slots
 
 INPUT_TYPES = protocol.CONTENT_TYPES
 MAX_EVENT_NAME_CHARS = 256
@@ -265,19 +265,19 @@ def read_channel(settings: Settings, inst_id: str, channel: str, cursor: str | N
         segment, offset = channels.decode_cursor(cursor)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
-    poll = LongPoll(wait_seconds)
-    while True:
-        inst = get(settings, inst_id)
-        written, ended = inst.segments[channel], inst.channel_ended(channel)
-        waiting = not ended if until_end else written <= segment and not ended
-        if not waiting or poll.over():
-            break
-        # A reader with nothing read yet of an instance started a moment ago (it may have just
-        # started it) looks often, whether it came with no cursor (si) or with the first page's (a
-        # plain GET); one of a channel written to within the last second does not back off.
-        now = clock.now()
-        eager = (segment, offset) == (0, 0) and now - inst.created < EAGER_SECONDS
-        poll.sleep(eager=eager, busy=inst.progress is not None and now - inst.progress < BUSY_SECONDS)
+    with LongPoll(wait_seconds, watch=instance_record(settings.table, inst_id)) as poll:
+        while True:
+            inst = get(settings, inst_id)
+            written, ended = inst.segments[channel], inst.channel_ended(channel)
+            waiting = not ended if until_end else written <= segment and not ended
+            if not waiting or poll.over():
+                break
+            # A reader with nothing read yet of an instance started a moment ago (it may have just
+            # started it) looks often, whether it came with no cursor (si) or with the first page's (a
+            # plain GET); one of a channel written to within the last second does not back off.
+            now = clock.now()
+            eager = (segment, offset) == (0, 0) and now - inst.created < EAGER_SECONDS
+            poll.sleep(eager=eager, busy=inst.progress is not None and now - inst.progress < BUSY_SECONDS)
     data = b""
     if written > segment:
         data, segment, offset = channels.read(settings.bucket, inst_id, channel, segment, offset, written)

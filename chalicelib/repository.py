@@ -134,6 +134,12 @@ def _inst_key(inst_id: str, sk: str = META) -> dict[str, Any]:
     return {"pk": {"S": f"inst#{inst_id}"}, "sk": {"S": sk}}
 
 
+def instance_record(table: str, inst_id: str) -> tuple[str, str, str]:
+    """The instance's record as a change source names it (``longpoll``): (table, pk, sk)."""
+    key = _inst_key(inst_id)
+    return table, key["pk"]["S"], key["sk"]["S"]
+
+
 def _numbered_sk(prefix: str, number: int, digits: int = 10) -> str:
     """The sort key of item ``number`` of a numbered series (input chunks, events, topic chunks):
     zero-padded, so the keys sort as the numbers do."""

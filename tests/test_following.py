@@ -108,3 +108,60 @@ def test_a_followed_instance_writes_what_an_unfollowed_one_does(settings, not_in
     expected = b"".join(f"{i} ".encode() * 40 + b"\n" for i in range(20000))
     assert b"".join(pages[followed]) == b"".join(pages[alone]) == expected
     assert len([p for p in pages[followed] if p]) > 1  # read while it ran, page after page
+
+
+@pytest.fixture
+def change_source():
+    """The embedded hub's change source, announcing moto's writes (as `si hub start` installs it)."""
+    from chalicelib.embedded import record_changes
+
+    yield record_changes.install()
+    record_changes.uninstall()
+
+
+def test_on_the_embedded_hub_a_waiting_reader_looks_when_the_record_changes(settings, not_invoked, monkeypatch,
+                                                                           change_source):
+    """Every write of the embedded hub is made in its process, so a reader waiting for news is
+    woken by the runner's write itself: with no timer left to wake it (every pause an hour), it
+    looks twice, before the write and after it."""
+    from chalicelib import aws
+
+    inst = _started(settings, ECHO)
+    _running(settings, inst)
+    for pause in ("POLL_FIRST", "POLL_MIN", "POLL_BUSY", "POLL_MAX"):  # no timer wakes it within the test
+        monkeypatch.setattr(longpoll, pause, 3600.0)
+    reader_looks: list[str] = []
+    answer: dict = {}
+
+    def count(model, **_) -> None:
+        if model.name == "GetItem" and threading.current_thread().name == "reader":
+            reader_looks.append(model.name)
+
+    aws.client("dynamodb").meta.events.register("before-parameter-build.dynamodb.GetItem", count)
+    reader = threading.Thread(name="reader", daemon=True, target=lambda: answer.update(instances.read_channel(
+        settings, inst, "output", instances.channels.encode_cursor(0, 0), 3600)))
+    reader.start()
+    for _ in range(3000):  # until its first look is made (it then waits)
+        if reader_looks:
+            break
+        threading.Event().wait(0.01)
+    segments = {"output": 0, "log": 0, "stdout": 0, "stderr": 0}
+    Repository(settings.table).heartbeat(inst, clock.now(), segments, {"output"}, None, progressed=True)
+    reader.join(timeout=60)
+    assert not reader.is_alive()
+    assert answer["ended"] is True and answer["data"] == b""
+    assert len(reader_looks) == 2
+
+
+def test_a_change_source_counts_only_records_waited_on_and_misses_no_change():
+    from chalicelib.embedded.record_changes import RecordChanges
+
+    source = RecordChanges()
+    source.changed("record")  # nobody waits on it: not counted, nothing kept
+    seen = source.watch("record")
+    assert seen == 0
+    source.changed("record")  # between a look and the wait that follows it
+    assert source.wait("record", seen, timeout=60) == 1  # at once: the change is not missed
+    source.unwatch("record")
+    assert source.watch("record") == 0  # forgotten once its last watcher left
+    source.unwatch("record")

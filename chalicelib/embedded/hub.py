@@ -27,7 +27,7 @@ from types import ModuleType
 from typing import Any
 
 from .. import aws
-from . import in_process, moto_memory, moto_speed
+from . import in_process, moto_memory, moto_speed, record_changes
 from .storage_guard import StorageGuard
 
 ROOT = Path(__file__).resolve().parents[2]  # the server's checkout: app.py, .chalice/, infra/
@@ -221,6 +221,7 @@ class LocalHub:
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
             os.environ.pop(name, None)
         in_process.install(moto_url, self._moto.direct_app, self._moto.direct)  # the API's calls skip TCP; runners' do not
+        record_changes.install()  # long polls look when a record changes (every write is made here)
         outputs = provision()
         # Nothing reads the table's stream here (the sweeper purges what expires, as on a stage
         # without the cleanup's mapping), and moto would keep every record of it in memory
@@ -311,6 +312,7 @@ class LocalHub:
         self._thread.join(timeout=10)
         invoker.stop_local_runners()
         in_process.uninstall()
+        record_changes.uninstall()
         self._moto.stop()
 
     def run_forever(self, announce: Callable[[str], None]) -> None:

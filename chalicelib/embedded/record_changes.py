@@ -1,0 +1,80 @@
+"""The embedded hub's store says when a record changed, so its long polls look then, not on a timer.
+
+Every write of the embedded hub's DynamoDB, the runners' as well as the API's, is made by moto in
+the hub's own process. After each UpdateItem that succeeded (the instance record's every change
+a reader waits for: new segments, ended channels, the end itself) the record's change count goes
+up and its waiters wake. Only records someone waits on are counted, so nothing grows with history.
+On AWS there is no such source and long polls keep their timer (``chalicelib.longpoll``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Hashable
+from typing import Any
+
+from .. import longpoll
+
+_current: RecordChanges | None = None
+_installed = False
+
+
+class RecordChanges:
+    """Change counts of the records being waited on; keys are (table, pk, sk) strings."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._counts: dict[Hashable, int] = {}
+        self._watchers: Counter[Hashable] = Counter()
+
+    def watch(self, key: Hashable) -> int:
+        with self._cond:
+            self._watchers[key] += 1
+            return self._counts.setdefault(key, 0)
+
+    def unwatch(self, key: Hashable) -> None:
+        with self._cond:
+            self._watchers[key] -= 1
+            if self._watchers[key] <= 0:
+                del self._watchers[key]
+                self._counts.pop(key, None)
+
+    def changed(self, key: Hashable) -> None:
+        with self._cond:
+            if key in self._counts:
+                self._counts[key] += 1
+                self._cond.notify_all()
+
+    def wait(self, key: Hashable, seen: int, timeout: float) -> int:
+        with self._cond:
+            self._cond.wait_for(lambda: self._counts.get(key, 0) != seen, timeout)
+            return self._counts.get(key, 0)
+
+
+def install() -> RecordChanges:
+    """Announce moto's UpdateItems to a new change source, which long polls then wait on."""
+    global _current, _installed
+    if not _installed:
+        from moto.dynamodb.models import DynamoDBBackend
+
+        original = DynamoDBBackend.update_item
+
+        def update_item(self: Any, table_name: str, key: dict[str, dict[str, Any]], *args: Any, **kwargs: Any) -> Any:
+            item = original(self, table_name, key, *args, **kwargs)
+            source = _current
+            if source is not None:
+                source.changed((table_name, *(str(next(iter(key[name].values()))) for name in sorted(key))))
+            return item
+
+        DynamoDBBackend.update_item = update_item  # type: ignore[method-assign]
+        _installed = True
+    _current = RecordChanges()
+    longpoll.use_changes(_current)
+    return _current
+
+
+def uninstall() -> None:
+    global _current
+    _current = None
+    longpoll.use_changes(None)
