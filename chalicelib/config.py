@@ -12,6 +12,9 @@ INVOKE_MODES = ("lambda", "local")
 ENGINES = protocol.ENGINES
 CAPACITIES = ("FARGATE", "FARGATE_SPOT")
 SANDBOXES = ("none", "bwrap")
+# How often a runner records new segments while output flows, unless SEQHUB_PROGRESS_MS says: each
+# record is a DynamoDB write, and readers see new output when it lands.
+PROGRESS_MS = 500
 # Which channels are copied to CloudWatch Logs (readers read S3; the copy is for search and audit).
 LOG_COPIES = ("all", "log", "none")
 
@@ -124,6 +127,7 @@ class Settings:
     api_url: str = ""
     fargate: Fargate = Fargate()
     host_uid: int = 0  # a Fargate task's host runs as this uid (0: as the runner)
+    progress_ms: int = PROGRESS_MS  # the embedded hub's storage writes cost nothing: it records more often
 
     def engines(self) -> tuple[str, ...]:
         """The engines this hub can run instances on (the embedded hub plays both)."""
@@ -228,4 +232,5 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         api_url=env.get("SEQHUB_API_URL", ""),
         fargate=fargate,
         host_uid=_int(env, "SEQHUB_HOST_UID", 0),
+        progress_ms=_int(env, "SEQHUB_PROGRESS_MS", PROGRESS_MS),
     )

@@ -165,3 +165,15 @@ def test_a_change_source_counts_only_records_waited_on_and_misses_no_change():
     source.unwatch("record")
     assert source.watch("record") == 0  # forgotten once its last watcher left
     source.unwatch("record")
+
+
+def test_runners_record_progress_every_half_second_on_aws_and_at_each_flush_on_the_embedded_hub():
+    """On AWS each record is a DynamoDB write: 0.5 s apart while output flows (what the counted
+    calls per flush assume). The embedded hub's writes cost nothing: it records at each flush."""
+    from chalicelib import config
+    from chalicelib.embedded.hub import own_settings
+    from chalicelib.runner.service import FLUSH_INTERVAL
+
+    base = {"SEQHUB_TABLE": "t", "SEQHUB_BUCKET": "b", "SEQHUB_LOG_GROUP": "g", "RUNNER_FUNCTION": "f"}
+    assert config.load(base).progress_ms == PROGRESS_INTERVAL * 1000 == 500
+    assert config.load({**base, **own_settings()}).progress_ms == FLUSH_INTERVAL * 1000

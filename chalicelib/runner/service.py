@@ -20,7 +20,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .. import aws, clock, models, observability, packages, protocol
+from .. import aws, clock, config, models, observability, packages, protocol
 from ..config import Settings
 from ..models import Instance
 from ..observability import logger
@@ -36,7 +36,7 @@ from .topicio import TopicInput, TopicOutput
 
 FLUSH_INTERVAL = 0.2        # CloudWatch writes while output flows
 HEARTBEAT_INTERVAL = 1.0    # item writes while nothing changes (and the control read)
-PROGRESS_INTERVAL = 0.5     # item writes while output flows (how fresh readers' views are)
+PROGRESS_INTERVAL = config.PROGRESS_MS / 1000  # item writes while output flows (how fresh readers' views are)
 KILL_GRACE = 2.0            # kill handlers get this long before SIGKILL
 DEADLINE_MARGIN_MS = 5000   # kill this long before the Lambda deadline, to flush and record
 DEADLINE_STOP_MS = 30_000   # before that, this long to stop gracefully (stop handlers, last output)
@@ -211,13 +211,14 @@ class _Run:
         flusher.start()
 
         last_write = 0.0
+        progress_interval = self.settings.progress_ms / 1000  # PROGRESS_INTERVAL unless the stage says otherwise
         written, ended = self.counters(), self.ended_channels()
         while child.proc.poll() is None:
             now = time.monotonic()
             counters, now_ended = self.counters(), self.ended_channels()
             # Readers wait on the record: tell them at once about a first output or an end.
             news = any(counters[k] and not written[k] for k in counters) or now_ended != ended
-            due = now - last_write >= (PROGRESS_INTERVAL if counters != written else HEARTBEAT_INTERVAL)
+            due = now - last_write >= (progress_interval if counters != written else HEARTBEAT_INTERVAL)
             if news or due:
                 self.control(child, feeders, self.heartbeat(progressed=counters != written))
                 written, ended, last_write = counters, now_ended, now
