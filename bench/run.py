@@ -673,7 +673,7 @@ def follow_rows(row) -> dict:
     for kind, c in costs.items():
         dollars = c["requests"] * PRICE["request"] + c["GetItem"] * PRICE["GetItem"] + \
             c["GetObject"] * PRICE["GetObject"] + c["GB-s"] * PRICE["GB-s"]
-        row(f"one follower of an {kind} instance, per minute",
+        row(f"one follower of {'an' if kind == 'idle' else 'a'} {kind} instance, per minute",
             f"{c['requests']:.0f} API requests, {c['GetItem']:.0f} DynamoDB reads, {c['GetObject']:.0f} S3 GETs, "
             f"{c['GetLogEvents']:.0f} GetLogEvents, {c['GB-s']:.1f} API GB-s",
             f"${dollars:.5f}/min", f"1,000 followers: ${dollars * 1000 * 60:.2f}/h", "reads back off when idle")
