@@ -13,6 +13,11 @@ ROOT = Path(__file__).resolve().parent.parent
 APP = "sequence-hub"
 
 
+# Actions IAM scopes by no resource (the Service Authorization Reference lists none for them): their
+# statements name "*"; making a mapping is scoped by its function instead, in this condition key.
+UNSCOPED = {"lambda:ListEventSourceMappings": None, "lambda:CreateEventSourceMapping": "lambda:FunctionArn"}
+
+
 def names(stage: str, account: str = "*", region: str = "*", bucket: str | None = None,
           queue: str | None = None) -> dict[str, str]:
     where = f"{region}:{account}"

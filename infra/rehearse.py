@@ -38,6 +38,8 @@ import boto3
 
 from chalicelib.wiring import GATEWAY_RESPONSES
 
+from . import policies
+
 ROOT = Path(__file__).resolve().parent.parent
 STAGE = "dev"
 PREFIX = f"sequence-hub-{STAGE}"
@@ -45,12 +47,10 @@ PREFIX = f"sequence-hub-{STAGE}"
 DEPLOY = ["make", "deploy", f"STAGE={STAGE}"]
 SETUP = ["make", "setup", f"STAGE={STAGE}"]
 CHALICE = ["chalice", "deploy", "--stage", STAGE]  # with the venv's bin on PATH, as docs/deploy.md says
+DESTROY = ["make", "destroy", f"STAGE={STAGE}"]
 FUNCTIONS = [PREFIX, f"{PREFIX}-runner", f"{PREFIX}-cleanup", f"{PREFIX}-sweeper", f"{PREFIX}-wiring"]
 # What the wiring function runs on its schedule (app.py's wiring).
 WIRING_RUN = "from chalicelib import config, wiring; print(wiring.converge(config.load_wiring()))"
-# Actions IAM scopes by no resource: their statements name "*" (tests/test_policies.py checks which).
-UNSCOPED = {"lambda:ListEventSourceMappings", "lambda:CreateEventSourceMapping"}
-DESTROY = ["make", "destroy", f"STAGE={STAGE}"]
 QUOTA = {"limit": 1000}  # the Lambda concurrency quota the bridged GetAccountSettings reports
 
 
@@ -391,7 +391,7 @@ def check_deployed(found: Deployed, config: dict, arch: str = "x86_64") -> list[
         for policy_name in iam.list_role_policies(RoleName=role["RoleName"])["PolicyNames"]:
             document = role_policy(iam, role["RoleName"], policy_name)
             # A statement's Resource is a list or (as CloudFormation may write it) one string.
-            arns = [r for st in document["Statement"] if not set(_listed(st["Action"])) <= UNSCOPED
+            arns = [r for st in document["Statement"] if not set(_listed(st["Action"])) <= set(policies.UNSCOPED)
                     for r in _listed(st["Resource"])]
             # S3 ARNs name no region or account: their bucket must be exact; IAM's name no region and
             # API Gateway's no account; every other ARN names both.

@@ -207,11 +207,6 @@ def test_every_call_is_allowed_and_every_grant_is_used(settings, hub_env, record
         assert granted - used == set(), f"{component} is granted actions it never uses"
 
 
-# Actions IAM scopes by no resource (the Service Authorization Reference lists none for them); making
-# a mapping is scoped by its function instead, in a condition.
-UNSCOPED = {"lambda:ListEventSourceMappings": None, "lambda:CreateEventSourceMapping": "lambda:FunctionArn"}
-
-
 def test_no_wildcard_actions_or_resources():
     for stage in ("dev", "prod"):
         docs = {**policies.policies(stage, fargate=True), "task role": policies.task_policy(stage)}
@@ -219,8 +214,8 @@ def test_no_wildcard_actions_or_resources():
             for st in doc["Statement"]:
                 assert all("*" not in a for a in st["Action"]), name
                 if st["Resource"] == ["*"]:
-                    assert len(st["Action"]) == 1 and st["Action"][0] in UNSCOPED, (name, st)
-                    key = UNSCOPED[st["Action"][0]]
+                    assert len(st["Action"]) == 1 and st["Action"][0] in policies.UNSCOPED, (name, st)
+                    key = policies.UNSCOPED[st["Action"][0]]
                     assert key is None or key in st["Condition"]["StringEquals"], (name, st)
                     continue
                 assert all(r != "*" and not r.startswith("arn:aws:*") for r in st["Resource"]), name
@@ -237,7 +232,7 @@ def test_deployed_policies_name_exact_resources_and_the_config_uses_them():
                 elif arn.startswith("arn:aws:apigateway:"):  # API Gateway's ARNs name no account
                     assert arn.split(":")[3:5] == ["eu-west-1", ""], (name, arn)
                 elif arn == "*":
-                    assert st["Action"][0] in UNSCOPED, (name, st)
+                    assert st["Action"][0] in policies.UNSCOPED, (name, st)
                 else:
                     assert arn.split(":")[3:5] == ["eu-west-1", "123456789012"], (name, arn)
     api_logs = policies.policies("prod", **known)["policy-prod.json"]["Statement"][-1]["Resource"]
