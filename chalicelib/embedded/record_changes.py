@@ -21,34 +21,42 @@ _installed = False
 
 
 class RecordChanges:
-    """Change counts of the records being waited on; keys are (table, pk, sk) strings."""
+    """Change counts of the records being waited on; keys are (table, pk, sk) strings. A write
+    wakes only the waiters of its own record: a hub with many followers of many busy instances
+    wakes each for its instance's writes alone."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._counts: dict[Hashable, int] = {}
         self._watchers: Counter[Hashable] = Counter()
+        self._conditions: dict[Hashable, threading.Condition] = {}
 
     def watch(self, key: Hashable) -> int:
-        with self._cond:
+        with self._lock:
             self._watchers[key] += 1
+            self._conditions.setdefault(key, threading.Condition(self._lock))
             return self._counts.setdefault(key, 0)
 
     def unwatch(self, key: Hashable) -> None:
-        with self._cond:
+        with self._lock:
             self._watchers[key] -= 1
             if self._watchers[key] <= 0:
                 del self._watchers[key]
                 self._counts.pop(key, None)
+                self._conditions.pop(key, None)
 
     def changed(self, key: Hashable) -> None:
-        with self._cond:
+        with self._lock:
             if key in self._counts:
                 self._counts[key] += 1
-                self._cond.notify_all()
+                self._conditions[key].notify_all()
 
     def wait(self, key: Hashable, seen: int, timeout: float) -> int:
-        with self._cond:
-            self._cond.wait_for(lambda: self._counts.get(key, 0) != seen, timeout)
+        """Until ``key``'s count is not ``seen`` or ``timeout`` passed; only for a watched key."""
+        with self._lock:
+            condition = self._conditions.get(key)
+            if condition is not None:
+                condition.wait_for(lambda: self._counts.get(key, 0) != seen, timeout)
             return self._counts.get(key, 0)
 
 
