@@ -541,7 +541,9 @@ def sweeper(event):
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="wiring")
 def wiring(event):
     """Keep what `chalice deploy` cannot declare as it should be (a bare deploy is whole within a minute)."""
-    from chalicelib import config
     from chalicelib import wiring as stage_wiring
 
-    return {"changed": stage_wiring.converge(config.load_wiring())}
+    changed = stage_wiring.converge(config.load_wiring())
+    if changed:  # a first deploy, or one that reset part of it: say what was done
+        logger.warning("the stage's wiring was not whole: " + "; ".join(changed))
+    return {"changed": changed}

@@ -113,16 +113,20 @@ def test_after_deploy_sets_no_retries_tmp_size_the_expiry_stream_and_json_errors
 
 def test_the_wiring_function_completes_a_bare_chalice_deploy_and_then_only_reads(bare_deploy, monkeypatch):
     """The stage's scheduled `wiring` function, run with the environment Chalice gives it, makes a
-    bare deploy whole; once it is, a run makes five reads and no write."""
+    bare deploy whole and says so in its log; once it is, a run makes five reads and no write."""
     import app
 
     for name, value in wire.stage_env("test", "wiring", bare_deploy["config"]).items():
         monkeypatch.setenv(name, value)
+    warned: list[str] = []
+    monkeypatch.setattr(app.logger, "warning", lambda message, *_, **__: warned.append(message))
     changed = _scheduled_run(app)["changed"]
     assert len(changed) == 4, changed  # invocation, /tmp, the stream mapping, the error bodies
+    assert len(warned) == 1 and all(what in warned[0] for what in changed)
     _wired_as_documented(bare_deploy["rest_api"])
     lam_calls, gateway_calls = _calls(aws.client("lambda")), _calls(aws.client("apigateway"))
     assert _scheduled_run(app) == {"changed": []}
+    assert len(warned) == 1  # nothing to say
     assert sorted(lam_calls + gateway_calls) == ["GetFunctionConfiguration", "GetFunctionEventInvokeConfig",
                                                  "GetGatewayResponses", "GetPolicy", "ListEventSourceMappings"]
 
