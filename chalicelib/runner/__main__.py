@@ -22,8 +22,6 @@ from .child import harden
 from .service import GRACEFUL_STOP_MS, run_instance
 
 NO_LIMIT_SECONDS = 10 * 365 * 86400  # an engine without a time limit: far enough to never come
-# After ECS's SIGTERM: the runner's own graceful stop and last records (GRACEFUL_STOP_MS), well
-# inside the task definition's stopTimeout (infra/fargate.yaml), after which ECS sends SIGKILL.
 
 
 def run_one(instance_id: str, engine: str = "lambda", task: bool = False) -> None:
@@ -33,7 +31,10 @@ def run_one(instance_id: str, engine: str = "lambda", task: bool = False) -> Non
     cut_reason: list[str | None] = [None]
 
     def cut_short(*_: object) -> None:
-        if task:  # ECS stops the task: stop the instance while there is time, and say why
+        # ECS stops the task: stop the instance while there is time, and say why. The graceful stop
+        # and last records fit well inside the task definition's stopTimeout (infra/fargate.yaml),
+        # after which ECS sends SIGKILL.
+        if task:
             deadline[0] = min(deadline[0], time.monotonic() + GRACEFUL_STOP_MS / 1000)
             cut_reason[0] = models.REASON_TASK_STOPPED
         else:  # the embedded hub stops its runners with SIGTERM: end as at a Lambda deadline, recorded
