@@ -186,14 +186,18 @@ def bridge_lambda_gaps() -> None:
 
     urls.url_paths[r"{0}/(?P<api_version>[^/]+)/account-settings/?$"] = (
         lambda request, full_url, headers: account_settings(LambdaResponse(), request, full_url, headers))
-    original_update = LambdaFunction.update_configuration
+    LambdaFunction.update_configuration = keeping_ephemeral_storage(  # type: ignore[method-assign]
+        LambdaFunction.update_configuration)
 
+
+def keeping_ephemeral_storage(update: Callable[..., Any]) -> Callable[..., Any]:
+    """moto's UpdateFunctionConfiguration, keeping the EphemeralStorage it is given as Lambda does."""
     def update_configuration(self: Any, config_updates: dict[str, Any]) -> Any:
         if "EphemeralStorage" in config_updates:
             self.ephemeral_storage = config_updates["EphemeralStorage"]["Size"]
-        return original_update(self, config_updates)
+        return update(self, config_updates)
 
-    LambdaFunction.update_configuration = update_configuration  # type: ignore[method-assign]
+    return update_configuration
 
 
 def copy_repo(dest: Path) -> Path:

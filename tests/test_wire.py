@@ -41,14 +41,10 @@ def bare_deploy(hub_env, tmp_path, monkeypatch):
     no EphemeralStorage on UpdateFunctionConfiguration (Lambda does): here it keeps it."""
     from moto.awslambda.models import LambdaFunction
 
-    original_update = LambdaFunction.update_configuration
+    from infra.rehearse import keeping_ephemeral_storage
 
-    def update_configuration(self, config_updates):
-        if "EphemeralStorage" in config_updates:
-            self.ephemeral_storage = config_updates["EphemeralStorage"]["Size"]
-        return original_update(self, config_updates)
-
-    monkeypatch.setattr(LambdaFunction, "update_configuration", update_configuration)
+    monkeypatch.setattr(LambdaFunction, "update_configuration",
+                        keeping_ephemeral_storage(LambdaFunction.update_configuration))
     config = tmp_path / "config.json"
     shutil.copy(ROOT / ".chalice" / "config.json", config)
     wire.wire_env("test", STACK, config_path=config, ephemeral_mb=4096)
