@@ -15,7 +15,16 @@ from .longpoll import LongPoll
 from .models import Instance
 from .observability import logger
 from .protocol import manifest as manifest_rules
-from .repository import HUB_SLOTS, INLINE_CHUNK_BYTES, INLINE_START_DATA_BYTES, MAX_PAGE, Repository, instance_record, sequence_slots
+from .repository import (
+    HUB_SLOTS,
+    INLINE_CHUNK_BYTES,
+    INLINE_START_DATA_BYTES,
+    MAX_PAGE,
+    Repository,
+    event_record,
+    instance_record,
+    sequence_slots,
+)
 
 INPUT_TYPES = protocol.CONTENT_TYPES
 MAX_EVENT_NAME_CHARS = 256
@@ -383,15 +392,17 @@ def wait_for_event(settings: Settings, inst_id: str, name: str, wait_seconds: fl
     if len(name) > MAX_EVENT_NAME_CHARS:
         raise BadRequest(f"event names are at most {MAX_EVENT_NAME_CHARS} characters")
     repo = _repo(settings)
-    poll = LongPoll(wait_seconds)
-    while True:
-        inst = get(settings, inst_id)
-        event = repo.get_event_out(inst_id, name)
-        if event is not None and (after is None or event["at"] > after):
-            return EventWait(True, json.loads(event["message"]), float(event["at"]), inst.final)
-        if inst.final or poll.over():
-            return EventWait(False, None, None, inst.final)
-        poll.sleep()
+    # Woken by the event's own write where the store says (the embedded hub); the instance's end
+    # is then seen at the next look, at most POLL_MAX later.
+    with LongPoll(wait_seconds, watch=event_record(settings.table, inst_id, name)) as poll:
+        while True:
+            inst = get(settings, inst_id)
+            event = repo.get_event_out(inst_id, name)
+            if event is not None and (after is None or event["at"] > after):
+                return EventWait(True, json.loads(event["message"]), float(event["at"]), inst.final)
+            if inst.final or poll.over():
+                return EventWait(False, None, None, inst.final)
+            poll.sleep()
 
 
 def last_event(settings: Settings, inst_id: str, name: str, wait_seconds: float,

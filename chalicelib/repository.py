@@ -134,10 +134,24 @@ def _inst_key(inst_id: str, sk: str = META) -> dict[str, Any]:
     return {"pk": {"S": f"inst#{inst_id}"}, "sk": {"S": sk}}
 
 
-def instance_record(table: str, inst_id: str) -> tuple[str, str, str]:
-    """The instance's record as a change source names it (``longpoll``): (table, pk, sk)."""
-    key = _inst_key(inst_id)
+def _watch_key(table: str, key: dict[str, Any]) -> tuple[str, str, str]:
+    """A record as a change source names it (``longpoll``): (table, pk, sk)."""
     return table, key["pk"]["S"], key["sk"]["S"]
+
+
+def instance_record(table: str, inst_id: str) -> tuple[str, str, str]:
+    """The instance's record, where its new segments, ended channels and end are written."""
+    return _watch_key(table, _inst_key(inst_id))
+
+
+def event_record(table: str, inst_id: str, name: str) -> tuple[str, str, str]:
+    """The last event ``name`` the instance emitted."""
+    return _watch_key(table, _inst_key(inst_id, f"evout#{name}"))
+
+
+def topic_record(table: str, name: str) -> tuple[str, str, str]:
+    """The topic's record, whose count a new chunk advances."""
+    return _watch_key(table, _topic_key(name))
 
 
 def _numbered_sk(prefix: str, number: int, digits: int = 10) -> str:

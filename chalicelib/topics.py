@@ -26,7 +26,7 @@ from .config import Settings
 from .errors import BadRequest, Busy, NotFound, TooLarge, TooMany, UnsupportedType
 from .longpoll import LongPoll
 from .protocol import CONTENT_TYPES
-from .repository import INLINE_CHUNK_BYTES, TOPIC_SLOTS, Repository
+from .repository import INLINE_CHUNK_BYTES, TOPIC_SLOTS, Repository, topic_record
 
 DEFAULT_TYPE = "application/x-ndjson"  # what Scramjet's CLI sends when no type is given
 S3_PREFIX = "topics/"  # large chunks (the bucket's lifecycle rule for it is the backstop)
@@ -208,22 +208,23 @@ def read(settings: Settings, name: str, cursor: str | None, wait_seconds: float,
     check_name(name)
     wanted = decode_cursor(cursor)
     repo = _repo(settings)
-    poll = LongPoll(wait_seconds)
-    while True:
-        topic = _topic_or_none(repo.get_topic(name))
-        now = clock.now()
-        if topic is not None and topic.live(now):
-            first = topic.floor + 1 if wanted is None or wanted <= topic.floor or wanted > topic.seq + 1 else wanted
-            if topic.seq >= first:
-                data, after = _page(settings, repo, topic, first, now, max_bytes)
-                if data or poll.over():
-                    return {"data": data, "cursor": str(after), "content_type": topic.content_type}
-                wanted = after  # only expired chunks: look again from past them
-        if poll.over():
-            next_cursor = "" if wanted is None else str(wanted)
-            return {"data": b"", "cursor": next_cursor,
-                    "content_type": topic.content_type if topic is not None else DEFAULT_TYPE}
-        poll.sleep()
+    # Woken by the write counting a new chunk in, where the store says (the embedded hub).
+    with LongPoll(wait_seconds, watch=topic_record(settings.table, name)) as poll:
+        while True:
+            topic = _topic_or_none(repo.get_topic(name))
+            now = clock.now()
+            if topic is not None and topic.live(now):
+                first = topic.floor + 1 if wanted is None or wanted <= topic.floor or wanted > topic.seq + 1 else wanted
+                if topic.seq >= first:
+                    data, after = _page(settings, repo, topic, first, now, max_bytes)
+                    if data or poll.over():
+                        return {"data": data, "cursor": str(after), "content_type": topic.content_type}
+                    wanted = after  # only expired chunks: look again from past them
+            if poll.over():
+                next_cursor = "" if wanted is None else str(wanted)
+                return {"data": b"", "cursor": next_cursor,
+                        "content_type": topic.content_type if topic is not None else DEFAULT_TYPE}
+            poll.sleep()
 
 
 def _page(settings: Settings, repo: Repository, topic: Topic, first: int, now: float,

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from chalicelib import clock, instances, longpoll, sequences
+from chalicelib import clock, instances, longpoll, sequences, topics
 from chalicelib.repository import Repository
 from chalicelib.runner.service import PROGRESS_INTERVAL, run_instance
 
@@ -119,38 +119,58 @@ def change_source():
     record_changes.uninstall()
 
 
-def test_on_the_embedded_hub_a_waiting_reader_looks_when_the_record_changes(settings, not_invoked, monkeypatch,
-                                                                           change_source):
-    """Every write of the embedded hub is made in its process, so a reader waiting for news is
-    woken by the runner's write itself: with no timer left to wake it (every pause an hour), it
-    looks twice, before the write and after it."""
+def _channel_end(settings, inst: str) -> None:
+    segments = {"output": 0, "log": 0, "stdout": 0, "stderr": 0}
+    Repository(settings.table).heartbeat(inst, clock.now(), segments, {"output"}, None, progressed=True)
+
+
+# What a waiter waits on, the write that answers it (as the runner or the API makes it), and what it
+# then answers; each look reads the instance record (and, for an event, the event).
+WAITS = {
+    "channel": (lambda s, inst: instances.read_channel(s, inst, "output", instances.channels.encode_cursor(0, 0), 3600),
+                _channel_end, lambda answer: answer["ended"] is True and answer["data"] == b"", 1),
+    "event": (lambda s, inst: instances.wait_for_event(s, inst, "tick", 3600),
+              lambda s, inst: Repository(s.table).put_event_out(inst, "tick", '"now"', clock.now()),
+              lambda answer: answer.found and answer.message == "now", 2),
+    "topic": (lambda s, inst: topics.read(s, "ticks", "", 3600),
+              lambda s, inst: topics.publish(s, "ticks", b"one line\n", "text/plain"),
+              lambda answer: answer["data"] == b"one line\n", 1),
+}
+
+
+@pytest.mark.parametrize("waiting_on", WAITS)
+def test_on_the_embedded_hub_a_waiter_looks_when_its_record_changes(settings, not_invoked, monkeypatch,
+                                                                   change_source, waiting_on):
+    """Every write of the embedded hub is made in its process, so a reader waiting for news (of a
+    channel, an event, a topic) is woken by the write itself: with no timer left to wake it (every
+    pause an hour), it looks twice, before the write and after it."""
     from chalicelib import aws
 
+    wait, write, answered, reads_per_look = WAITS[waiting_on]
     inst = _started(settings, ECHO)
     _running(settings, inst)
+    topics.create(settings, "ticks", "text/plain")
     for pause in ("POLL_FIRST", "POLL_MIN", "POLL_BUSY", "POLL_MAX"):  # no timer wakes it within the test
         monkeypatch.setattr(longpoll, pause, 3600.0)
-    reader_looks: list[str] = []
-    answer: dict = {}
+    reader_reads: list[str] = []
+    answer: list = []
 
     def count(model, **_) -> None:
         if model.name == "GetItem" and threading.current_thread().name == "reader":
-            reader_looks.append(model.name)
+            reader_reads.append(model.name)
 
     aws.client("dynamodb").meta.events.register("before-parameter-build.dynamodb.GetItem", count)
-    reader = threading.Thread(name="reader", daemon=True, target=lambda: answer.update(instances.read_channel(
-        settings, inst, "output", instances.channels.encode_cursor(0, 0), 3600)))
+    reader = threading.Thread(name="reader", daemon=True, target=lambda: answer.append(wait(settings, inst)))
     reader.start()
     for _ in range(3000):  # until its first look is made (it then waits)
-        if reader_looks:
+        if len(reader_reads) >= reads_per_look:
             break
         threading.Event().wait(0.01)
-    segments = {"output": 0, "log": 0, "stdout": 0, "stderr": 0}
-    Repository(settings.table).heartbeat(inst, clock.now(), segments, {"output"}, None, progressed=True)
+    write(settings, inst)
     reader.join(timeout=60)
     assert not reader.is_alive()
-    assert answer["ended"] is True and answer["data"] == b""
-    assert len(reader_looks) == 2
+    assert answered(answer[0])
+    assert len(reader_reads) == 2 * reads_per_look
 
 
 def test_a_change_source_counts_only_records_waited_on_and_misses_no_change():

@@ -1,9 +1,10 @@
 """The embedded hub's store says when a record changed, so its long polls look then, not on a timer.
 
 Every write of the embedded hub's DynamoDB, the runners' as well as the API's, is made by moto in
-the hub's own process. After each UpdateItem that succeeded (the instance record's every change
-a reader waits for: new segments, ended channels, the end itself) the record's change count goes
-up and its waiters wake. Only records someone waits on are counted, so nothing grows with history.
+the hub's own process. After each UpdateItem or PutItem that succeeded (an instance record's new
+segments, ended channels and end; an event an instance emitted; a topic's new chunk) the record's
+change count goes up and its waiters wake. Only records someone waits on are counted, so nothing
+grows with history.
 On AWS there is no such source and long polls keep their timer (``chalicelib.longpoll``).
 """
 
@@ -60,22 +61,35 @@ class RecordChanges:
             return self._counts.get(key, 0)
 
 
+def _announce(table_name: str, key: dict[str, dict[str, Any]]) -> None:
+    """A write of the record ``key`` (its key attributes, as DynamoDB's wire format has them) succeeded."""
+    source = _current
+    if source is not None:
+        source.changed((table_name, *(str(next(iter(key[name].values()))) for name in sorted(key))))
+
+
 def install() -> RecordChanges:
-    """Announce moto's UpdateItems to a new change source, which long polls then wait on."""
+    """Announce moto's UpdateItems and PutItems to a new change source, which long polls then wait on."""
     global _current, _installed
     if not _installed:
         from moto.dynamodb.models import DynamoDBBackend
 
-        original = DynamoDBBackend.update_item
+        original_update, original_put = DynamoDBBackend.update_item, DynamoDBBackend.put_item
 
         def update_item(self: Any, table_name: str, key: dict[str, dict[str, Any]], *args: Any, **kwargs: Any) -> Any:
-            item = original(self, table_name, key, *args, **kwargs)
-            source = _current
-            if source is not None:
-                source.changed((table_name, *(str(next(iter(key[name].values()))) for name in sorted(key))))
+            item = original_update(self, table_name, key, *args, **kwargs)
+            _announce(table_name, key)
+            return item
+
+        def put_item(self: Any, table_name: str, item_attrs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+            item = original_put(self, table_name, item_attrs, *args, **kwargs)
+            table = self.get_table(table_name)
+            _announce(table_name, {name: item_attrs[name] for name in (table.hash_key_attr, table.range_key_attr)
+                                   if name})
             return item
 
         DynamoDBBackend.update_item = update_item  # type: ignore[method-assign]
+        DynamoDBBackend.put_item = put_item  # type: ignore[method-assign]
         _installed = True
     _current = RecordChanges()
     longpoll.use_changes(_current)
