@@ -666,6 +666,64 @@ def user_rows(row, starts: int, items: int, inputs: int, big_mib: int) -> None:
         row(f"{big_mib} MiB of output produced and read", f"{got / 1e6 / took:.0f} MB/s",
             f"raw program {got / 1e6 / raw:.0f} MB/s", f"{(got / raw) / (got / took):.2f}× the time",
             f"≥ 50 MB/s; hub memory {before:.0f} → peak {peak:.0f} MiB (flat)")
+        news_rows(row, hub["url"], 10 if starts < 30 else 20)
+
+
+TICK_SEQ = ("import asyncio, time\n"
+            "async def run(context, input, n):\n"
+            "    for _ in range(int(n)):\n"
+            "        await asyncio.sleep(1)\n"
+            "        now = time.time()\n"
+            "        context.emit('tick', now)\n"
+            "        yield f'{now!r}\\n'\n")
+
+
+def news_rows(row, url: str, ticks: int) -> None:
+    """How late a waiting client hears of news that came while it waited (a second apart, as news
+    comes to a waiter): an event, a line sent to a topic, against a line of output written at the
+    same moment as the event, read by its follower. Each is the time from the news's own clock to
+    the waiter's answer (one machine, one clock)."""
+    from tests.helpers import py_package
+
+    client = Client(url, timeout=60)
+    seq = client.send_sequence(io.BytesIO(py_package(TICK_SEQ)))["id"]
+    inst = client.start(seq, [ticks])["id"]
+    late: dict[str, list[float]] = {"event": [], "output": [], "topic": []}
+
+    def lines(kind: str, data: bytes) -> None:
+        now = time.time()
+        late[kind].extend(now - float(line) for line in data.splitlines())
+
+    def events() -> None:
+        own, cursor = Client(url, timeout=60), ""
+        while True:  # as `si inst event on` waits
+            resp = own.request("GET", f"instance/{inst}/events/tick", params={"cursor": cursor, "wait": 20})
+            lines("event", resp.content)
+            cursor = resp.headers.get("X-Next-Cursor", cursor)
+            if resp.headers.get("X-Channel-Ended") == "true":
+                return
+
+    def topic() -> None:
+        for data in Client(url, timeout=60).follow_topic("bench-news"):
+            lines("topic", data)
+            if len(late["topic"]) >= ticks:
+                return
+
+    waiters = [threading.Thread(target=events), threading.Thread(target=topic)]
+    for waiter in waiters:
+        waiter.start()
+    for data in client.follow(inst, "output"):
+        lines("output", data)
+        client.send_topic("bench-news", f"{time.time()!r}\n".encode(), "text/plain")
+    for waiter in waiters:
+        waiter.join(120)
+    output = statistics.median(late["output"])
+    for kind, what in (("event", "an event → a client waiting on it (GET /instance/{id}/events/{name})"),
+                       ("topic", "a line sent to a topic → its follower (GET /topic/{name})")):
+        assert len(late[kind]) == ticks, (kind, len(late[kind]))
+        took = statistics.median(late[kind])
+        row(f"{what}, {ticks} a second apart", f"p50 {took * 1000:.0f} ms",
+            f"an output line → its follower p50 {output * 1000:.0f} ms", f"{took / output:.2f}×", "≤ 1×")
 
 
 def follow_rows(row) -> dict:
