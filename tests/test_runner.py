@@ -172,3 +172,18 @@ def test_a_start_whose_invocation_never_arrives_is_reported(settings, monkeypatc
     assert view["status"] == "errored" and view["terminated"]["reason"] == "never started"
     # …and a late delivery then finds nothing to run.
     assert run_instance(settings, inst, far) == "skipped"
+
+
+@pytest.mark.parametrize("package", [
+    py_package("async def run(context, input):\n    async for _ in input:\n        pass\n    yield 'input ended'\n"),
+    js_package("module.exports = async function* (input) {\n  for await (const _ of input) {}\n"
+               "  yield 'input ended';\n};\n"),
+], ids=["python", "node"])
+def test_an_input_ended_before_any_byte_of_it_ends_the_sequences_input(settings, package):
+    """`si inst input - --end` with nothing sent (or an empty file piped): the sequence's input ends
+    empty, as on Scramjet's hub; it never waits for a byte that cannot come."""
+    seq_id = sequences.create(settings, package)["id"]
+    inst = instances.start(settings, seq_id, {})["id"]
+    instances.append_input(settings, inst, "input", b"", "text/plain", True)
+    assert run_instance(settings, inst, lambda: 60_000) == protocol.COMPLETED
+    assert b"input ended" in instances.read_channel(settings, inst, "output", None, 0, until_end=True)["data"]

@@ -151,7 +151,10 @@ class AppContext:
 
 async def _input_items(reader: asyncio.StreamReader) -> AsyncIterator[Any]:
     """STH input decoding: text/plain gives lines (with "\\n"), octet-stream gives ≤8192-byte chunks."""
-    preamble = await reader.readuntil(b"\r\n\r\n")
+    try:
+        preamble = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError:  # the input ended before any byte of it came: no items
+        return
     content_type = preamble.decode("latin-1").split(":", 1)[1].strip().lower()
     if content_type == "text/plain":
         async for line in reader:
