@@ -197,3 +197,38 @@ def test_runners_record_progress_every_half_second_on_aws_and_at_each_flush_on_t
     base = {"SEQHUB_TABLE": "t", "SEQHUB_BUCKET": "b", "SEQHUB_LOG_GROUP": "g", "RUNNER_FUNCTION": "f"}
     assert config.load(base).progress_ms == PROGRESS_INTERVAL * 1000 == 500
     assert config.load({**base, **own_settings()}).progress_ms == FLUSH_INTERVAL * 1000
+
+
+CLOSES_STDOUT = """import os, sys, time
+async def run(context, input):
+    print("first", flush=True)
+    time.sleep(0.3)
+    print("last", flush=True)
+    os.close(1)  # its stdout ends here; the instance goes on until its input ends
+    sys.stdout = open(os.devnull, "w")
+    async for _ in input:
+        pass
+    yield "done"
+"""
+
+
+def test_a_channels_last_bytes_are_read_when_it_ends_not_when_the_instance_does(settings, not_invoked, monkeypatch):
+    """What a channel wrote last is flushed as soon as the channel ends (more cannot come, so there
+    is nothing to batch it with), however long the flush interval and the instance go on."""
+    from chalicelib.runner import service
+
+    monkeypatch.setattr(service, "FLUSH_INTERVAL", 3600.0)
+    inst = _started(settings, CLOSES_STDOUT)
+    runner = threading.Thread(target=run_instance, args=(settings, inst, lambda: 600_000), daemon=True)
+    runner.start()
+    read, cursor, ended = b"", None, False
+    for _ in range(10):  # 10 s of long polls: the flush interval (an hour) would never end them
+        page = instances.read_channel(settings, inst, "stdout", cursor, 1)
+        read, cursor, ended = read + page["data"], page["cursor"], page["ended"]
+        if ended:
+            break
+    assert ended and read == b"first\nlast\n"
+    assert instances.get(settings, inst).status == "running"  # read while it still ran
+    instances.append_input(settings, inst, "input", b"", "text/plain", True)
+    runner.join(timeout=60)
+    assert instances.get(settings, inst).status == "completed"

@@ -85,9 +85,10 @@ class Channel:
         """A full PutLogEvents batch is waiting: writing it now costs no extra call."""
         return len(self._buf) >= logstore.BATCH_DATA_BYTES
 
-    def first_bytes_waiting(self) -> bool:
-        """Bytes are buffered and none was written before: the channel's first flush is due."""
-        return bool(self._buf) and self.segments_written == 0 and not self._in_flight
+    def flush_due(self) -> bool:
+        """Bytes are buffered that waiting would not batch with more: the channel's first (readers
+        wait for them) or its last (it is closed)."""
+        return bool(self._buf) and not self._in_flight and (self.segments_written == 0 or self.closed)
 
     def finished(self) -> bool:
         """Closed, and every byte it got is written (and counted in ``segments_written``)."""

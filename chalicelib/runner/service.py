@@ -6,11 +6,13 @@ state: completed, errored with the host's reason, killed, stopped, or timed out 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -224,8 +226,12 @@ class _Run:
                 written, ended, last_write = counters, now_ended, now
             self.route_topics(child, feeders)
             self.enforce(child)
-            self.flushed.wait(0.05)
-            self.flushed.clear()
+            if any(pump.is_alive() for pump in pumps):
+                self.flushed.wait(0.05)
+                self.flushed.clear()
+            else:  # the host closed its channels, so it is ending: see its exit as it comes
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.proc.wait(0.05)
 
         exit_code = child.proc.returncode
         # One deadline for everything after the host's exit: a process that escaped the group and
@@ -273,16 +279,17 @@ class _Run:
         return {name for name, ch in self.channels.items() if ch.finished()}
 
     def flush_loop(self, stop: threading.Event) -> None:
-        """Flush a channel's first bytes at once, then everything once per FLUSH_INTERVAL while
-        output flows; in between, whole PutLogEvents batches as soon as they are buffered: fast
-        output never waits out the interval behind a full buffer (which would stall the sequence),
-        and no flush writes a segment or a CloudWatch batch smaller than it need be."""
+        """Flush a channel's first bytes and its last at once, then everything once per
+        FLUSH_INTERVAL while output flows; in between, whole PutLogEvents batches as soon as they
+        are buffered: fast output never waits out the interval behind a full buffer (which would
+        stall the sequence), and no flush writes a segment or a CloudWatch batch smaller than it
+        need be."""
         last = 0.0
         while not stop.is_set():
             self.data_ready.wait(FLUSH_INTERVAL)
             self.data_ready.clear()
-            # Every append of a first byte or of a full batch sets data_ready, as the run's end does.
-            while not stop.is_set() and not any(ch.first_bytes_waiting() for ch in self.channels.values()):
+            # Every append of a first byte or of a full batch sets data_ready, as a channel's end does.
+            while not stop.is_set() and not any(ch.flush_due() for ch in self.channels.values()):
                 pause = FLUSH_INTERVAL - (time.monotonic() - last)
                 if pause <= 0:
                     break
