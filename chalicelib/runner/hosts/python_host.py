@@ -163,9 +163,15 @@ async def _input_items(reader: asyncio.StreamReader) -> AsyncIterator[Any]:
         while chunk := await reader.read(io.DEFAULT_BUFFER_SIZE):
             yield chunk
     elif content_type in ("application/x-ndjson", "text/x-ndjson"):
+        number = 0
         async for line in reader:
+            number += 1
             if line.strip():
-                yield json.loads(line)
+                try:
+                    item = json.loads(line)
+                except ValueError as exc:
+                    raise ValueError(f"input line {number} is not JSON ({exc}): {line[:200]!r}") from None
+                yield item
     else:
         raise TypeError(f"Unsupported input type {content_type}")
 
@@ -249,6 +255,17 @@ class Host:
                 pass
         os._exit(code)
 
+    async def failing_on_error(self, items: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """The input's items; input that cannot be read (a line of JSON lines that is not JSON) ends
+        the instance, errored, as Scramjet's Node runner does: scramjet's stream would keep the error
+        to itself, and the sequence would wait for input that cannot come."""
+        try:
+            async for item in items:
+                yield item
+        except Exception:
+            traceback.print_exc()
+            self.finish(EXIT_FAILED_DURING_RUN)
+
     async def forward(self, result: Any, ndjson: bool) -> None:
         output = self.output = Output(_fd("output"), ndjson=ndjson)
         # Not isawaitable(): a scramjet Stream defines __await__ only to refuse it.
@@ -290,7 +307,7 @@ class Host:
         except ImportError:  # scramjet is optional for sequences that ignore their input and stdin
             input_stream: Any = _input_items(input_reader)
         else:
-            input_stream = Stream.read_from(_input_items(input_reader))
+            input_stream = Stream.read_from(self.failing_on_error(_input_items(input_reader)))
             # As in Scramjet's runner: stdin is a Stream of decoded lines (`await sys.stdin.read()`,
             # `async for line in sys.stdin`), read on the event loop, never blocking it.
             sys.stdin = Stream.read_from(await _pipe_reader(0)).decode("utf-8")
