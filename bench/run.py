@@ -686,6 +686,7 @@ def news_rows(row, url: str, ticks: int) -> None:
     from tests.helpers import py_package
 
     client = Client(url, timeout=60)
+    topic_name = f"bench-news-{time.time_ns()}"  # a topic of its own: no lines of an earlier run
     seq = client.send_sequence(io.BytesIO(py_package(TICK_SEQ)))["id"]
     inst = client.start(seq, [ticks])["id"]
     late: dict[str, list[float]] = {"event": [], "output": [], "topic": []}
@@ -704,7 +705,7 @@ def news_rows(row, url: str, ticks: int) -> None:
                 return
 
     def topic() -> None:
-        for data in Client(url, timeout=60).follow_topic("bench-news"):
+        for data in Client(url, timeout=60).follow_topic(topic_name):
             lines("topic", data)
             if len(late["topic"]) >= ticks:
                 return
@@ -714,7 +715,7 @@ def news_rows(row, url: str, ticks: int) -> None:
         waiter.start()
     for data in client.follow(inst, "output"):
         lines("output", data)
-        client.send_topic("bench-news", f"{time.time()!r}\n".encode(), "text/plain")
+        client.send_topic(topic_name, f"{time.time()!r}\n".encode(), "text/plain")
     for waiter in waiters:
         waiter.join(120)
     output = statistics.median(late["output"])
