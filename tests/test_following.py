@@ -124,8 +124,8 @@ def _channel_end(settings, inst: str) -> None:
     Repository(settings.table).heartbeat(inst, clock.now(), segments, {"output"}, None, progressed=True)
 
 
-# What a waiter waits on, the write that answers it (as the runner or the API makes it), and what it
-# then answers; each look reads the instance record (and, for an event, the event).
+# What a waiter waits on, the write that answers it (as the runner or the API makes it), what it then
+# answers, and the GetItems of one look (the instance record; the event too; the topic's record).
 WAITS = {
     "channel": (lambda s, inst: instances.read_channel(s, inst, "output", instances.channels.encode_cursor(0, 0), 3600),
                 _channel_end, lambda answer: answer["ended"] is True and answer["data"] == b"", 1),
