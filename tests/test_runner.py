@@ -179,14 +179,13 @@ def test_a_start_whose_invocation_never_arrives_is_reported(settings, monkeypatc
     js_package("module.exports = async function* (input) {\n  for await (const _ of input) {}\n"
                "  yield 'input ended';\n};\n"),
 ], ids=["python", "node"])
-def test_an_input_ended_before_any_byte_of_it_ends_the_sequences_input(settings, not_invoked, package):
+def test_an_input_ended_before_any_byte_of_it_ends_the_sequences_input(settings, package):
     """`si inst input - --end` with nothing sent (or an empty file piped): the sequence's input ends
     empty, as on Scramjet's hub; it never waits for a byte that cannot come."""
-    seq_id = sequences.create(settings, package)["id"]
-    inst = instances.start(settings, seq_id, {})["id"]
+    inst = created(settings, package)
     instances.append_input(settings, inst, "input", b"", "text/plain", True)
     assert run_instance(settings, inst, _minutes(1)) == protocol.COMPLETED
-    assert b"input ended" in instances.read_channel(settings, inst, "output", None, 0, until_end=True)["data"]
+    assert b"input ended" in output_of(settings, inst)
 
 
 def _minutes(n: float):
@@ -199,15 +198,13 @@ def _minutes(n: float):
     py_package("async def run(context, input):\n    async for item in input:\n        yield item\n"),
     js_package("module.exports = async function* (input) {\n  for await (const item of input) yield item;\n};\n"),
 ], ids=["python", "node"])
-def test_input_that_is_not_the_json_lines_it_says_it_is_ends_the_instance_errored(settings, not_invoked, package):
+def test_input_that_is_not_the_json_lines_it_says_it_is_ends_the_instance_errored(settings, package):
     """A line of x-ndjson input that is not JSON cannot become an item: the instance ends, errored,
     saying so on its stderr (as Scramjet's runner's stream error does), rather than waiting out its
     time limit for input that cannot come."""
-    seq_id = sequences.create(settings, package)["id"]
-    inst = instances.start(settings, seq_id, {})["id"]
+    inst = created(settings, package)
     instances.append_input(settings, inst, "input", b'{"a": 1}\nnot json\n{"b": 2}\n', "application/x-ndjson", True)
     assert run_instance(settings, inst, _minutes(1)) == protocol.ERRORED
     ended = instances.get(settings, inst)
     assert ended.exitcode == protocol.ExitCode.SEQUENCE_FAILED_DURING_EXECUTION
-    stderr = instances.read_channel(settings, inst, "stderr", None, 0, until_end=True)["data"]
-    assert b"JSON" in stderr
+    assert b"JSON" in output_of(settings, inst, "stderr")
