@@ -212,18 +212,24 @@ class _Run:
         flusher = threading.Thread(target=self.flush_loop, args=(stop_flusher,), daemon=True)
         flusher.start()
 
-        last_write = 0.0
+        last_write = last_progress = 0.0
         progress_interval = self.settings.progress_ms / 1000  # PROGRESS_INTERVAL unless the stage says otherwise
         written, ended = self.counters(), self.ended_channels()
         while child.proc.poll() is None:
             now = time.monotonic()
             counters, now_ended = self.counters(), self.ended_channels()
+            progressed = counters != written
             # Readers wait on the record: tell them at once about a first output or an end.
             news = any(counters[k] and not written[k] for k in counters) or now_ended != ended
-            due = now - last_write >= (progress_interval if counters != written else HEARTBEAT_INTERVAL)
+            # New segments are recorded at most once per progress interval, counted from the last
+            # record of progress: an idle heartbeat just before does not hold them back.
+            due = (now - last_progress >= progress_interval if progressed else
+                   now - last_write >= HEARTBEAT_INTERVAL)
             if news or due:
-                self.control(child, feeders, self.heartbeat(progressed=counters != written))
+                self.control(child, feeders, self.heartbeat(progressed=progressed))
                 written, ended, last_write = counters, now_ended, now
+                if progressed:
+                    last_progress = now
             self.route_topics(child, feeders)
             self.enforce(child)
             if any(pump.is_alive() for pump in pumps):
@@ -297,17 +303,21 @@ class _Run:
                     self.flush_all(full_only=True)
                 self.data_ready.wait(pause)
                 self.data_ready.clear()
-            self.flush_all()
-            last = time.monotonic()
+            if self.flush_all():  # the interval runs from the last flush that wrote: not from an idle look
+                last = time.monotonic()
         self.flush_all()
 
-    def flush_all(self, full_only: bool = False) -> None:
+    def flush_all(self, full_only: bool = False) -> bool:
+        """Flush every channel; True when something was written."""
+        wrote = False
         for ch in self.channels.values():
             try:
                 if ch.flush(full_only):
                     self.flushed.set()
+                    wrote = True
             except Exception:  # a CloudWatch hiccup must not end the run: the bytes are kept for the next try
                 logger.exception("flush failed", extra={"channel": ch.name})
+        return wrote
 
     def read_events(self, fd: int) -> None:
         with os.fdopen(fd, "rb") as pipe:
