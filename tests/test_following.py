@@ -232,3 +232,36 @@ def test_a_channels_last_bytes_are_read_when_it_ends_not_when_the_instance_does(
     instances.append_input(settings, inst, "input", b"", "text/plain", True)
     runner.join(timeout=60)
     assert instances.get(settings, inst).status == "completed"
+
+
+def test_the_python_host_writes_output_that_trickles_at_once_and_a_burst_in_batches():
+    """An item after a quiet flush tick reaches the pipe (and so its readers) at once, not a tick
+    later; items in a burst wait for the tick, to be written together."""
+    import os
+
+    from chalicelib.runner.hosts.python_host import Output
+
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    out = Output(w)
+
+    def in_pipe() -> bytes:
+        try:
+            return os.read(r, 1 << 16)
+        except BlockingIOError:
+            return b""
+
+    try:
+        out.write("first\n")
+        assert in_pipe() == b"first\n"  # nothing came before it: written at once
+        out.write("second\n")
+        out.write("third\n")
+        assert in_pipe() == b""  # a burst waits for the tick
+        out.tick()
+        assert in_pipe() == b"second\nthird\n"
+        out.tick()  # a tick that found nothing new: quiet again
+        out.write("later\n")
+        assert in_pipe() == b"later\n"
+    finally:
+        out.close()
+        os.close(r)

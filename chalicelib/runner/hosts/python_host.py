@@ -38,11 +38,16 @@ def _fd(name: str) -> int:
 
 
 class Output:
-    """Buffered writer of the output channel: STH text/plain (str as-is) or ndjson items."""
+    """Buffered writer of the output channel: STH text/plain (str as-is) or ndjson items.
+
+    Fast output is batched (written at 64 KiB or by the host's flush tick); an item that comes after
+    a quiet tick is written at once, so output that trickles reaches readers without waiting a tick."""
 
     def __init__(self, fd: int, ndjson: bool = False):
         self._file = open(fd, "wb", buffering=64 * 1024, closefd=True)
         self.ndjson = ndjson
+        self._quiet = True  # nothing was written since the last tick (or ever)
+        self._written = False  # something was written since the last tick
 
     def write(self, item: Any) -> None:
         if item is None:
@@ -56,8 +61,18 @@ class Output:
         else:
             data = (json.dumps(item) + "\n").encode()
         self._file.write(data)
+        if self._quiet:
+            self._quiet = False
+            self._file.flush()
+        self._written = True
 
     def flush(self) -> None:
+        self._file.flush()
+
+    def tick(self) -> None:
+        """The host's flush tick: write what is buffered; a tick that finds nothing new is quiet."""
+        self._quiet = not self._written
+        self._written = False
         self._file.flush()
 
     def close(self) -> None:
@@ -294,7 +309,7 @@ class Host:
         # Items may trickle in slowly: push what is buffered every 50 ms so readers see it.
         while True:
             await asyncio.sleep(0.05)
-            output.flush()
+            output.tick()
 
     async def main(self) -> None:
         module = self.load()
