@@ -6,7 +6,7 @@ segments every PROGRESS_INTERVAL, 0.5 s, and a pause doubled to 0.4 s then misse
 so a page could come ~0.4 s late); looking every 0.2 s costs about the same reads a minute.
 
 Where the store itself can say that a record changed (the embedded hub, whose every write is made
-in its own process), a poll that names the record it looks at waits for that instead: it looks
+in its own process), a poll waits for a change of the record it names instead: it looks
 when the record changed, at once, and otherwise once per POLL_MAX, so news is seen as it lands
 with fewer looks than the timer's."""
 
@@ -45,13 +45,13 @@ def use_changes(source: ChangeSource | None) -> None:
 
 class LongPoll:
     """One long poll; ``watch``: the record each look reads (in the change source's terms). Use it
-    in a ``with`` block when it watches, so the source stops counting that record's changes after."""
+    in a ``with`` block, so the source stops counting that record's changes after."""
 
-    def __init__(self, wait_seconds: float, watch: Hashable | None = None) -> None:
+    def __init__(self, wait_seconds: float, watch: Hashable) -> None:
         self.began = time.monotonic()
         self.deadline = self.began + wait_seconds
         self._pause = POLL_MIN
-        self._source = _changes if watch is not None else None
+        self._source = _changes
         self._watch = watch
         # Counted from before the first look: a change landing between a look and the next wait is
         # not missed (the wait then returns at once).
