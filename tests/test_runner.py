@@ -40,6 +40,12 @@ def far() -> int:
     return 600_000
 
 
+def time_left(seconds: float):
+    """A runner's time left, running out as Lambda's does from ``seconds`` now."""
+    deadline = time.monotonic() + seconds
+    return lambda: int((deadline - time.monotonic()) * 1000)
+
+
 @pytest.mark.parametrize("example", ["counter-js", "counter-py"])
 def test_counters_run_to_completion(settings, example):
     inst = created(settings, package_dir(EXAMPLES / example), [3000, 10])
@@ -109,8 +115,7 @@ def test_at_the_time_limit_an_instance_is_stopped_as_si_inst_stop_would(settings
               "    yield 'before the deadline\\n'\n"
               "    await asyncio.sleep(3600)\n")
     inst = created(settings, py_package(source))
-    deadline = time.monotonic() + 38  # the graceful stop starts 35 s before it: after ~3 s
-    status = run_instance(settings, inst, lambda: int((deadline - time.monotonic()) * 1000))
+    status = run_instance(settings, inst, time_left(38))  # the graceful stop starts 35 s before it: after ~3 s
     assert status == protocol.COMPLETED
     terminated = instances.info(settings, inst)["terminated"]
     assert terminated["reason"] == models.reached_limit(38) and terminated["exitcode"] == protocol.ExitCode.STOPPED
@@ -124,8 +129,7 @@ def test_what_does_not_stop_by_the_deadline_is_killed_with_its_output_kept(setti
     # time is up, and that is a time-out, not a stop.
     source = 'module.exports = function () { console.log("before the deadline"); while (true) {} };'
     inst = created(settings, js_package(source))
-    deadline = time.monotonic() + 12  # stopped at once, with 6 s for it; killed then
-    status = run_instance(settings, inst, lambda: int((deadline - time.monotonic()) * 1000))
+    status = run_instance(settings, inst, time_left(12))  # stopped at once, with 6 s for it; killed then
     assert status == protocol.ERRORED
     assert instances.info(settings, inst)["terminated"]["reason"] == "timed out"
     assert output_of(settings, inst, "stdout") == b"before the deadline\n"
@@ -184,14 +188,8 @@ def test_an_input_ended_before_any_byte_of_it_ends_the_sequences_input(settings,
     empty, as on Scramjet's hub; it never waits for a byte that cannot come."""
     inst = created(settings, package)
     instances.append_input(settings, inst, "input", b"", "text/plain", True)
-    assert run_instance(settings, inst, _minutes(1)) == protocol.COMPLETED
+    assert run_instance(settings, inst, time_left(60)) == protocol.COMPLETED  # short: a wait that cannot end fails soon
     assert b"input ended" in output_of(settings, inst)
-
-
-def _minutes(n: float):
-    """A runner's time left, running out as Lambda's does (short: what would wait fails soon)."""
-    deadline = time.monotonic() + n * 60
-    return lambda: int((deadline - time.monotonic()) * 1000)
 
 
 @pytest.mark.parametrize("package", [
@@ -204,7 +202,7 @@ def test_input_that_is_not_the_json_lines_it_says_it_is_ends_the_instance_errore
     time limit for input that cannot come."""
     inst = created(settings, package)
     instances.append_input(settings, inst, "input", b'{"a": 1}\nnot json\n{"b": 2}\n', "application/x-ndjson", True)
-    assert run_instance(settings, inst, _minutes(1)) == protocol.ERRORED
+    assert run_instance(settings, inst, time_left(60)) == protocol.ERRORED  # short: a wait that cannot end fails soon
     ended = instances.get(settings, inst)
     assert ended.exitcode == protocol.ExitCode.SEQUENCE_FAILED_DURING_EXECUTION
     assert b"JSON" in output_of(settings, inst, "stderr")
