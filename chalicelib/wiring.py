@@ -62,7 +62,7 @@ def _runner_invocation(lam: Any, wiring: Wiring, retry: Retry) -> list[str]:
     try:
         found = lam.get_function_event_invoke_config(FunctionName=wiring.runner)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+        if _code(exc) != "ResourceNotFoundException":
             raise
         found = {}
     if (found.get("MaximumRetryAttempts"), found.get("MaximumEventAgeInSeconds"), _failures(found)) == (
@@ -89,8 +89,12 @@ def _runner_tmp(lam: Any, wiring: Wiring) -> list[str]:
     return [f"the runner's /tmp: {wiring.runner_tmp_mb} MB"]
 
 
+def _code(exc: ClientError) -> str | None:
+    return exc.response.get("Error", {}).get("Code")
+
+
 def _conflict(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ResourceConflictException"
+    return _code(exc) == "ResourceConflictException"
 
 
 def _stream_mapping(lam: Any, wiring: Wiring, retry: Retry) -> list[str]:
@@ -136,7 +140,7 @@ def rest_api_of(lam: Any, api_function: str) -> str | None:
     try:
         policy = json.loads(lam.get_policy(FunctionName=api_function)["Policy"])
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+        if _code(exc) != "ResourceNotFoundException":
             raise
         return None
     for statement in policy.get("Statement", []):
