@@ -394,7 +394,6 @@ def check_deployed(found: Deployed, config: dict, arch: str = "x86_64") -> list[
     for role in (r for r in iam.list_roles()["Roles"] if r["RoleName"].startswith(PREFIX)):
         for policy_name in iam.list_role_policies(RoleName=role["RoleName"])["PolicyNames"]:
             document = role_policy(iam, role["RoleName"], policy_name)
-            # A statement's Resource is a list or (as CloudFormation may write it) one string.
             arns = [r for st in document["Statement"] if not set(_listed(st["Action"])) <= set(policies.UNSCOPED)
                     for r in _listed(st["Resource"])]
             # S3 ARNs name no region or account: their bucket must be exact; IAM's name no region and
