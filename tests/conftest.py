@@ -232,7 +232,7 @@ def calls(settings) -> Calls:
             counter.items_read += parsed.get("Count", 0) + ("Item" in parsed) + sum(
                 len(v) for v in parsed.get("Responses", {}).values())
 
-    for service in ("dynamodb", "s3", "logs", "lambda"):
+    for service in ("dynamodb", "s3", "logs", "lambda", "apigateway"):
         events = aws.client(service).meta.events
         events.register("before-parameter-build.*.*", before)
         events.register("after-call.*.*", after)
