@@ -13,7 +13,7 @@ from chalicelib import clock, instances, longpoll, sequences, topics
 from chalicelib.repository import Repository
 from chalicelib.runner.service import PROGRESS_INTERVAL, run_instance
 
-from .helpers import py_package
+from .helpers import py_package, si
 
 ECHO = "async def run(context, input):\n    async for chunk in input:\n        yield chunk\n"
 COUNT = "def run(context, input, n):\n    for i in range(int(n)):\n        yield f'{i} ' * 40 + '\\n'\n"
@@ -265,3 +265,26 @@ def test_the_python_host_writes_output_that_trickles_at_once_and_a_burst_in_batc
     finally:
         out.close()
         os.close(r)
+
+
+def test_binary_output_passes_the_embedded_gateway_exactly_and_chalice_still_encodes_for_lambda(hub, session, tmp_path):
+    """The embedded gateway takes Chalice's binary bodies as they are (no base64 both ways in one
+    process); every byte value still reaches the reader, and Chalice's answer to anyone else (Lambda
+    as API Gateway calls it, the test client) is base64 as before."""
+    from chalice.app import Chalice, Response
+    from chalice.config import Config
+
+    from chalicelib.embedded.gateway import BodyLimits, Bridge
+
+    seq = tmp_path / "bytes"
+    seq.mkdir()
+    (seq / "package.json").write_text('{"name": "bytes", "main": "main.py", "engines": {"python3": "3.12"}}')
+    (seq / "main.py").write_text("import sys\n\ndef run(context, input):\n"
+                                 "    for _ in range(4096):\n        sys.stdout.buffer.write(bytes(range(256)))\n"
+                                 "    sys.stdout.flush()\n    return None\n")
+    si(hub, "seq", "deploy", str(seq), "--wait", session=session)
+    assert si(hub, "inst", "stdout", "-", session=session).stdout == bytes(range(256)) * 4096
+
+    Bridge(Chalice("elsewhere"), Config(), BodyLimits(1024, 1024, 1024, 1024, 1024))  # what the hub installs
+    answer = Response(body=b"\x00\xff", headers={"Content-Type": "application/octet-stream"}).to_dict(["*/*"])
+    assert answer["isBase64Encoded"] and answer["body"] == "AP8="
