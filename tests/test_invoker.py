@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 import zipfile
 
-from chalicelib import aws
+from chalicelib import aws, config
 
 from .conftest import REAL_INVOKE
 
@@ -30,3 +31,45 @@ def test_lambda_mode_invokes_the_runner_asynchronously(settings):
     REAL_INVOKE(lam, "inst-1")  # the tests' hub runs instances in process; this is the deployed path
     assert seen == [{"FunctionName": "hub-runner", "InvocationType": "Event",
                      "Payload": b'{"instance_id": "inst-1"}'}]
+
+
+def _connections_to(port: int) -> list[str]:
+    """This process's established TCP connections to ``port`` (from /proc: no tool needed)."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except FileNotFoundError:  # the listing's own descriptor, closed since
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    rows = [line.split() for line in open("/proc/net/tcp").read().splitlines()[1:]]
+    return [r[9] for r in rows if int(r[2].split(":")[1], 16) == port and r[3] == "01" and r[9] in inodes]
+
+
+def test_the_fork_server_warms_its_clients_and_leaves_no_connection_for_its_runners_to_share(monkeypatch):
+    """Each runner forked on the embedded hub must open its own connections (two runners writing on
+    one socket would mix their requests and answers; moto's server closes each today, a keep-alive
+    one would not); the clients it inherits have made their first call already."""
+    from chalicelib.embedded.hub import moto_server
+    from chalicelib.runner.__main__ import _warm_clients
+
+    server = moto_server()
+    server.start()
+    port = int(server.url.rsplit(":", 1)[1])
+    for name, value in {"AWS_ENDPOINT_URL": server.url, "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    aws.reset()
+    try:
+        made = []
+        for service in ("dynamodb", "s3", "logs"):
+            aws.client(service).meta.events.register("after-call", lambda **kw: made.append(kw["model"].name))
+        _warm_clients(config.load({"SEQHUB_TABLE": "t", "SEQHUB_BUCKET": "hub-bucket", "SEQHUB_LOG_GROUP": "g",
+                                   "RUNNER_FUNCTION": "r"}))
+        assert made == ["GetItem", "HeadObject", "DescribeLogStreams"]  # each answered (here: no such table...)
+        assert _connections_to(port) == []
+        aws.client("s3").create_bucket(Bucket="hub-bucket")  # and still usable, on a connection of its own
+    finally:
+        aws.reset()
+        server.stop()

@@ -15,6 +15,8 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 from .. import aws, config, models
 from . import leftovers
@@ -49,13 +51,29 @@ def run_one(instance_id: str, engine: str = "lambda", task: bool = False) -> Non
                  cut_reason=lambda: cut_reason[0], host_user=host_user)
 
 
+def _warm_clients(settings: config.Settings) -> None:
+    """Make the runners' clients here, each warmed by one read: a client's first call resolves its
+    endpoint, signer and credentials (~4 ms a client), which every forked runner would otherwise
+    pay again on its start path (the claim, the package). Their connections are then closed, so
+    each runner opens its own: no socket is shared across forks."""
+    reads: dict[str, Callable[[Any], object]] = {
+        "dynamodb": lambda c: c.get_item(TableName=settings.table, Key={"pk": {"S": "-"}, "sk": {"S": "-"}}),
+        "s3": lambda c: c.head_object(Bucket=settings.bucket, Key="-"),
+        "logs": lambda c: c.describe_log_streams(logGroupName=settings.log_group, limit=1),
+    }
+    for service, read in reads.items():
+        made = aws.client(service)
+        try:
+            read(made)
+        except Exception:  # only a warm-up: the runner's own calls report what is wrong
+            pass
+        made.close()
+
+
 def fork_server() -> None:
     """Fork a runner per instance id on stdin; on SIGTERM (or stdin's end) stop them and leave."""
     harden()  # it holds the hub's settings in its environment too: keep sequences out of it
-    # Clients made here have opened no connection yet, so each forked runner gets its own empty
-    # connection pools with them: no per-instance client set-up, and no socket shared across forks.
-    for service in ("dynamodb", "s3", "logs"):
-        aws.client(service)
+    _warm_clients(config.load())
     children: set[int] = set()
 
     def stop(*_: object) -> None:
