@@ -7,7 +7,10 @@ it runs (or help lists it), so a command pays only for what it uses.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import threading
+from typing import NoReturn
 
 import click
 
@@ -88,20 +91,47 @@ def completion(shell: str) -> None:
 
 
 def main() -> None:
+    _leave(_run())
+
+
+def _run() -> int:
+    """Run the command line; its exit code (errors said in one line on stderr)."""
     try:
         cli.main(standalone_mode=False)
     except SiError as exc:
         click.secho(f"Error: {exc.message}", err=True, fg="red")
-        sys.exit(1)
+        return 1
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except click.Abort:
         click.echo("Aborted.", err=True)
-        sys.exit(1)
+        return 1
     except click.ClickException as exc:
         click.secho(f"Error: {exc.format_message()}", err=True, fg="red")
-        sys.exit(1)
+        return 1
     except BrokenPipeError:
-        sys.exit(1)
+        return 1
     except KeyboardInterrupt:
-        sys.exit(130)
+        return 130
+    except SystemExit as exc:  # a command's own exit code (the instance's, for si seq deploy --wait)
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        click.echo(exc.code, err=True)
+        return 1
+    return 0
+
+
+def _leave(code: int) -> NoReturn:
+    """Exit with ``code``; when nothing else runs in this process, without the interpreter's
+    teardown. Freeing click's, http.client's and si's modules takes ~10 ms, an eighth of a
+    ``si seq start``, and does nothing a flush does not: si has no exit handlers, and what it
+    writes to files is closed by then."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:  # the reader left (si inst output - | head)
+        code = code or 1
+        os._exit(code)
+    if threading.active_count() == 1:
+        os._exit(code)
+    sys.exit(code)

@@ -23,8 +23,11 @@ from .helpers import ROOT
 
 def modules_loaded_by(*argv: str, env: dict | None = None) -> set[str]:
     """The modules `si ARGV` has imported when it exits."""
-    probe = ("import atexit, sys\n"
-             "atexit.register(lambda: print('\\n' + ' '.join(sorted(sys.modules)), file=sys.stderr))\n"
+    probe = ("import atexit, os, sys\n"
+             "def report(*_): print('\\n' + ' '.join(sorted(sys.modules)), file=sys.stderr, flush=True)\n"
+             "atexit.register(report)\n"
+             "leave = os._exit\n"
+             "os._exit = lambda code: (report(), leave(code))  # si leaves without the teardown\n"
              "from si.cli import main\n"
              f"sys.argv = ['si', *{list(argv)!r}]\n"
              "main()\n")
@@ -44,6 +47,24 @@ def test_a_listing_imports_no_requests_and_no_other_group(tmp_path):
                                                     "SI_CONFIG_PATH": str(tmp_path)})
     assert "si.commands.seq" in loaded and "http.client" in loaded
     assert not loaded & {"requests", "urllib3", "si.commands.topic", "si.commands.config", "si.packing"}
+
+
+def test_si_leaves_without_the_interpreters_teardown_and_loses_no_output(tmp_path):
+    """Nothing runs after a command but the teardown (~10 ms): si skips it, once its output is out."""
+    probe = ("import atexit, sys\n"
+             "atexit.register(lambda: print('torn down', file=sys.stderr))\n"
+             "from si.cli import main\n"
+             "sys.argv = ['si', *sys.argv[1:]]\n"
+             "main()\n")
+    env = {**os.environ, "SI_CONFIG_PATH": str(tmp_path), "SI_API_URL": "http://127.0.0.1:9/api/v1"}
+    script = subprocess.run([sys.executable, "-c", probe, "completion", "bash"], capture_output=True, text=True,
+                            cwd=ROOT, env=env, timeout=60)
+    assert script.returncode == 0 and "torn down" not in script.stderr
+    assert script.stdout.rstrip().endswith("_si_completion_setup;")  # all of it, flushed
+    refused = subprocess.run([sys.executable, "-c", probe, "seq", "list"], capture_output=True, text=True,
+                             cwd=ROOT, env=env, timeout=60)
+    assert refused.returncode == 1 and refused.stderr.startswith("Error: cannot reach the hub")
+    assert "torn down" not in refused.stderr
 
 
 def test_the_help_summaries_are_each_groups_own():
