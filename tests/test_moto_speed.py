@@ -178,10 +178,11 @@ def conditional_writes() -> list:
                                            ":unread": {"N": "10"}})["Attributes"])
         except ClientError as exc:
             out.append(exc.response["Error"]["Code"])
-        for malformed in ("attribute_exists(pk) AND", "pk = :missing", "#unnamed = :a"):
+        for malformed, names in (("attribute_exists(pk) AND", None), ("pk = :missing", None), ("#unnamed = :a", None),
+                                 ("#st = :a", {"#st": "status", "#unused": "x"})):
             try:
                 client.put_item(TableName="c", Item=key, ConditionExpression=malformed,
-                                ExpressionAttributeValues={":a": {"S": "x"}})
+                                ExpressionAttributeValues={":a": {"S": "x"}}, **({"ExpressionAttributeNames": names} if names else {}))
             except ClientError as exc:
                 out.append(exc.response["Error"]["Message"])
             except (KeyError, ValueError) as exc:  # moto's parser raises these (DynamoDB answers 400)
@@ -200,7 +201,21 @@ def test_one_lexing_of_a_condition_serves_every_write_as_moto_does(monkeypatch):
     with mock_aws():
         assert conditional_writes() == cached
     assert "ConditionalCheckFailedException" in cached and any(isinstance(a, dict) for a in cached)
-    assert len({a for a in cached if isinstance(a, str) and a != "ConditionalCheckFailedException"}) == 3
+    assert len({a for a in cached if isinstance(a, str) and a != "ConditionalCheckFailedException"}) == 4
+
+
+def test_what_a_writes_condition_uses_is_learnt_once_and_as_moto_learns_it(monkeypatch):
+    from moto.dynamodb import comparisons
+    from moto.dynamodb import responses as dynamo_responses
+
+    moto_speed.install()
+    with mock_aws():
+        learnt = conditional_writes()
+    monkeypatch.setattr(dynamo_responses, "create_condition_expression_parser",
+                        comparisons.create_condition_expression_parser)  # moto's own
+    with mock_aws():
+        assert conditional_writes() == learnt
+    assert any("unused" in a for a in learnt if isinstance(a, str))  # an unused name is still refused
 
 
 

@@ -102,6 +102,38 @@ def install() -> None:
 
     setattr(ConditionExpressionParser, "_lex_condition_expression", lexed)  # noqa: B010
 
+    # Each write's handler parses its ConditionExpression whole only to learn which names and values
+    # it uses (to refuse unused ones); the backend then parses it again to evaluate it. What the
+    # handler learns depends on the text and on which placeholders are given, not on their values:
+    # it is learnt once for each (an expression that fails to parse fails every time, as before).
+    from moto.dynamodb import responses as dynamo_responses
+
+    make_parser = getattr(dynamo_responses, "create_condition_expression_parser")  # noqa: B009 (imported there, not exported)
+    learnt: dict[tuple[Any, ...], tuple[list[str], list[str]]] = {}
+
+    class UsesOnly:
+        """The condition parser as a write's handler uses it: ``parse()``, then what it found."""
+
+        def __init__(self, expression: str | None, names: dict[str, str] | None, values: dict[str, Any] | None):
+            self._asked = (expression, names, values)
+            self.expr_attr_names_found: list[str] = []
+            self.expr_attr_values_found: list[str] = []
+
+        def parse(self) -> None:
+            expression, names, values = self._asked
+            key = (expression, tuple(sorted((names or {}).items())), tuple(sorted(values or {})))
+            found = learnt.get(key)
+            if found is None:
+                parser = make_parser(expression, names, values)
+                parser.parse()
+                found = (list(parser.expr_attr_names_found), list(parser.expr_attr_values_found))
+                if len(learnt) < 1024:  # the hub's writes use a few dozen
+                    learnt[key] = found
+            self.expr_attr_names_found.extend(found[0])
+            self.expr_attr_values_found.extend(found[1])
+
+    setattr(dynamo_responses, "create_condition_expression_parser", UsesOnly)  # noqa: B010
+
     # Every request lists its handler class's methods (inspect.getmembers, ~0.1 ms) to find the
     # action's: a class's methods do not change, so each class is listed once.
     from moto.core import responses as core_responses
