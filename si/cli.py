@@ -130,8 +130,7 @@ def _leave(code: int) -> NoReturn:
         sys.stdout.flush()
         sys.stderr.flush()
     except BrokenPipeError:  # the reader left (si inst output - | head)
-        code = code or 1
-        os._exit(code)
+        os._exit(code or 1)
     if threading.active_count() == 1:
         os._exit(code)
     sys.exit(code)
