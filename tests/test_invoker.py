@@ -65,9 +65,12 @@ def test_the_fork_server_warms_its_clients_and_leaves_no_connection_for_its_runn
         made = []
         for service in ("dynamodb", "s3", "logs"):
             aws.client(service).meta.events.register("after-call", lambda **kw: made.append(kw["model"].name))
-        _warm_clients(config.load({"SEQHUB_TABLE": "t", "SEQHUB_BUCKET": "hub-bucket", "SEQHUB_LOG_GROUP": "g",
-                                   "RUNNER_FUNCTION": "r"}))
+        base = {"SEQHUB_TABLE": "t", "SEQHUB_BUCKET": "hub-bucket", "SEQHUB_LOG_GROUP": "g", "RUNNER_FUNCTION": "r"}
+        _warm_clients(config.load(base))
         assert made == ["GetItem", "HeadObject", "DescribeLogStreams"]  # each answered (here: no such table...)
+        made.clear()
+        _warm_clients(config.load({**base, "SEQHUB_LOG_COPY": "none"}))  # as the embedded hub runs them
+        assert made == ["GetItem", "HeadObject"]  # no client warmed that its runners never call
         assert _connections_to(port) == []
         aws.client("s3").create_bucket(Bucket="hub-bucket")  # and still usable, on a connection of its own
     finally:

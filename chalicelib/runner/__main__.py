@@ -59,8 +59,9 @@ def _warm_clients(settings: config.Settings) -> None:
     reads: dict[str, Callable[[Any], object]] = {
         "dynamodb": lambda c: c.get_item(TableName=settings.table, Key={"pk": {"S": "-"}, "sk": {"S": "-"}}),
         "s3": lambda c: c.head_object(Bucket=settings.bucket, Key="-"),
-        "logs": lambda c: c.describe_log_streams(logGroupName=settings.log_group, limit=1),
     }
+    if settings.log_copy != "none":  # runners copy channels to CloudWatch (the embedded hub's do not)
+        reads["logs"] = lambda c: c.describe_log_streams(logGroupName=settings.log_group, limit=1)
     for service, read in reads.items():
         made = aws.client(service)
         try:
