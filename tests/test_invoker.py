@@ -8,6 +8,8 @@ import json
 import os
 import zipfile
 
+import pytest
+
 from chalicelib import aws, config
 
 from .conftest import REAL_INVOKE
@@ -76,3 +78,34 @@ def test_the_fork_server_warms_its_clients_and_leaves_no_connection_for_its_runn
     finally:
         aws.reset()
         server.stop()
+
+
+def test_the_fork_server_compiles_the_sandbox_filter_once_for_all_its_runners(monkeypatch):
+    """A forked runner inherits the compiled system-call filter rather than building it again; a
+    machine without libseccomp still starts its fork server (each sandboxed start then says why)."""
+    from chalicelib.runner import syscalls
+    from chalicelib.runner.__main__ import _warm_filter
+
+    syscalls.program.cache_clear()
+    try:
+        syscalls.program()
+    except syscalls.Unavailable as exc:
+        pytest.skip(str(exc))
+    syscalls.program.cache_clear()
+    _warm_filter()
+    built = syscalls.program.cache_info()
+    assert (built.misses, built.currsize) == (1, 1)
+    pid = os.fork()
+    if pid == 0:  # as a runner: the filter it hands bwrap is the inherited one, not built again
+        os._exit(0 if syscalls.program() and syscalls.program.cache_info().misses == 1 else 1)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+    def missing() -> None:
+        raise syscalls.Unavailable("libseccomp is not available")
+
+    syscalls.program.cache_clear()
+    monkeypatch.setattr(syscalls, "_seccomp", missing)
+    _warm_filter()  # quietly: the runner's start of a sandbox reports it
+    with pytest.raises(syscalls.Unavailable):
+        syscalls.program()
+    syscalls.program.cache_clear()

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import aws, config, models
-from . import leftovers
+from . import leftovers, syscalls
 from .child import harden
 from .service import GRACEFUL_STOP_MS, run_instance
 
@@ -71,10 +71,22 @@ def _warm_clients(settings: config.Settings) -> None:
         made.close()
 
 
+def _warm_filter() -> None:
+    """Compile the sandbox's system-call filter here, once: each runner would otherwise load
+    libseccomp and build it again (~10 ms on every sandboxed start)."""
+    try:
+        syscalls.program()
+    except syscalls.Unavailable:  # the runner's own start of the sandbox says so
+        pass
+
+
 def fork_server() -> None:
     """Fork a runner per instance id on stdin; on SIGTERM (or stdin's end) stop them and leave."""
     harden()  # it holds the hub's settings in its environment too: keep sequences out of it
-    _warm_clients(config.load())
+    settings = config.load()
+    _warm_clients(settings)
+    if settings.sandbox == "bwrap":
+        _warm_filter()
     children: set[int] = set()
 
     def stop(*_: object) -> None:
