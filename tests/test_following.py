@@ -5,7 +5,10 @@ do not grow with history); a followed instance writes the same bytes as one nobo
 
 from __future__ import annotations
 
+import asyncio
+import os
 import threading
+from typing import Any
 
 import pytest
 
@@ -262,9 +265,52 @@ def test_the_python_host_writes_output_that_trickles_at_once_and_a_burst_in_batc
         out.tick()  # a tick that found nothing new: quiet again
         out.write("later\n")
         assert in_pipe() == b"later\n"
+        out.write(b"bytes")  # after text: the text is out already, so nothing waits on it
+        out.write(b" in a burst")
+        assert in_pipe() == b""
+        out.tick()
+        assert in_pipe() == b"bytes in a burst"
+        out.tick()
+
+        async def items():
+            for item in ("one\n", "two\n", "three\n"):
+                yield item
+
+        asyncio.run(out.write_all(items()))  # the same rules on the quick path
+        assert in_pipe() == b"one\n"
+        out.tick()
+        assert in_pipe() == b"two\nthree\n"
     finally:
         out.close()
         os.close(r)
+
+
+def test_the_python_host_writes_every_kind_of_item_exactly_and_in_order(tmp_path):
+    """str as UTF-8, bytes-like as they are, anything else as a JSON line, None as nothing (ndjson:
+    every item a JSON line), one item at a time or a stream's items through the quick path."""
+    from chalicelib.runner.hosts.python_host import Output
+
+    text_items = ["a\n", b"\x00\xff", "é", bytearray(b"ba"), memoryview(b"mv"), {"k": "é"}, [1, 2], 3, None,
+                  "", b"", "z\n", "y", b"x"]
+    want_text = (b"a\n\x00\xff" + "é".encode() + b"bamv" + b'{"k": "\\u00e9"}\n[1, 2]\n3\n' + b"z\nyx")
+    json_items = ["a", {"k": [1, None]}, 3, None, "é", []]
+    want_json = b'"a"\n{"k": [1, null]}\n3\n"\\u00e9"\n[]\n'
+
+    async def stream(items: list) -> Any:
+        for item in items:
+            yield item
+
+    for n, (items, ndjson, want) in enumerate(((text_items, False, want_text), (json_items, True, want_json))):
+        for way in ("write", "write_all"):
+            path = tmp_path / f"{n}-{way}"
+            out = Output(os.open(path, os.O_WRONLY | os.O_CREAT), ndjson=ndjson)
+            if way == "write":
+                for item in items:
+                    out.write(item)
+            else:
+                asyncio.run(out.write_all(stream(items)))
+            out.close()
+            assert path.read_bytes() == want, (ndjson, way)
 
 
 def test_binary_output_passes_the_embedded_gateway_exactly_and_chalice_still_encodes_for_lambda(hub, session, tmp_path):
