@@ -112,6 +112,11 @@ class Child:
             pass
 
 
+def base_environment() -> dict[str, str]:
+    """What a host is given of the runner's environment; the rest of its environment is its own."""
+    return {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
+
+
 def give_to(uid: int, package: Path, work_dir: Path) -> None:
     """What a host running as ``uid`` needs of the runner's files: the package (its own, as on
     Lambda), its home, a way through the work directory; nothing else of the runner's."""
@@ -155,7 +160,7 @@ def spawn(runtime: str, package: Path, start: dict[str, Any], work_dir: Path, bo
 
     pipes = {name: os.pipe() for name in ("output", "log", "events", "control", "input")}
     child_ends = {name: (r if name in ("control", "input") else w) for name, (r, w) in pipes.items()}
-    env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
+    env = base_environment()
     env.update(extra)
     home = "/tmp" if box else str(work_dir / "tmp")
     env.update({"HOME": home, "TMPDIR": home, "SEQHUB_START": START_INSIDE if box else str(start_file),
