@@ -237,6 +237,24 @@ def test_a_channels_last_bytes_are_read_when_it_ends_not_when_the_instance_does(
     assert instances.get(settings, inst).status == "completed"
 
 
+def run_on_own_loop(coro: Any) -> None:
+    """Run ``coro`` to its end on an event loop of its own thread: the session's browser
+    (Playwright's sync API) keeps a loop running on the main thread, where asyncio.run refuses."""
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(coro)
+        except BaseException as exc:  # raised again on the test's own thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
+
+
 def test_the_python_host_writes_output_that_trickles_at_once_and_a_burst_in_batches():
     """An item after a quiet flush tick reaches the pipe (and so its readers) at once, not a tick
     later; items in a burst wait for the tick, to be written together."""
@@ -276,7 +294,7 @@ def test_the_python_host_writes_output_that_trickles_at_once_and_a_burst_in_batc
             for item in ("one\n", "two\n", "three\n"):
                 yield item
 
-        asyncio.run(out.write_all(items()))  # the same rules on the quick path
+        run_on_own_loop(out.write_all(items()))  # the same rules on the quick path
         assert in_pipe() == b"one\n"
         out.tick()
         assert in_pipe() == b"two\nthree\n"
@@ -308,7 +326,7 @@ def test_the_python_host_writes_every_kind_of_item_exactly_and_in_order(tmp_path
                 for item in items:
                     out.write(item)
             else:
-                asyncio.run(out.write_all(stream(items)))
+                run_on_own_loop(out.write_all(stream(items)))
             out.close()
             assert path.read_bytes() == want, (ndjson, way)
 
