@@ -258,8 +258,6 @@ def run_on_own_loop(coro: Any) -> None:
 def test_the_python_host_writes_output_that_trickles_at_once_and_a_burst_in_batches():
     """An item after a quiet flush tick reaches the pipe (and so its readers) at once, not a tick
     later; items in a burst wait for the tick, to be written together."""
-    import os
-
     from chalicelib.runner.hosts.python_host import Output
 
     r, w = os.pipe()

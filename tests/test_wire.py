@@ -323,7 +323,6 @@ def test_two_runs_at_once_make_one_mapping_and_a_busy_runner_waits(bare_deploy):
     same stream and function, and a configuration update while another is in progress."""
     from botocore.stub import Stubber
 
-
     settings = _wiring_settings(bare_deploy)
     lam = aws.client("lambda")
     with Stubber(lam) as stub:
