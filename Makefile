@@ -5,7 +5,7 @@ PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3) $(sh
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean deploy setup destroy deploy-check
+.PHONY: demo test lint bench clean deploy setup destroy deploy-check si-help
 STAGE ?= dev
 ARCH ?= x86_64
 # The fargate engine: FARGATE=off for a stage without it, SUBNETS=a,b for subnets other than the
@@ -47,6 +47,10 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check app.py chalicelib si infra bench tests
 	$(BIN)/mypy
 	$(BIN)/cfn-lint infra/template.yaml infra/fargate.yaml
+
+# After changing si's options or groups: write again the help texts `si --help` says without click.
+si-help: $(BIN)/.installed
+	$(BIN)/python -c 'from si.cli import write_help_texts; write_help_texts()'
 
 $(SCRAMJET_CLI):
 	mkdir -p .cache/scramjet-cli

@@ -1,3 +1,3 @@
-from si.cli import main
+from si.entry import main
 
 main()

@@ -90,6 +90,39 @@ def completion(shell: str) -> None:
     click.echo(completer(cli, {}, "si", "_SI_COMPLETE").source())
 
 
+# The helps si/entry.py says without importing click: si's own and those of its groups whose
+# commands are fixed (the hub group's come from whatever server is installed).
+WRITTEN_HELP = ("", "seq", "sequence", "inst", "instance", "topic", "config")
+
+
+def render_help(path: str) -> str:
+    """What ``si PATH --help`` prints (``""`` for si's own) on a terminal as wide as si/entry.py expects."""
+    from .entry import HELP_COLUMNS
+
+    # click wraps to min(columns, 80) - 2 (its HelpFormatter); a context's terminal_width is that width.
+    # (A context made as click's make_context makes it, short of parsing.)
+    ctx = click.Context(cli, info_name="si", terminal_width=min(HELP_COLUMNS, 80) - 2, **cli.context_settings)
+    for name in path.split():
+        command = ctx.command.get_command(ctx, name)  # type: ignore[attr-defined]
+        if command is None:
+            raise ValueError(f"si has no command {path!r}")
+        ctx = click.Context(command, info_name=name, parent=ctx, **command.context_settings)
+    return ctx.get_help() + "\n"
+
+
+def write_help_texts() -> None:
+    """Write si/help_texts.py (``make si-help``): each written help, a line per source line."""
+    entries = []
+    for path in WRITTEN_HELP:
+        lines = "\n".join(f"        {line!r}" for line in render_help(path).splitlines(keepends=True))
+        entries.append(f"    {path!r}: (\n{lines}\n    ),\n")
+    source = ('"""Help texts of ``si`` and its fixed groups as click renders them: written by ``make si-help``\n'
+              'from si/cli.py, not by hand (tests/test_si_startup.py checks them against click)."""\n\n'
+              f"TEXTS = {{\n{''.join(entries)}}}\n")
+    with open(os.path.join(os.path.dirname(__file__), "help_texts.py"), "w", encoding="utf-8") as file:
+        file.write(source)
+
+
 def main() -> None:
     _leave(_run())
 
@@ -97,7 +130,7 @@ def main() -> None:
 def _run() -> int:
     """Run the command line; its exit code (errors said in one line on stderr)."""
     try:
-        cli.main(standalone_mode=False)
+        cli.main(prog_name="si", standalone_mode=False)  # `python -m si` too: the command users type
     except SiError as exc:
         click.secho(f"Error: {exc.message}", err=True, fg="red")
         return 1

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from si import cli
+from si import cli, help_texts
 from si.client import Client
 from si.errors import SiError
 
@@ -65,6 +65,46 @@ def test_si_leaves_without_the_interpreters_teardown_and_loses_no_output(tmp_pat
                              cwd=ROOT, env=env, timeout=60)
     assert refused.returncode == 1 and refused.stderr.startswith("Error: cannot reach the hub")
     assert "torn down" not in refused.stderr
+
+
+def test_the_written_helps_are_clicks_own():
+    """si/entry.py says these without click: each must be what click renders (else: make si-help)."""
+    assert set(help_texts.TEXTS) == set(cli.WRITTEN_HELP)
+    for path in cli.WRITTEN_HELP:
+        assert help_texts.TEXTS[path] == cli.render_help(path), f"si {path} --help changed: run make si-help"
+
+
+def _si(*argv: str, columns: str | None = None) -> subprocess.CompletedProcess:
+    """`python -m si ARGV` as a user runs it (its output not a terminal), with its imports listed."""
+    env = {key: value for key, value in os.environ.items() if key != "COLUMNS"}
+    if columns is not None:
+        env["COLUMNS"] = columns
+    return subprocess.run([sys.executable, "-X", "importtime", "-m", "si", *argv], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=60)
+
+
+@pytest.mark.parametrize("argv", [("--help",), ("-h",), ("seq", "--help"), ("instance", "-h")])
+def test_a_written_help_is_said_without_importing_click(argv):
+    said = _si(*argv)
+    assert said.returncode == 0 and said.stdout == help_texts.TEXTS[" ".join(argv[:-1])]
+    assert " click" not in said.stderr and " si.cli" not in said.stderr
+
+
+def test_any_other_help_and_a_narrow_terminal_are_clicks(tmp_path):
+    narrow = _si("--help", columns="60")
+    assert narrow.returncode == 0 and " click" in narrow.stderr
+    assert narrow.stdout.startswith("Usage: si [OPTIONS]") and max(map(len, narrow.stdout.splitlines()[8:])) <= 58
+    assert narrow.stdout != help_texts.TEXTS[""]
+    command = _si("seq", "start", "--help")
+    assert command.returncode == 0 and command.stdout.startswith("Usage: si seq start [OPTIONS] SEQ_ID") and " click" in command.stderr
+
+
+
+@pytest.mark.parametrize("path", cli.WRITTEN_HELP)
+def test_click_says_each_written_help_as_written(path):
+    """The same help asked through click (an option first, so si/entry.py passes it on)."""
+    through_click = _si("--format", "pretty", *path.split(), "--help")
+    assert " click" in through_click.stderr and through_click.stdout == help_texts.TEXTS[path]
 
 
 def test_the_help_summaries_are_each_groups_own():
