@@ -11,10 +11,11 @@ import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
-from si import cli, help_texts
+from si import cli, help_texts, session
 from si.client import Client
 from si.errors import SiError
 
@@ -159,3 +160,23 @@ def test_requests_go_through_the_proxy_the_environment_names(answers, monkeypatc
 def test_an_unreachable_hub_is_one_line():
     with pytest.raises(SiError, match="cannot reach the hub at http://127.0.0.1:9/api/v1"):
         Client("http://127.0.0.1:9/api/v1").version()
+
+
+@pytest.mark.parametrize(("env", "where"), [({"TMPDIR": "{tmp}/a/"}, "{tmp}/a"), ({"TMP": "{tmp}/b"}, "{tmp}/b"),
+                                            ({"TEMP": "{tmp}/c"}, "{tmp}/c"), ({}, "/tmp")])
+def test_the_session_is_kept_where_scramjets_si_keeps_it(tmp_path, monkeypatch, env, where):
+    """Node's os.tmpdir(): TMPDIR, TMP, TEMP, else /tmp (no trailing slash), then .si-tmp/<session id>."""
+    for key in ("TMPDIR", "TMP", "TEMP"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value.format(tmp=tmp_path))
+    monkeypatch.setenv("SI_SESSION_ID", f"test-{os.getpid()}")
+    kept = Path(where.format(tmp=tmp_path)) / ".si-tmp" / f"test-{os.getpid()}" / "session-config.json"
+    try:
+        session.remember("instance", "abc")
+        assert json.loads(kept.read_text()) == {"lastInstanceId": "abc"}
+        assert session.resolve("instance", "-") == "abc"
+    finally:
+        kept.unlink(missing_ok=True)
+        if not env:
+            kept.parent.rmdir()
