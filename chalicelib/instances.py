@@ -189,7 +189,7 @@ def start(settings: Settings, seq_id: str, body: Any) -> dict[str, Any]:
     if not created:
         raise Conflict("Instance with a given ID already exists")
     try:
-        task = invoker.invoke(settings, inst_id, engine)
+        task = invoker.invoke(settings, inst_id, engine, inst.runtime)
     except Exception as exc:
         repo.end(inst_id, protocol.ERRORED, -1, f"could not start the runner: {exc}", clock.now(),
                  settings.retention_seconds)

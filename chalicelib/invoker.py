@@ -27,10 +27,11 @@ TASK_CONTAINER = "runner"  # the task definition's one container (infra/fargate.
 MAX_STOP_REASON_CHARS = 255  # StopTask's limit
 
 
-def invoke(settings: Settings, instance_id: str, engine: str = "lambda") -> str | None:
-    """Start the instance's runner; returns the ARN of its Fargate task, when it has one."""
+def invoke(settings: Settings, instance_id: str, engine: str = "lambda", runtime: str = "") -> str | None:
+    """Start the instance's runner; returns the ARN of its Fargate task, when it has one. ``runtime``
+    (its sequence's): the local fork server keeps a sandbox ready for the next of the same."""
     if settings.invoke_mode == "local":
-        _spawn_local(instance_id, engine)
+        _spawn_local(instance_id, engine, runtime)
     elif engine == "fargate":
         return run_task(settings, instance_id)
     else:
@@ -97,18 +98,18 @@ class _ForkServer:
         with self._lock:
             self._ensure()
 
-    def run(self, instance_id: str, engine: str) -> None:
+    def run(self, instance_id: str, engine: str, runtime: str) -> None:
         with self._lock:
             try:
-                self._send(instance_id, engine)
+                self._send(instance_id, engine, runtime)
             except BrokenPipeError:  # it died between the check and the write: start another
                 self._proc = None
-                self._send(instance_id, engine)
+                self._send(instance_id, engine, runtime)
 
-    def _send(self, instance_id: str, engine: str) -> None:
+    def _send(self, instance_id: str, engine: str, runtime: str) -> None:
         stdin = self._ensure().stdin
         assert stdin is not None  # started with stdin=PIPE
-        stdin.write(f"{instance_id} {engine}\n".encode())
+        stdin.write(f"{instance_id} {engine} {runtime}\n".encode())
         stdin.flush()
 
     @property
@@ -119,8 +120,8 @@ class _ForkServer:
 _fork_server = _ForkServer()
 
 
-def _spawn_local(instance_id: str, engine: str) -> None:
-    _fork_server.run(instance_id, engine)
+def _spawn_local(instance_id: str, engine: str, runtime: str) -> None:
+    _fork_server.run(instance_id, engine, runtime)
 
 
 def warm_up() -> None:

@@ -30,7 +30,7 @@ _DYNAMODB = threading.Lock()
 REAL_INVOKE = invoker.invoke
 
 
-def run_inline(settings: config.Settings, instance_id: str, engine: str = "lambda") -> None:
+def run_inline(settings: config.Settings, instance_id: str, engine: str = "lambda", _runtime: str = "") -> None:
     """The tests' invoker: the runner runs in this process, to the end, before ``start`` returns."""
     from chalicelib.runner.__main__ import NO_LIMIT_SECONDS
     from chalicelib.runner.service import run_instance
@@ -242,4 +242,4 @@ def calls(settings) -> Calls:
 @pytest.fixture
 def not_invoked(monkeypatch) -> None:
     """Starts leave the instance "starting": these tests run the runner themselves, when they choose."""
-    monkeypatch.setattr(invoker, "invoke", lambda _settings, inst_id, _engine="lambda": None)
+    monkeypatch.setattr(invoker, "invoke", lambda _settings, inst_id, _engine="lambda", _runtime="": None)

@@ -78,7 +78,7 @@ def through_api_gateway(response: dict, accept: str | None, binary_media_types: 
 @pytest.fixture
 def ended_binary_instance(settings, monkeypatch) -> tuple[str, bytes]:
     """An instance whose output is 9 MiB of incompressible bytes: the worst case for base64."""
-    monkeypatch.setattr(invoker, "invoke", lambda _s, _i, _engine="lambda": None)
+    monkeypatch.setattr(invoker, "invoke", lambda _s, _i, _engine="lambda", _runtime="": None)
     source = ("import os\n\nasync def run(context, input):\n"
               "    for _ in range(9):\n        yield os.urandom(1024 * 1024)\n")
     inst = instances.start(settings, sequences.create(settings, py_package(source))["id"], {})["id"]
@@ -183,7 +183,7 @@ def test_a_commit_is_idempotent(settings, api):
 
 def test_a_host_that_cannot_start_ends_errored_with_a_reason(settings, monkeypatch, tmp_path):
     """A Node layer built for another architecture: the kernel refuses to execute it."""
-    monkeypatch.setattr(invoker, "invoke", lambda _s, _i, _engine="lambda": None)
+    monkeypatch.setattr(invoker, "invoke", lambda _s, _i, _engine="lambda", _runtime="": None)
     foreign = tmp_path / "node"
     foreign.write_bytes(b"\x7fELF\x02\x01\x01" + os.urandom(200))
     foreign.chmod(foreign.stat().st_mode | stat.S_IXUSR)
@@ -197,7 +197,7 @@ def test_a_host_that_cannot_start_ends_errored_with_a_reason(settings, monkeypat
 def test_a_process_holding_a_pipe_cannot_push_the_end_past_the_deadline(settings, monkeypatch):
     """The host exits, a detached grandchild keeps its stdout open: the runner still records the
     end before the Lambda deadline, with the output flushed."""
-    monkeypatch.setattr(invoker, "invoke", lambda _s, _i, _engine="lambda": None)
+    monkeypatch.setattr(invoker, "invoke", lambda _s, _i, _engine="lambda", _runtime="": None)
     source = ("import os, subprocess, sys\n\n"
               "def run(context, input):\n"
               "    subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'], start_new_session=True)\n"

@@ -52,7 +52,7 @@ def everything_of(settings, inst: str) -> dict:
 
 def test_cleanup_handler_deletes_everything_of_the_instance_on_remove(settings, hub_env, monkeypatch):
     started = []
-    monkeypatch.setattr(invoker, "invoke", lambda _s, inst_id, _engine="lambda": started.append(inst_id))
+    monkeypatch.setattr(invoker, "invoke", lambda _s, inst_id, _engine="lambda", _runtime="": started.append(inst_id))
     seq_id = sequences.create(settings, package_dir(EXAMPLES / "counter-py"))["id"]
     inst = instances.start(settings, seq_id, {"args": [1, 3], "appConfig": {"big": "x" * 10_000}})["id"]
     instances.append_input(settings, inst, "input", b"data", "text/plain", end=False)
@@ -107,7 +107,7 @@ def test_sweeper_expires_like_ttl_on_the_embedded_hub(settings, monkeypatch):
 
 
 def test_delete_sequence_with_running_instances(settings, api, monkeypatch):
-    monkeypatch.setattr(invoker, "invoke", lambda _s, inst_id, _engine="lambda": None)  # stays "starting"
+    monkeypatch.setattr(invoker, "invoke", lambda _s, inst_id, _engine="lambda", _runtime="": None)  # stays "starting"
     seq_id = sequences.create(settings, package_dir(EXAMPLES / "counter-py"))["id"]
     inst = instances.start(settings, seq_id, {})["id"]
     resp = api.http.delete(f"/api/v1/sequence/{seq_id}", headers={"Content-Type": "application/json"})

@@ -69,7 +69,7 @@ def recorded_engines(hub_env, monkeypatch):
     from chalicelib import invoker
 
     asked: list[tuple[str, str]] = []
-    monkeypatch.setattr(invoker, "invoke", lambda _s, inst_id, engine="lambda": asked.append((inst_id, engine)))
+    monkeypatch.setattr(invoker, "invoke", lambda _s, inst_id, engine="lambda", _runtime="": asked.append((inst_id, engine)))
     return asked
 
 

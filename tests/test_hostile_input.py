@@ -149,7 +149,7 @@ def test_stop_timeouts_are_bounded(api, settings, body, monkeypatch):
     from chalicelib import clock
     from chalicelib.repository import Repository
 
-    monkeypatch.setattr(invoker, "invoke", lambda _s, _i, _engine="lambda": None)
+    monkeypatch.setattr(invoker, "invoke", lambda _s, _i, _engine="lambda", _runtime="": None)
     inst = instances.start(settings, sequences.create(settings, py_package("def run(c, i):\n    pass\n"))["id"], {})["id"]
     Repository(settings.table).claim(inst, clock.now())
     resp = api.http.post(f"/api/v1/instance/{inst}/_stop", headers=JSON, body=body)
@@ -164,7 +164,7 @@ def test_an_empty_request_that_keeps_the_stream_open_is_accepted_and_a_bad_end_f
     from chalicelib import clock
     from chalicelib.repository import Repository
 
-    monkeypatch.setattr(invoker, "invoke", lambda _s, _i, _engine="lambda": None)
+    monkeypatch.setattr(invoker, "invoke", lambda _s, _i, _engine="lambda", _runtime="": None)
     inst = instances.start(settings, sequences.create(settings, py_package("def run(c, i):\n    pass\n"))["id"], {})["id"]
     Repository(settings.table).claim(inst, clock.now())
     text = {"Content-Type": "text/plain"}
@@ -182,7 +182,7 @@ def test_a_sequence_deleted_while_starting_ends_its_instance_with_a_clear_reason
     """The delete lands between the runner's claim and its download of the package."""
     from chalicelib.runner import service
 
-    monkeypatch.setattr(invoker, "invoke", lambda _s, _i, _engine="lambda": None)
+    monkeypatch.setattr(invoker, "invoke", lambda _s, _i, _engine="lambda", _runtime="": None)
     seq_id = sequences.create(settings, package_dir(SEQUENCES / "py-events"))["id"]
     inst = instances.start(settings, seq_id, {})["id"]
     unpack = service._Run.unpack
@@ -199,7 +199,7 @@ def test_a_sequence_deleted_while_starting_ends_its_instance_with_a_clear_reason
 def test_a_sequence_deleted_after_the_runner_fetched_it_still_runs(settings, monkeypatch):
     from chalicelib.runner import service
 
-    monkeypatch.setattr(invoker, "invoke", lambda _s, _i, _engine="lambda": None)
+    monkeypatch.setattr(invoker, "invoke", lambda _s, _i, _engine="lambda", _runtime="": None)
     seq_id = sequences.create(settings, make_package({
         "package.json": {"main": "main.py", "engines": {"python3": "3.12"}},
         "main.py": "def run(context, input):\n    return ['ran with its package\\n']\n"}))["id"]
@@ -216,7 +216,7 @@ def test_a_sequence_deleted_after_the_runner_fetched_it_still_runs(settings, mon
 
 
 def test_an_event_a_sequence_emits_with_nan_is_refused_in_its_log(settings, monkeypatch):
-    monkeypatch.setattr(invoker, "invoke", lambda _s, _i, _engine="lambda": None)
+    monkeypatch.setattr(invoker, "invoke", lambda _s, _i, _engine="lambda", _runtime="": None)
     source = ("def run(context, input):\n"
               "    context.emit('bad', float('nan'))\n"
               "    context.emit('good', 1.5)\n")
@@ -231,7 +231,7 @@ def test_an_event_a_sequence_emits_with_nan_is_refused_in_its_log(settings, monk
 def test_junk_a_sequence_writes_to_the_runners_event_pipe_is_ignored(settings, monkeypatch):
     """The pipe's descriptor can be found from inside the host: lines that are JSON but not objects
     (and announcements with a bad topic) are ignored or logged, and the run goes on."""
-    monkeypatch.setattr(invoker, "invoke", lambda _s, _i, _engine="lambda": None)
+    monkeypatch.setattr(invoker, "invoke", lambda _s, _i, _engine="lambda", _runtime="": None)
     source = ("import __main__, os\n"
               "def run(context, input):\n"
               "    fd = __main__._FDS['events']\n"

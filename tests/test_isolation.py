@@ -187,7 +187,7 @@ def test_a_package_larger_than_the_instances_disk_is_refused_before_it_is_unpack
 
     monkeypatch.setenv("SEQHUB_SANDBOX", "bwrap")
     monkeypatch.setenv("SEQHUB_SANDBOX_DISK_MB", "1")
-    monkeypatch.setattr(invoker, "invoke", lambda settings, inst_id, _engine="lambda": run_instance(settings, inst_id, lambda: 60_000))
+    monkeypatch.setattr(invoker, "invoke", lambda settings, inst_id, *_: run_instance(settings, inst_id, lambda: 60_000))
     settings = config.load()
     seq_id = sequences.create(settings, make_package({"package.json": {"main": "index.js"}, "index.js": "x",
                                                       "data": b"\0" * (2 * 1024**2)}))["id"]

@@ -46,7 +46,7 @@ def test_layer_build_is_reproducible(layer, tmp_path):
 
 def test_runner_runs_the_seed_counter_on_the_layers_node(settings, layer_node, monkeypatch):
     monkeypatch.setenv("SEQHUB_NODE", str(layer_node))
-    monkeypatch.setattr(invoker, "invoke", lambda _s, _i, _engine="lambda": None)
+    monkeypatch.setattr(invoker, "invoke", lambda _s, _i, _engine="lambda", _runtime="": None)
     seq_id = sequences.create(settings, package_dir(EXAMPLES / "counter-js"))["id"]
     inst = instances.start(settings, seq_id, {"args": [3000, 3]})["id"]
     assert run_instance(settings, inst, lambda: 600_000) == protocol.COMPLETED

@@ -22,7 +22,7 @@ from .helpers import EXAMPLES, js_package, package_dir, py_package
 def invoked(hub_env, monkeypatch) -> list[str]:
     """Starts only record the invocation here: these tests run the runner themselves."""
     calls: list[str] = []
-    monkeypatch.setattr(invoker, "invoke", lambda _settings, inst_id, _engine="lambda": calls.append(inst_id))
+    monkeypatch.setattr(invoker, "invoke", lambda _settings, inst_id, _engine="lambda", _runtime="": calls.append(inst_id))
     return calls
 
 

@@ -152,7 +152,7 @@ def test_hub_beyond_loopback_requires_its_token(tmp_path, session):
 
 
 def test_limits_answer_413_and_429(hub_env, monkeypatch):
-    monkeypatch.setattr(invoker, "invoke", lambda _s, _i, _engine="lambda": None)  # instances stay "starting" (= running)
+    monkeypatch.setattr(invoker, "invoke", lambda _s, _i, _engine="lambda", _runtime="": None)  # instances stay "starting" (= running)
     api = api_client({**hub_env, "SEQHUB_MAX_RUNNING_PER_SEQUENCE": "1", "SEQHUB_MAX_RUNNING": "2"})
     octet = {"Content-Type": "application/octet-stream"}
     seqs = [json.loads(api.http.post("/api/v1/sequence", headers=octet, body=package_dir(EXAMPLES / "counter-py")).body)["id"]
@@ -252,7 +252,7 @@ def test_an_instance_that_kills_its_runner_leaves_nothing_for_the_next_one_witho
         aws.reset()
         for key, value in localhub.hub_environment(localhub.provision("lambda"), retention=600, stage="lambda").items():
             monkeypatch.setenv(key, value)
-        monkeypatch.setattr(invoker, "invoke", lambda settings, inst_id, _engine="lambda": None)  # the environment below runs them
+        monkeypatch.setattr(invoker, "invoke", lambda *_: None)  # the environment below runs them
         settings = config.load()
         poison = instances.start(settings, sequences.create(settings, js_package(POISON))["id"], {"args": [str(tmp)]})["id"]
         victim = instances.start(settings, sequences.create(settings, js_package(VICTIM))["id"],

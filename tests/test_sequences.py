@@ -24,7 +24,7 @@ def hub(api, monkeypatch):
     """The API, with each start running its runner in a background thread."""
     threads: dict[str, threading.Thread] = {}
 
-    def invoke(settings, inst_id, _engine="lambda"):
+    def invoke(settings, inst_id, _engine="lambda", _runtime=""):
         thread = threading.Thread(target=run_instance, args=(settings, inst_id, lambda: 600_000), daemon=True)
         threads[inst_id] = thread
         thread.start()

@@ -5,8 +5,9 @@
     the fargate engine's limit, and ECS's SIGTERM (StopTask, a Spot interruption) stops the instance
     gracefully, as ``si inst stop`` would, in the time ECS gives before its SIGKILL.
 ``python -m chalicelib.runner --fork-server``   imports everything once, then forks one process per
-    "<instance id> <engine>" line read from stdin: the local counterpart of a warm Lambda (no
+    "<instance id> <engine> <runtime>" line read from stdin: the local counterpart of a warm Lambda (no
     interpreter start-up or imports per instance, yet each instance still runs in an OS process of its own).
+    Sandboxed, it keeps a standby (``standby``) for the next instance of each runtime it has run.
 """
 
 from __future__ import annotations
@@ -19,14 +20,17 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import aws, config, models
+from ..observability import logger
 from . import leftovers, syscalls
 from .child import harden
 from .service import GRACEFUL_STOP_MS, run_instance
+from .standby import Standby
 
 NO_LIMIT_SECONDS = 10 * 365 * 86400  # an engine without a time limit: far enough to never come
+STANDBY_RUNTIMES = ("python", "node")
 
 
-def run_one(instance_id: str, engine: str = "lambda", task: bool = False) -> None:
+def run_one(instance_id: str, engine: str = "lambda", task: bool = False, standby: Standby | None = None) -> None:
     settings = config.load()
     limit = settings.time_limit(engine) or NO_LIMIT_SECONDS
     deadline = [time.monotonic() + limit]
@@ -48,7 +52,36 @@ def run_one(instance_id: str, engine: str = "lambda", task: bool = False) -> Non
     # its own (the task definition's SEQHUB_HOST_UID), as a Lambda's would run read-only beside it.
     host_user = settings.host_uid if task and os.geteuid() == 0 and settings.host_uid else None
     run_instance(settings, instance_id, lambda: int((deadline[0] - time.monotonic()) * 1000),
-                 cut_reason=lambda: cut_reason[0], host_user=host_user)
+                 cut_reason=lambda: cut_reason[0], host_user=host_user, standby=standby)
+
+
+def standby_runner(jobs: int, runtime: str) -> None:
+    """A forked runner that makes a standby for ``runtime``, then runs the instance the fork server
+    writes to ``jobs`` ("<instance id> <engine>") with it; at the pipe's end, or SIGTERM, it
+    discards it unused."""
+    settings = config.load()
+    leftovers.adopt_orphans()
+    made: list[Standby] = []
+
+    def leave(*_: object) -> None:
+        for standby in made:
+            standby.discard()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, leave)
+    try:
+        made.append(Standby.make(settings, runtime))
+    except Exception:  # the instance's own start says what is wrong, as without a standby
+        logger.exception("could not make a standby")
+    line = b""
+    while not line.endswith(b"\n") and (chunk := os.read(jobs, 256)):
+        line += chunk
+    os.close(jobs)
+    instance_id, _, engine = line.decode().strip().partition(" ")
+    if not instance_id:
+        leave()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # run_one's own, from here
+    run_one(instance_id, engine or "lambda", standby=made.pop() if made else None)
 
 
 def _warm_clients(settings: config.Settings) -> None:
@@ -114,22 +147,54 @@ def fork_server() -> None:
             except ChildProcessError:
                 children.discard(pid)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGCHLD, lambda *_: reap())  # no zombies between instances
-    for line in sys.stdin:
-        instance_id, _, engine = line.strip().partition(" ")
-        reap()
-        if not instance_id:
-            continue
+    # runtime -> the write end of its standby runner's job pipe (sandboxed hubs, runtimes asked for)
+    standbys: dict[str, int] = {}
+
+    def fork(work: Callable[..., None], *args: Any) -> int:
         pid = os.fork()
-        if pid == 0:  # the instance's own process
+        if pid == 0:  # a runner's own process
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            for jobs_w in standbys.values():  # the other standbys' ends: theirs alone to close
+                os.close(jobs_w)
             try:
-                run_one(instance_id, engine or "lambda")
+                work(*args)
             finally:
                 os._exit(0)
         children.add(pid)
+        return pid
+
+    def make_standby(runtime: str) -> None:
+        jobs_r, standbys[runtime] = os.pipe()  # (the write end closed in the child by fork)
+        fork(standby_runner, jobs_r, runtime)
+        os.close(jobs_r)
+
+    def hand_to_standby(runtime: str, job: bytes) -> bool:
+        jobs_w = standbys.pop(runtime, None)
+        if jobs_w is None:
+            return False
+        try:
+            os.write(jobs_w, job)  # one short line: written whole, or not at all (the runner died)
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(jobs_w)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGCHLD, lambda *_: reap())  # no zombies between instances
+    for line in sys.stdin:
+        instance_id, engine, runtime = (line.split() + ["", "", ""])[:3]
+        reap()
+        if not instance_id:
+            continue
+        engine = engine or "lambda"
+        if not hand_to_standby(runtime, f"{instance_id} {engine}\n".encode()):
+            fork(run_one, instance_id, engine)
+        if settings.sandbox == "bwrap" and runtime in STANDBY_RUNTIMES:
+            make_standby(runtime)  # for the next instance of this runtime
+    for jobs_w in standbys.values():
+        os.close(jobs_w)  # each discards its standby
     stop()
 
 

@@ -86,6 +86,7 @@ class Child:
     control_w: int
     input_w: int
     fds: dict[str, int] = field(default_factory=dict)  # our ends: channels we read, "stdin" we write
+    go_w: int | None = None  # a standby's: closed after "go" once its instance is known (``begin``)
     _outbox: queue.Queue[bytes] = field(default_factory=queue.Queue)
 
     def __post_init__(self) -> None:
@@ -129,17 +130,23 @@ def give_to(uid: int, package: Path, work_dir: Path) -> None:
                 os.chown(os.path.join(root, name), uid, uid, follow_symlinks=False)
 
 
-def spawn(runtime: str, package: Path, start: dict[str, Any], work_dir: Path, box: Box | None = None,
+def spawn(runtime: str, package: Path, start: dict[str, Any] | None, work_dir: Path, box: Box | None = None,
           hub_socket: Path | None = None, user: int | None = None) -> Child:
     """Start the host for ``runtime``: in ``package``, the unpacked directory; or inside ``box``,
     which unpacks ``package``, the archive, itself. ``start`` is {"main","args","config","instanceId"};
     ``hub_socket`` is where the runner serves the hub's API to the instance (``hubproxy``); ``user``:
     a uid of its own to run as (a Fargate task's runner is root, in a container it shares with the
-    host: as root the sequence could rewrite the runner's code)."""
+    host: as root the sequence could rewrite the runner's code). With ``start`` None (in a box
+    only: a standby's), the host loads and waits for ``begin`` to say its instance."""
+    if start is None and box is None:
+        raise ValueError("only a sandboxed host can start before its instance is known")
     start_file = work_dir / "start.json"
     fd = os.open(start_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
-        fh.write(json.dumps(start))
+        if start is not None:
+            fh.write(json.dumps(start))
+    if start is None:
+        package.touch()  # bound inside now, its bytes written by the fetch later (same file)
     owner = box.uid if box is not None else user
     if owner is not None:
         os.chown(start_file, owner, owner)  # the instance's own uid reads it, nobody else
@@ -158,8 +165,9 @@ def spawn(runtime: str, package: Path, start: dict[str, Any], work_dir: Path, bo
         argv = [node_binary(), str(hosts / NODE_HOST.name)]
         extra = {"NODE_PATH": f"{package_dir}/node_modules"}
 
-    pipes = {name: os.pipe() for name in ("output", "log", "events", "control", "input")}
-    child_ends = {name: (r if name in ("control", "input") else w) for name, (r, w) in pipes.items()}
+    names = ["output", "log", "events", "control", "input", *(["go"] if start is None else [])]
+    pipes = {name: os.pipe() for name in names}
+    child_ends = {name: (r if name in ("control", "input", "go") else w) for name, (r, w) in pipes.items()}
     env = base_environment()
     env.update(extra)
     home = "/tmp" if box else str(work_dir / "tmp")
@@ -176,7 +184,8 @@ def spawn(runtime: str, package: Path, start: dict[str, Any], work_dir: Path, bo
         if box is not None:
             program = opened.enter_context(sandbox.program_file())
             extra_fds = (program.fileno(),)
-            argv = box.command(argv, env, package, start_file, work_dir, program.fileno(), hub_socket)
+            argv = box.command(argv, env, package, start_file, work_dir, program.fileno(), hub_socket,
+                               standby=start is None)
             cwd = work_dir
         stdout_r, stdout_w = os.pipe()
         stderr_r, stderr_w = os.pipe()
@@ -192,7 +201,18 @@ def spawn(runtime: str, package: Path, start: dict[str, Any], work_dir: Path, bo
                 os.close(fd)
     fds = {"output": pipes["output"][0], "log": pipes["log"][0], "events": pipes["events"][0],
            "stdout": stdout_r, "stderr": stderr_r, "stdin": stdin_w}
-    return Child(proc=proc, control_w=pipes["control"][1], input_w=pipes["input"][1], fds=fds)
+    return Child(proc=proc, control_w=pipes["control"][1], input_w=pipes["input"][1], fds=fds,
+                 go_w=pipes["go"][1] if start is None else None)
+
+
+def begin(child: Child, work_dir: Path, start: dict[str, Any]) -> None:
+    """Give a standby's host (spawned with no ``start``) its instance: the package is in place."""
+    with open(work_dir / "start.json", "w", encoding="utf-8") as fh:  # the file bound inside: rewritten
+        fh.write(json.dumps(start))
+    assert child.go_w is not None, "begin() is for a host spawned without its start"
+    os.write(child.go_w, b"go")
+    os.close(child.go_w)
+    child.go_w = None
 
 
 def kill_group(child: Child) -> None:

@@ -102,11 +102,14 @@ class Box:
         return box
 
     def command(self, argv: list[str], env: dict[str, str], archive: Path, start_file: Path, work_dir: Path,
-                seccomp_fd: int, hub_socket: Path | None = None) -> list[str]:
+                seccomp_fd: int, hub_socket: Path | None = None, standby: bool = False) -> list[str]:
         """The command line that runs ``argv`` (paths as seen inside) in this sandbox, its package
         ``archive`` unpacked into ``/package`` first, under the system-call filter read from
         ``seccomp_fd`` (which the caller passes on to it), with ``hub_socket`` (the hub's API, served
-        by the runner) inside."""
+        by the runner) inside. ``standby``: the host starts before there is a package, and unpacks
+        ``archive`` itself once told to go (``SEQHUB_STANDBY`` names it inside)."""
+        if standby:
+            env = {**env, "SEQHUB_STANDBY": _ARCHIVE_INSIDE}
         disk = self.limits.disk_mb * 1024 * 1024
         bwrap = [shutil.which("bwrap") or "bwrap", "--die-with-parent", "--new-session",
                  "--unshare-pid", "--unshare-ipc", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
@@ -143,8 +146,9 @@ class Box:
             drop = ["prlimit", f"--nproc={self.limits.max_procs}",
                     "setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
                     "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+        unpack = [] if standby else ["/bin/sh", "-c", _UNPACK, _ARCHIVE_INSIDE]
         inside = ["/bin/sh", "-c", _SETUP, "seqhub-setup", "" if self.uid is None else str(self.uid),
-                  *drop, "/bin/sh", "-c", _UNPACK, _ARCHIVE_INSIDE, *argv]
+                  *drop, *unpack, *argv]
         command = [*bwrap, "--", *inside]
         if self.cgroups:
             command = ["/bin/sh", "-c", _JOIN_CGROUPS, "seqhub-cgroups",

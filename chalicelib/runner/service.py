@@ -34,6 +34,7 @@ from . import leftovers, sandbox, topicio
 from .feed import Feeder, InOrder
 from .hubproxy import HubProxy
 from .pump import Budget, Channel, pump_fd
+from .standby import Standby
 from .topicio import TopicInput, TopicOutput
 
 FLUSH_INTERVAL = 0.2        # CloudWatch writes while output flows
@@ -56,10 +57,12 @@ class PackageChanged(Exception):
 
 
 def run_instance(settings: Settings, instance_id: str, remaining_ms: RemainingMs,
-                 cut_reason: Callable[[], str | None] = lambda: None, host_user: int | None = None) -> str:
+                 cut_reason: Callable[[], str | None] = lambda: None, host_user: int | None = None,
+                 standby: Standby | None = None) -> str:
     """Run one instance to its end; returns the final status (or "skipped" if not ours to run).
     ``cut_reason`` says why the deadline came early, once it has (a Fargate task being stopped);
-    ``host_user``: the uid its host runs as, where the runner is root outside a sandbox (a task)."""
+    ``host_user``: the uid its host runs as, where the runner is root outside a sandbox (a task);
+    ``standby``: a sandbox made for whichever instance came (used if it is of its runtime)."""
     if settings.owns_environment:  # Lambda: an earlier instance may have left something behind
         leftovers.clean_environment(Path(tempfile.gettempdir()))
     repo = Repository(settings.table)
@@ -67,32 +70,36 @@ def run_instance(settings: Settings, instance_id: str, remaining_ms: RemainingMs
     if inst is None:
         logger.warning("instance not claimable (duplicate delivery or already ended)",
                        extra={"instance_id": instance_id})
+        if standby is not None:
+            standby.discard()
         return "skipped"
     logger.append_keys(instance_id=instance_id, sequence_id=inst.sequence_id)
-    work = Path(tempfile.mkdtemp(prefix="seqhub-"))
-    run = _Run(settings, repo, inst, work, remaining_ms, cut_reason, host_user)
+    run = _Run(settings, repo, inst, remaining_ms, cut_reason, host_user, standby)
     try:
         return run.run()
     finally:
+        if run.standby is not None:  # never taken (the instance ended before its host was needed)
+            run.standby.discard()
         leftovers.kill_all()  # whatever the instance started, however it detached
         if run.hub_proxy is not None:
             run.hub_proxy.close()
         if run.box is not None:
             run.box.remove()
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(run.work, ignore_errors=True)
         if settings.owns_environment:  # Lambda: the next invocation may be another user's instance
             leftovers.empty_dir(Path(tempfile.gettempdir()))
 
 
 class _Run:
-    def __init__(self, settings: Settings, repo: Repository, inst: Instance, work: Path, remaining_ms: RemainingMs,
-                 cut_reason: Callable[[], str | None], host_user: int | None):
+    def __init__(self, settings: Settings, repo: Repository, inst: Instance, remaining_ms: RemainingMs,
+                 cut_reason: Callable[[], str | None], host_user: int | None, standby: Standby | None):
         self.settings = settings
         self.repo = repo
         self.inst = inst
         self.id = inst.id
         self.began = time.monotonic()
-        self.work = work
+        self.standby = standby
+        self.work = standby.work if standby is not None else Path(tempfile.mkdtemp(prefix="seqhub-"))
         self.remaining_ms = remaining_ms
         self.cut_reason = cut_reason
         self.host_user = host_user
@@ -132,6 +139,8 @@ class _Run:
         if seq is None:
             return self.record_end(ERRORED, ExitCode.SEQUENCE_UNPACK_FAILED, DELETED_BEFORE_START)
         manifest = json.loads(seq["manifest"])
+        runtime = manifest_rules.runtime_of(manifest)
+        standby = self.take_standby(runtime)
         sandboxed = self.settings.sandbox == "bwrap"
         unpacked = int(seq.get("unpacked_bytes") or 0)
         disk = self.settings.sandbox_limits.disk_mb * 1024 * 1024
@@ -149,7 +158,6 @@ class _Run:
             if not isinstance(exc, PackageChanged):
                 logger.exception("unpack failed")
             return self.record_end(ERRORED, ExitCode.SEQUENCE_UNPACK_FAILED, f"Sequence unpack failed: {exc}")
-        runtime = manifest_rules.runtime_of(manifest)
         if not sandboxed and not any((package / c).is_file() for c in manifest_rules.entrypoint_candidates(manifest)):
             return self.record_end(ERRORED, ExitCode.INVALID_SEQUENCE_PATH, manifest_rules.invalid_main_message(manifest))
         args, app_config = self.repo.start_data(self.inst)
@@ -157,24 +165,44 @@ class _Run:
                  "config": app_config, "instanceId": self.id}
         if runtime == "python" and start["config"] is None:
             start["config"] = {}
-        if self.settings.sandbox == "bwrap":
-            self.box = sandbox.Box.create(self.id, self.settings.sandbox_limits)
-        child_mod.harden()
-        if self.settings.api_url and runtime == "node":  # Scramjet gives JavaScript sequences this.hub
-            self.hub_proxy = HubProxy(self.work / "hub.sock", self.settings.api_url)
-        try:
-            child = child_mod.spawn(runtime, package, start, self.work, self.box,
-                                    self.hub_proxy.path if self.hub_proxy else None, self.host_user)
-        except child_mod.HostUnavailable as exc:
-            return self.record_end(ERRORED, ExitCode.HOST_UNAVAILABLE, str(exc))
-        except OSError as exc:  # e.g. a Node layer built for another architecture (exec format error)
-            return self.record_end(ERRORED, ExitCode.HOST_UNAVAILABLE, f"Runtime host could not start: {exc}")
+        if standby is not None:
+            child = standby.child
+            try:
+                child_mod.begin(child, self.work, start)
+            except OSError as exc:  # its host went since take_standby looked
+                return self.record_end(ERRORED, ExitCode.HOST_UNAVAILABLE, f"Runtime host could not start: {exc}")
+        else:
+            if self.settings.sandbox == "bwrap":
+                self.box = sandbox.Box.create(self.id, self.settings.sandbox_limits)
+            child_mod.harden()
+            if self.settings.api_url and runtime == "node":  # Scramjet gives JavaScript sequences this.hub
+                self.hub_proxy = HubProxy(self.work / "hub.sock", self.settings.api_url)
+            try:
+                child = child_mod.spawn(runtime, package, start, self.work, self.box,
+                                        self.hub_proxy.path if self.hub_proxy else None, self.host_user)
+            except child_mod.HostUnavailable as exc:
+                return self.record_end(ERRORED, ExitCode.HOST_UNAVAILABLE, str(exc))
+            except OSError as exc:  # e.g. a Node layer built for another architecture (exec format error)
+                return self.record_end(ERRORED, ExitCode.HOST_UNAVAILABLE, f"Runtime host could not start: {exc}")
         try:
             return self.supervise(child, manifest)
         except Exception as exc:  # our own failure: never leave the sequence running unrecorded
             logger.exception("runner failed")
             child_mod.kill_group(child)
             return self.record_end(ERRORED, ExitCode.UNCAUGHT_EXCEPTION, f"Runner failed: {exc}")
+
+    def take_standby(self, runtime: str) -> Standby | None:
+        """The standby, now this instance's sandbox, if it is one for ``runtime``; else it is
+        discarded (and the instance gets a work directory of its own)."""
+        standby, self.standby = self.standby, None
+        if standby is None:
+            return None
+        if standby.runtime != runtime or self.settings.sandbox != "bwrap" or standby.child.proc.poll() is not None:
+            standby.discard()
+            self.work = Path(tempfile.mkdtemp(prefix="seqhub-"))
+            return None
+        self.box, self.hub_proxy = standby.box, standby.hub_proxy
+        return standby
 
     def fetch(self, seq: dict[str, Any], dest: Path) -> None:
         """Download the package to ``dest``; PackageChanged unless it is the one uploaded (sha256)."""

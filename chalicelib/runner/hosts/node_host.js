@@ -14,6 +14,7 @@ const { Readable } = require("stream");
 const own = (name) => require(path.join(__dirname, "node_modules", name));
 const { DataStream, StringStream, BufferStream } = own("scramjet");
 
+const EXIT_UNPACK_FAILED = 10;  // as the sandbox's own unpacking exits (chalicelib/runner/sandbox.py)
 const EXIT_INVALID_MAIN = 21;
 const EXIT_FAILED_ON_START = 22;
 const EXIT_FAILED_DURING_RUN = 23;
@@ -30,6 +31,23 @@ const fd = (name) => FDS[name];
 // Pipes are opened as sockets: fs streams read pipes on the thread pool, which blocks process.exit.
 const pipeIn = (name) => new net.Socket({ fd: fd(name), readable: true, writable: false });
 const pipeOut = (name) => new net.Socket({ fd: fd(name), readable: false, writable: true });
+// A standby's host (chalicelib/runner/standby.py): loaded, it waits for the runner's word that an
+// instance is ours, then unpacks its package as the sandbox's own start would have. A word other
+// than "go" (the runner left) ends it.
+if (process.env.SEQHUB_STANDBY) {
+  const archive = process.env.SEQHUB_STANDBY;
+  delete process.env.SEQHUB_STANDBY;
+  const word = fs.readFileSync(fd("go"), "latin1");  // blocks until the runner closes its end
+  fs.closeSync(fd("go"));
+  if (word !== "go") process.exit(0);
+  const tar = require("child_process").spawnSync(
+    "tar", ["-xzf", archive, "-C", process.cwd(), "--no-same-owner", "--delay-directory-restore"],
+    { stdio: ["ignore", "ignore", "inherit"] });
+  if (tar.status !== 0) {
+    process.stderr.write("Sequence unpack failed\n");
+    process.exit(EXIT_UNPACK_FAILED);
+  }
+}
 const start = JSON.parse(fs.readFileSync(process.env.SEQHUB_START, "utf8"));
 delete process.env.SEQHUB_START;
 const HUB_SOCKET = process.env.SEQHUB_HUB_SOCKET;  // where the runner serves this hub's API to the instance

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from types import ModuleType
 from typing import Any, NoReturn
 
+EXIT_UNPACK_FAILED = 10  # as the sandbox's own unpacking exits (chalicelib/runner/sandbox.py)
 EXIT_INVALID_MAIN = 21
 EXIT_FAILED_ON_START = 22
 EXIT_FAILED_DURING_RUN = 23
@@ -383,7 +384,34 @@ def _declared(module: ModuleType, key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def await_instance(archive: str) -> None:
+    """A standby's host (``chalicelib.runner.standby``): loaded, wait for the runner's word that an
+    instance is ours, then unpack its package (the archive bound at ``archive``) as the sandbox's
+    own start would have. A word other than "go" (the runner left) ends the host."""
+    try:
+        import scramjet.streams  # noqa: F401  what main() would import: loaded while nobody waits
+    except ImportError:
+        pass
+    word = b""
+    while chunk := os.read(_fd("go"), 16):
+        word += chunk
+    os.close(_fd("go"))
+    if word != b"go":
+        os._exit(0)
+    import subprocess
+
+    unpacked = subprocess.run(["tar", "-xzf", archive, "-C", os.getcwd(), "--no-same-owner",
+                               "--delay-directory-restore"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    if unpacked.returncode != 0:
+        print("Sequence unpack failed", file=sys.stderr, flush=True)
+        os._exit(EXIT_UNPACK_FAILED)
+    importlib.invalidate_caches()  # the package's directories did not exist when the paths were first looked at
+
+
 def main() -> None:
+    archive = os.environ.pop("SEQHUB_STANDBY", None)
+    if archive is not None:
+        await_instance(archive)
     with open(os.environ["SEQHUB_START"], encoding="utf-8") as fh:
         start = json.load(fh)
     asyncio.run(Host(start).main())

@@ -1,0 +1,98 @@
+"""Standbys (chalicelib/runner/standby.py, issue 28): on the sandboxed embedded hub, the next
+instance of a runtime starts in a sandbox made, and its host loaded, before it was asked for. Each
+is one instance's alone (its own uid, /tmp and package), used once, and none outlives the hub.
+
+Whether an instance ran in a standby is told by its host's age: a host made for the instance is
+younger than the start request; a standby's is older."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from chalicelib.runner import sandbox
+
+from .conftest import running_hub
+from .helpers import si
+
+pytestmark = pytest.mark.skipif(sandbox.unavailable_reason() is not None,
+                                reason=f"no sandbox on this machine: {sandbox.unavailable_reason()}")
+
+# Each says how long its host has run, its uid, and whether a file it leaves in /tmp was there.
+PY_AGE = ("import json, os\n\n"
+          "def run(context, input):\n"
+          "    started = int(open('/proc/self/stat').read().rsplit(')', 1)[1].split()[19]) / os.sysconf('SC_CLK_TCK')\n"
+          "    age = float(open('/proc/uptime').read().split()[0]) - started\n"
+          "    seen = os.path.exists('/tmp/left-here')\n"
+          "    open('/tmp/left-here', 'w').close()\n"
+          "    yield json.dumps({'age': age, 'uid': os.getuid(), 'seen': seen}) + '\\n'\n")
+JS_AGE = ("const fs = require('fs');\n"
+          "module.exports = async function* () {\n"
+          "  const seen = fs.existsSync('/tmp/left-here');\n"
+          "  fs.writeFileSync('/tmp/left-here', '');\n"
+          "  yield { age: process.uptime(), uid: process.getuid(), seen };  // a JSON line, as Scramjet's runner writes objects\n"
+          "};\n")
+
+
+def _sequence(tmp_path: Path, hub: dict, session: str, name: str, main: str, source: str, engines: dict) -> str:
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / main).write_text(source)
+    (folder / "package.json").write_text(json.dumps({"name": name, "version": "1.0.0", "main": main, "engines": engines}))
+    return si(hub, "seq", "send", str(folder), session=session).stdout.decode().split()[-1]
+
+
+def _run(hub: dict, session: str, seq: str) -> tuple[dict, float]:
+    """The instance's report, and the seconds from just before its start to its report's reading."""
+    asked = time.monotonic()
+    si(hub, "seq", "start", seq, session=session)
+    out = si(hub, "inst", "output", "-", session=session).stdout
+    report = json.loads(out)
+    assert isinstance(report, dict), out
+    return report, time.monotonic() - asked
+
+
+def _children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _standby_cgroups(hub_pid: int) -> list[str]:
+    """The cgroups of the hub's standby runners (seqhub-standby-<runner pid>), where it made any."""
+    runners = {str(runner) for server in _children(hub_pid) for runner in _children(server)}
+    found = []
+    for line in Path(f"/proc/{hub_pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(","):
+            parent = Path("/sys/fs/cgroup") / controller / path.lstrip("/")
+            if parent.is_dir():
+                found += [str(p) for p in parent.glob("seqhub-standby-*") if p.name.rsplit("-", 1)[1] in runners]
+    return found
+
+
+def test_the_next_instance_of_a_runtime_starts_in_a_standby_that_is_its_alone(tmp_path):
+    session = "standby"
+    (tmp_path / "home").mkdir()
+    with running_hub(tmp_path / "home") as hub:
+        py = _sequence(tmp_path, hub, session, "py-age", "main.py", PY_AGE, {"python3": "3.12"})
+        js = _sequence(tmp_path, hub, session, "js-age", "index.js", JS_AGE, {"node": ">=18"})
+        reports = {}
+        for step, seq in (("py-first", py), ("py-next", py), ("js-first", js), ("js-next", js), ("py-after-js", py)):
+            time.sleep(1.5)  # long enough for the previous start's standby to be made and loaded
+            reports[step] = _run(hub, session, seq)
+        standby_cgroups = _standby_cgroups(hub["proc"].pid)
+    for step, (report, took) in reports.items():
+        if step.endswith("first"):  # no standby of its runtime yet: its host came after the request
+            assert report["age"] < took, (step, report, took)
+        else:  # its host was made and loaded before the request, for whichever instance came
+            assert report["age"] > took, (step, report, took)
+        assert report["seen"] is False, step  # nothing of an earlier instance in its /tmp
+    if os.geteuid() == 0:  # a uid of its own per sandbox (where the runner may hand them out)
+        uids = [report["uid"] for report, _ in reports.values()]
+        assert len(set(uids)) == len(uids), uids
+    # running_hub has checked that no runner or host outlived the hub; nor does a standby's cgroup
+    # (where the runner may make them: two here, one per runtime, while the hub ran).
+    assert all(not Path(cg).exists() for cg in standby_cgroups), standby_cgroups
