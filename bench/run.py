@@ -121,14 +121,13 @@ def first_byte(client: Client, seq_id: str) -> float:
 
 
 def peak_rss_of_runner(client: Client, seq_id: str, args: list) -> int:
-    """Peak RSS (bytes) of the runner process (not its child) while the instance runs."""
+    """Peak RSS (bytes) of the instance's runner process (not its host) while the instance runs: of
+    the fork server's children, the one that ends with the instance (a standby made for the next
+    instance stays)."""
     server = invoker.fork_server_pid()
-    before = _children_of(server)
     inst = client.start(seq_id, args)["id"]
-    pid = None
-    while pid is None:
-        pid = next(iter(_children_of(server) - before), None)
-    peak = 0
+    peaks: dict[int, int] = {}
+    ended: set[int] = set()
     done = threading.Event()
 
     def follow():
@@ -137,18 +136,20 @@ def peak_rss_of_runner(client: Client, seq_id: str, args: list) -> int:
         done.set()
 
     threading.Thread(target=follow, daemon=True).start()
-    while True:
-        try:
-            with open(f"/proc/{pid}/status") as fh:
-                status = fh.read()
-        except OSError:
-            break
-        if "VmHWM:" not in status:  # exited (a zombie until reaped)
-            break
-        peak = max(peak, int(status.split("VmHWM:")[1].split()[0]) * 1024)
+    give_up = time.monotonic() + 120
+    while not (done.is_set() and ended) and time.monotonic() < give_up:
+        for pid in (_children_of(server) | set(peaks)) - ended:
+            try:
+                with open(f"/proc/{pid}/status") as fh:
+                    status = fh.read()
+            except OSError:
+                status = ""
+            if "VmHWM:" not in status:  # exited (a zombie until reaped)
+                ended.add(pid)
+                continue
+            peaks[pid] = max(peaks.get(pid, 0), int(status.split("VmHWM:")[1].split()[0]) * 1024)
         time.sleep(0.02)
-    done.wait(60)
-    return peak
+    return max((peaks.get(pid, 0) for pid in ended), default=0)
 
 
 def _children_of(pid: int) -> set[int]:
