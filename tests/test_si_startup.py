@@ -47,7 +47,7 @@ def test_a_listing_imports_no_requests_and_no_other_group(tmp_path):
     loaded = modules_loaded_by("seq", "list", env={"SI_API_URL": "http://127.0.0.1:9/api/v1",
                                                     "SI_CONFIG_PATH": str(tmp_path)})
     assert "si.commands.seq" in loaded and "http.client" in loaded
-    assert not loaded & {"requests", "urllib3", "si.commands.topic", "si.commands.config", "si.packing"}
+    assert not loaded & {"requests", "urllib3", "si.commands.topic", "si.commands.config", "si.packing", "tempfile"}
 
 
 def test_si_leaves_without_the_interpreters_teardown_and_loses_no_output(tmp_path):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,8 @@ def seq() -> None:
 
 
 def _pack_to(source: Path, out_path: Path) -> None:
+    import tempfile  # (shutil and random with it: ~5 ms of every other seq command)
+
     from ..packing import pack  # tarfile and the package rules: only when packing
 
     with tempfile.NamedTemporaryFile(dir=out_path.parent, prefix=".si-pack-", delete=False) as tmp:
