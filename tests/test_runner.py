@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import tarfile
@@ -13,6 +14,7 @@ import pytest
 from chalicelib import clock, instances, invoker, models, protocol, sequences, sweeper
 from chalicelib.errors import InvalidPackage
 from chalicelib.repository import Repository
+from chalicelib.runner import child as child_mod
 from chalicelib.runner.service import run_instance
 
 from .helpers import EXAMPLES, js_package, package_dir, py_package
@@ -206,3 +208,18 @@ def test_input_that_is_not_the_json_lines_it_says_it_is_ends_the_instance_errore
     ended = instances.get(settings, inst)
     assert ended.exitcode == protocol.ExitCode.SEQUENCE_FAILED_DURING_EXECUTION
     assert b"JSON" in output_of(settings, inst, "stderr")
+
+
+def test_a_hosts_output_pipe_holds_a_segment(tmp_path):
+    """A host writing fast runs a segment (1 MiB) ahead of the runner's reads, not Linux's 64 KiB."""
+    package = tmp_path / "sequence"
+    package.mkdir()
+    (package / "main.py").write_text("def run(context, input):\n    yield 'x'\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    child = child_mod.spawn("python", package, {"main": "main.py", "args": [], "config": {}, "instanceId": "t"}, work)
+    try:
+        assert fcntl.fcntl(child.fds["output"], fcntl.F_GETPIPE_SZ) == child_mod.OUTPUT_PIPE_BYTES
+    finally:
+        child_mod.kill_group(child)
+        child.proc.wait(timeout=30)
