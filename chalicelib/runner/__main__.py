@@ -61,18 +61,26 @@ def standby_runner(jobs: int, runtime: str) -> None:
     discards it unused."""
     settings = config.load()
     leftovers.adopt_orphans()
-    made: list[Standby] = []
+    standby: Standby | None = None
+    making, told_to_leave = True, False
 
     def leave(*_: object) -> None:
-        for standby in made:
+        nonlocal told_to_leave
+        if making:  # half made (its cgroups, say): leave once it is whole, to discard all of it
+            told_to_leave = True
+            return
+        if standby is not None:
             standby.discard()
         os._exit(0)
 
     signal.signal(signal.SIGTERM, leave)
     try:
-        made.append(Standby.make(settings, runtime))
+        standby = Standby.make(settings, runtime)
     except Exception:  # the instance's own start says what is wrong, as without a standby
         logger.exception("could not make a standby")
+    making = False
+    if told_to_leave:
+        leave()
     line = b""
     while not line.endswith(b"\n") and (chunk := os.read(jobs, 256)):
         line += chunk
@@ -80,8 +88,7 @@ def standby_runner(jobs: int, runtime: str) -> None:
     instance_id, _, engine = line.decode().strip().partition(" ")
     if not instance_id:
         leave()
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # run_one's own, from here
-    run_one(instance_id, engine or "lambda", standby=made.pop() if made else None)
+    run_one(instance_id, engine or "lambda", standby=standby)  # (which sets its own SIGTERM handler)
 
 
 def _warm_clients(settings: config.Settings) -> None:
