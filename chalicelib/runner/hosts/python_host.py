@@ -76,15 +76,22 @@ class Output:
             async for item in items:
                 self.write(item)
             return
+        # Per str item only the write and a look at _quiet: _text is kept in a local while only this
+        # loop changes it, and _written is set by _wrote() at the first item after a quiet tick
+        # alone (so a burst seems quiet to every other tick, whose next item is then written at
+        # once: one write more each 0.1 s, against 40 ns an item).
         write_text = self._file.write
+        text = self._text
         async for item in items:
             if type(item) is str:
                 write_text(item)
-                self._text = self._written = True
+                if not text:
+                    self._text = text = True
                 if self._quiet:  # the first item after a quiet tick: at once, as write() does
                     self._wrote()
             else:
                 self.write(item)
+                text = self._text
 
     def _wrote(self) -> None:
         if self._quiet:
