@@ -96,3 +96,22 @@ def test_the_next_instance_of_a_runtime_starts_in_a_standby_that_is_its_alone(tm
     # running_hub has checked that no runner or host outlived the hub; nor does a standby's cgroup
     # (where the runner may make them: two here, one per runtime, while the hub ran).
     assert all(not Path(cg).exists() for cg in standby_cgroups), standby_cgroups
+
+
+def test_a_runtime_whose_instance_runs_on_still_gets_a_standby_for_its_next(tmp_path):
+    """The next standby is made when the instance that took the last one ends, or soon after that
+    instance's start if it runs on (here: while one sleeps, another of its runtime starts)."""
+    session = "standby-long"
+    (tmp_path / "home").mkdir()
+    with running_hub(tmp_path / "home") as hub:
+        sleeper = _sequence(tmp_path, hub, session, "py-sleep", "main.py",
+                            "import asyncio\n\nasync def run(context, input, seconds):\n"
+                            "    await asyncio.sleep(float(seconds))\n    yield 'done\\n'\n", {"python3": "3.12"})
+        age = _sequence(tmp_path, hub, session, "py-age", "main.py", PY_AGE, {"python3": "3.12"})
+        long_one = si(hub, "seq", "start", sleeper, "20", session=session).stdout.decode().split()[-1]
+        time.sleep(2)
+        report, took = _run(hub, session, age)
+        assert report["age"] > took, (report, took)
+        info = json.loads(si(hub, "inst", "info", long_one, session=session).stdout)
+        assert info["status"] == "running", info  # the first still ran meanwhile
+        si(hub, "inst", "kill", long_one, session=session)

@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
 import signal
 import sys
 import time
@@ -28,6 +30,7 @@ from .standby import Standby
 
 NO_LIMIT_SECONDS = 10 * 365 * 86400  # an engine without a time limit: far enough to never come
 STANDBY_RUNTIMES = ("python", "node")
+STANDBY_DELAY_SECONDS = 0.5  # the longest a runtime goes without a standby while its instances run
 
 
 def run_one(instance_id: str, engine: str = "lambda", task: bool = False, standby: Standby | None = None) -> None:
@@ -146,24 +149,38 @@ def fork_server() -> None:
                 pass
         os._exit(0)
 
+    # runtime -> its standby runner (pid, the write end of its job pipe): sandboxed hubs only
+    standbys: dict[str, tuple[int, int]] = {}
+    # runtime -> when to make its next standby: when the runner of the instance that took the last
+    # one ends, or STANDBY_DELAY after that instance's start, whichever comes first. Made at once,
+    # it would warm up beside the instance it follows, on the same cores, while that one starts.
+    wanted: dict[str, float] = {}
+    runtime_of: dict[int, str] = {}  # a runner's pid -> its instance's runtime
+
     def reap() -> None:
         for pid in list(children):
             try:
-                if os.waitpid(pid, os.WNOHANG)[0]:
-                    children.discard(pid)
+                if not os.waitpid(pid, os.WNOHANG)[0]:
+                    continue
             except ChildProcessError:
-                children.discard(pid)
-
-    # runtime -> the write end of its standby runner's job pipe (sandboxed hubs, runtimes asked for)
-    standbys: dict[str, int] = {}
+                pass
+            children.discard(pid)
+            runtime = runtime_of.pop(pid, None)
+            if runtime in wanted:
+                wanted[runtime] = 0.0
+            for runtime, (standby_pid, jobs_w) in list(standbys.items()):
+                if standby_pid == pid:  # it could not make its sandbox: the next start makes one itself
+                    del standbys[runtime]
+                    os.close(jobs_w)
 
     def fork(work: Callable[..., None], *args: Any) -> int:
         pid = os.fork()
         if pid == 0:  # a runner's own process
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            for jobs_w in standbys.values():  # the other standbys' ends: theirs alone to close
-                os.close(jobs_w)
+            signal.set_wakeup_fd(-1)
+            for fd in (wake_r, wake_w, *(jobs_w for _, jobs_w in standbys.values())):
+                os.close(fd)  # the fork server's own (another standby's job pipe is its alone)
             try:
                 work(*args)
             finally:
@@ -172,35 +189,61 @@ def fork_server() -> None:
         return pid
 
     def make_standby(runtime: str) -> None:
-        jobs_r, standbys[runtime] = os.pipe()  # (the write end closed in the child by fork)
-        fork(standby_runner, jobs_r, runtime)
+        jobs_r, jobs_w = os.pipe()
+        pid = fork(standby_runner, jobs_r, runtime)
         os.close(jobs_r)
+        standbys[runtime] = (pid, jobs_w)
 
-    def hand_to_standby(runtime: str, job: bytes) -> bool:
-        jobs_w = standbys.pop(runtime, None)
-        if jobs_w is None:
-            return False
+    def hand_to_standby(runtime: str, job: bytes) -> int | None:
+        """The pid of the standby runner that took ``job``, if one did."""
+        pid, jobs_w = standbys.pop(runtime, (0, -1))
+        if not pid:
+            return None
         try:
             os.write(jobs_w, job)  # one short line: written whole, or not at all (the runner died)
-            return True
+            return pid
         except OSError:
-            return False
+            return None
         finally:
             os.close(jobs_w)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGCHLD, lambda *_: reap())  # no zombies between instances
-    for line in sys.stdin:
+    def start(line: str) -> None:
         instance_id, engine, runtime = (line.split() + ["", "", ""])[:3]
-        reap()
         if not instance_id:
-            continue
+            return
         engine = engine or "lambda"
-        if not hand_to_standby(runtime, f"{instance_id} {engine}\n".encode()):
-            fork(run_one, instance_id, engine)
-        if settings.sandbox == "bwrap" and runtime in STANDBY_RUNTIMES:
-            make_standby(runtime)  # for the next instance of this runtime
-    for jobs_w in standbys.values():
+        pid = hand_to_standby(runtime, f"{instance_id} {engine}\n".encode()) or fork(run_one, instance_id, engine)
+        runtime_of[pid] = runtime
+        if settings.sandbox == "bwrap" and runtime in STANDBY_RUNTIMES and runtime not in standbys:
+            wanted.setdefault(runtime, time.monotonic() + STANDBY_DELAY_SECONDS)
+
+    signal.signal(signal.SIGTERM, stop)
+    # A child's end wakes the loop below (which reaps it), through the wake-up pipe.
+    wake_r, wake_w = os.pipe()
+    for fd in (wake_r, wake_w):
+        os.set_blocking(fd, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    stdin, pending = sys.stdin.fileno(), b""
+    while True:
+        timeout = max(0.0, min(wanted.values()) - time.monotonic()) if wanted else None
+        ready, _, _ = select.select([stdin, wake_r], [], [], timeout)
+        if wake_r in ready:
+            with contextlib.suppress(BlockingIOError):
+                while os.read(wake_r, 512):
+                    pass
+        reap()
+        for runtime in [r for r, at in wanted.items() if at <= time.monotonic()]:
+            del wanted[runtime]
+            make_standby(runtime)
+        if stdin in ready:
+            chunk = os.read(stdin, 64 * 1024)
+            if not chunk:
+                break
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                start(line.decode())
+    for _, jobs_w in standbys.values():
         os.close(jobs_w)  # each discards its standby
     stop()
 

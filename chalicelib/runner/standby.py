@@ -3,11 +3,12 @@
 Each sandboxed start would otherwise wait for bubblewrap, the sandbox's setup and its runtime's own
 start (Python's imports of asyncio and scramjet, Node's of scramjet): ~80 ms of an instance's first
 byte. The embedded hub's fork server (``__main__``) keeps one standby runner per runtime it has been
-asked to run, made as the previous one was handed its instance: a forked runner with its sandbox
-(its own uid, cgroups, ``/etc``, work directory) and a host in it that has loaded and waits. Nothing
-of any instance is in it until its runner, given one, fetches the package into the archive already
-bound inside and tells the host to go; from then on it is that instance's alone, as a sandbox made
-for it would be, and it is never used again.
+asked to run, made when the instance that took the previous one ends (or half a second after its
+start, if it runs on: made at once, it would compete for the cores with that instance's start): a
+forked runner with its sandbox (its own uid, cgroups, ``/etc``, work directory) and a host in it
+that has loaded and waits. Nothing of any instance is in it until its runner, given one, fetches
+the package into the archive already bound inside and tells the host to go; from then on it is that
+instance's alone, as a sandbox made for it would be, and it is never used again.
 """
 
 from __future__ import annotations
