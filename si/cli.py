@@ -111,14 +111,23 @@ def render_help(path: str) -> str:
 
 
 def write_help_texts() -> None:
-    """Write si/help_texts.py (``make si-help``): each written help, a line per source line."""
-    entries = []
+    """Write si/help_texts.py (``make si-help``): each written help, a line per source line; a
+    group's long name (Scramjet's ``sequence``, ``instance``) as its short one's but for its usage."""
+    entries: list[str] = []
+    aliases: list[str] = []
+    written: dict[str, str] = {}  # a help but for its usage line -> the path written with it
     for path in WRITTEN_HELP:
-        lines = "\n".join(f"        {line!r}" for line in render_help(path).splitlines(keepends=True))
+        text = render_help(path)
+        usage, rest = text.split("\n", 1)
+        if rest in written:
+            aliases.append(f"TEXTS[{path!r}] = {usage + chr(10)!r} + TEXTS[{written[rest]!r}].split('\\n', 1)[1]\n")
+            continue
+        written[rest] = path
+        lines = "\n".join(f"        {line!r}" for line in text.splitlines(keepends=True))
         entries.append(f"    {path!r}: (\n{lines}\n    ),\n")
     source = ('"""Help texts of ``si`` and its fixed groups as click renders them: written by ``make si-help``\n'
               'from si/cli.py, not by hand (tests/test_si_startup.py checks them against click)."""\n\n'
-              f"TEXTS = {{\n{''.join(entries)}}}\n")
+              f"TEXTS = {{\n{''.join(entries)}}}\n{''.join(aliases)}")
     with open(os.path.join(os.path.dirname(__file__), "help_texts.py"), "w", encoding="utf-8") as file:
         file.write(source)
 

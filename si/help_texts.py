@@ -52,57 +52,8 @@ TEXTS = {
         '  start   Start an instance of a sequence with arguments.\n'
         "  use     Make a sequence the session's '-'.\n"
     ),
-    'sequence': (
-        'Usage: si sequence [OPTIONS] COMMAND [ARGS]...\n'
-        '\n'
-        '  Pack, send, start and manage sequences.  Example: si seq deploy\n'
-        '  examples/counter-py 1 3\n'
-        '\n'
-        'Options:\n'
-        '  -h, --help  Show this message and exit.\n'
-        '\n'
-        'Commands:\n'
-        '  delete  Delete a sequence and its package.\n'
-        '  deploy  Pack (if a directory), send and start in one step.\n'
-        '  info    Show a sequence (package size and sha256 included).\n'
-        '  list    List sequences, newest first, with their running instances.\n'
-        '  ls      List sequences, newest first, with their running instances.\n'
-        '  pack    Pack a sequence directory into a tar.gz.\n'
-        '  prune   Delete every sequence (asks first).\n'
-        '  rm      Delete a sequence and its package.\n'
-        '  run     Pack (if a directory), send and start in one step.\n'
-        "  send    Upload a package (or a directory, packed first); '-' is the...\n"
-        '  start   Start an instance of a sequence with arguments.\n'
-        "  use     Make a sequence the session's '-'.\n"
-    ),
     'inst': (
         'Usage: si inst [OPTIONS] COMMAND [ARGS]...\n'
-        '\n'
-        '  Inspect, read and control instances.  Example: si inst output -\n'
-        '\n'
-        'Options:\n'
-        '  -h, --help  Show this message and exit.\n'
-        '\n'
-        'Commands:\n'
-        '  attach   Connect your terminal to the instance: stdin to its stdin, its...\n'
-        '  event    Send events to an instance and read the events it emits.\n'
-        "  health   Show the sequence's health check result.\n"
-        '  info     Show an instance: status, args, appConfig, times, exit code...\n'
-        "  input    Send data (a file, or stdin) to an instance's input.\n"
-        '  kill     Kill an instance at once.\n'
-        '  list     List instances, newest first (ended ones until they expire).\n'
-        "  log      Print an instance's log, JSON lines (--follow to keep reading).\n"
-        '  ls       List instances, newest first (ended ones until they expire).\n'
-        "  output   Print an instance's output, following until it ends.\n"
-        '  restart  Kill an instance and start its sequence again with the same...\n'
-        "  stderr   Print an instance's stderr (--follow to keep reading).\n"
-        "  stdin    Send data (a file, or stdin) to an instance's process stdin.\n"
-        "  stdout   Print an instance's stdout (--follow to keep reading).\n"
-        '  stop     Ask an instance to stop: its stop handlers run, then it ends...\n'
-        "  use      Make an instance the session's '-'.\n"
-    ),
-    'instance': (
-        'Usage: si instance [OPTIONS] COMMAND [ARGS]...\n'
         '\n'
         '  Inspect, read and control instances.  Example: si inst output -\n'
         '\n'
@@ -160,3 +111,5 @@ TEXTS = {
         '  set      Set one setting of the current profile.\n'
     ),
 }
+TEXTS['sequence'] = 'Usage: si sequence [OPTIONS] COMMAND [ARGS]...\n' + TEXTS['seq'].split('\n', 1)[1]
+TEXTS['instance'] = 'Usage: si instance [OPTIONS] COMMAND [ARGS]...\n' + TEXTS['inst'].split('\n', 1)[1]
