@@ -77,7 +77,7 @@ def _reap(proc: subprocess.Popen[bytes]) -> None:
 
 
 class _ForkServer:
-    """One warm process that forks a runner per instance (see ``chalicelib.runner.__main__``)."""
+    """One warm process that forks a runner per instance (see ``chalicelib.runner.forkserver``)."""
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None

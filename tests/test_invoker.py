@@ -54,7 +54,7 @@ def test_the_fork_server_warms_its_clients_and_leaves_no_connection_for_its_runn
     one socket would mix their requests and answers; moto's server closes each today, a keep-alive
     one would not); the clients it inherits have made their first call already."""
     from chalicelib.embedded.hub import moto_server
-    from chalicelib.runner.__main__ import _warm_clients
+    from chalicelib.runner.forkserver import _warm_clients
 
     server = moto_server()
     server.start()
@@ -84,7 +84,7 @@ def test_the_fork_server_compiles_the_sandbox_filter_once_for_all_its_runners(mo
     """A forked runner inherits the compiled system-call filter rather than building it again; a
     machine without libseccomp still starts its fork server (each sandboxed start then says why)."""
     from chalicelib.runner import syscalls
-    from chalicelib.runner.__main__ import _warm_filter
+    from chalicelib.runner.forkserver import _warm_filter
 
     syscalls.program.cache_clear()
     try:
