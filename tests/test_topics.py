@@ -344,9 +344,14 @@ def test_concurrent_producers_lose_nothing_and_keep_their_own_order(hub):
         list(pool.map(produce, range(producers)))  # re-raises a producer's failure
     resp = requests.get(f"{hub['url']}/topic/{topic}", params={"cursor": "", "wait": 0}, timeout=60)
     lines = resp.text.splitlines()
-    assert len(lines) == producers * each and resp.headers["X-Next-Cursor"] == str(producers * each + 1)
+    # What went wrong, when something does: lines missing, lines twice, and where each producer's are.
+    sent = [f"{p}:{j}" for p in range(producers) for j in range(each)]
+    seen = {line: [n for n, other in enumerate(lines) if other == line] for line in set(lines)}
+    story = (f"missing {[line for line in sent if line not in seen]}, twice {[(k, v) for k, v in seen.items() if len(v) > 1]}, "
+             f"unexpected {[line for line in seen if line not in sent]}, next cursor {resp.headers['X-Next-Cursor']}")
+    assert len(lines) == producers * each and resp.headers["X-Next-Cursor"] == str(producers * each + 1), story
     for p in range(producers):
-        assert [int(line.split(":")[1]) for line in lines if line.startswith(f"{p}:")] == list(range(each))
+        assert [int(line.split(":")[1]) for line in lines if line.startswith(f"{p}:")] == list(range(each)), story
 
 
 def test_topics_expire_on_the_embedded_hub(tmp_path, session):
