@@ -7,8 +7,12 @@ younger than the start request; a standby's is older."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,7 +21,7 @@ import pytest
 from chalicelib.runner import sandbox
 
 from .conftest import running_hub
-from .helpers import si
+from .helpers import ROOT, si
 
 pytestmark = pytest.mark.skipif(sandbox.unavailable_reason() is not None,
                                 reason=f"no sandbox on this machine: {sandbox.unavailable_reason()}")
@@ -115,3 +119,50 @@ def test_a_runtime_whose_instance_runs_on_still_gets_a_standby_for_its_next(tmp_
         info = json.loads(si(hub, "inst", "info", long_one, session=session).stdout)
         assert info["status"] == "running", info  # the first still ran meanwhile
         si(hub, "inst", "kill", long_one, session=session)
+
+
+def test_a_fork_server_at_its_inputs_end_discards_its_standby_and_leaves_cleanly(tmp_path):
+    """The fork server's other way out (its hub gone, so its stdin ends) with a standby waiting:
+    it exits 0 and nothing it started is left."""
+    env = {**os.environ, "RUNNER_INVOKE_MODE": "local", "SEQHUB_SANDBOX": "bwrap", "SEQHUB_TABLE": "t",
+           "SEQHUB_BUCKET": "b", "SEQHUB_LOG_GROUP": "g", "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
+           "TMPDIR": str(tmp_path)}
+    server = subprocess.Popen([sys.executable, "-m", "chalicelib.runner", "--fork-server"], cwd=ROOT, env=env,
+                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started: list[int] = []
+    try:
+        # An instance nobody stored: its runner ends at once (nothing to claim), and a standby follows.
+        server.stdin.write(b"no-such-instance lambda python\n")
+        server.stdin.flush()
+        deadline = time.monotonic() + 120
+        while not any("python_host.py" in _args(pid) for pid in started):
+            assert time.monotonic() < deadline, "no standby was made"
+            time.sleep(0.2)
+            started = _descendants(server.pid)
+        server.stdin.close()
+        assert server.wait(timeout=60) == 0
+        deadline = time.monotonic() + 30
+        while left := [pid for pid in started if _args(pid)]:
+            assert time.monotonic() < deadline, [_args(pid) for pid in left]
+            time.sleep(0.2)
+    finally:
+        for pid in [server.pid, *started]:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _descendants(pid: int) -> list[int]:
+    try:
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+    return [found for child in children for found in (child, *_descendants(child))]
+
+
+def _args(pid: int) -> str:
+    """A live process's command line ("" once it has gone or is a zombie)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""

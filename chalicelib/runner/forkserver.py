@@ -113,6 +113,7 @@ class ForkServer:
                     self.start(line.decode())
         for _, jobs_w in self.standbys.values():
             os.close(jobs_w)  # each discards its standby
+        self.standbys.clear()  # (so stop's reaping does not close them again)
         self.stop()
 
     def start(self, line: str) -> None:
