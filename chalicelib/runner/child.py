@@ -26,6 +26,7 @@ _PASS_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
 # The output pipe holds a segment (1 MiB) rather than Linux's 64 KiB: a host writing fast runs that
 # far ahead of the runner's reads instead of waiting on each 64 KiB (a million Node items: ~25 ms).
 OUTPUT_PIPE_BYTES = 1024 * 1024
+START_FILE = "start.json"  # in the work directory: what the host is to run ({"main", "args", ...})
 _PR_SET_DUMPABLE = 4
 _PR_CAPBSET_DROP = 24
 _CAP_LAST = 63
@@ -144,7 +145,7 @@ def spawn(runtime: str, package: Path, start: dict[str, Any] | None, work_dir: P
     only: a standby's), the host loads and waits for ``begin`` to say its instance."""
     if start is None and box is None:
         raise ValueError("only a sandboxed host can start before its instance is known")
-    start_file = work_dir / "start.json"
+    start_file = work_dir / START_FILE
     fd = os.open(start_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         if start is not None:
@@ -213,7 +214,7 @@ def spawn(runtime: str, package: Path, start: dict[str, Any] | None, work_dir: P
 
 def begin(child: Child, work_dir: Path, start: dict[str, Any]) -> None:
     """Give a standby's host (spawned with no ``start``) its instance: the package is in place."""
-    with open(work_dir / "start.json", "w", encoding="utf-8") as fh:  # the file bound inside: rewritten
+    with open(work_dir / START_FILE, "w", encoding="utf-8") as fh:  # the file bound inside: rewritten
         fh.write(json.dumps(start))
     assert child.go_w is not None, "begin() is for a host spawned without its start"
     os.write(child.go_w, b"go")

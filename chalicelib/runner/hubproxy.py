@@ -31,6 +31,12 @@ MAX_SIGNED_BODY = 10 * 1024 * 1024  # API Gateway's limit: a signed request's bo
 UPSTREAM_SECONDS = 60
 
 
+def for_instance(api_url: str | None, runtime: str, work_dir: Path) -> HubProxy | None:
+    """The endpoint of an instance's ``this.hub``, in ``work_dir``: Scramjet gives JavaScript
+    sequences one, where this hub's API is known."""
+    return HubProxy(work_dir / "hub.sock", api_url) if api_url and runtime == "node" else None
+
+
 class HubProxy:
     """One instance's hub client endpoint: a Unix socket whose requests go to ``api_url``."""
 

@@ -30,11 +30,11 @@ from ..protocol import CHANNELS, COMPLETED, ERRORED, INPUT_STREAMS, ExitCode
 from ..protocol import manifest as manifest_rules
 from ..repository import Repository
 from . import child as child_mod
-from . import leftovers, sandbox, topicio
+from . import hubproxy, leftovers, sandbox, topicio
 from .feed import Feeder, InOrder
 from .hubproxy import HubProxy
 from .pump import Budget, Channel, pump_fd
-from .standby import Standby
+from .standby import ARCHIVE, Standby
 from .topicio import TopicInput, TopicOutput
 
 FLUSH_INTERVAL = 0.2        # CloudWatch writes while output flows
@@ -149,7 +149,7 @@ class _Run:
                                    f"Sequence unpack failed: the package unpacks to {unpacked} bytes, more than the "
                                    f"{disk} bytes of disk an instance has here (SEQHUB_SANDBOX_DISK_MB)")
         # In a sandbox the package is unpacked inside it, where its bytes count against the instance.
-        package = self.work / ("package.tar.gz" if sandboxed else "sequence")
+        package = self.work / (ARCHIVE if sandboxed else "sequence")
         try:
             self.fetch(seq, package) if sandboxed else self.unpack(seq, package)
         except Exception as exc:  # a package that cannot be unpacked ends the instance, not the runner
@@ -175,8 +175,7 @@ class _Run:
             if self.settings.sandbox == "bwrap":
                 self.box = sandbox.Box.create(self.id, self.settings.sandbox_limits)
             child_mod.harden()
-            if self.settings.api_url and runtime == "node":  # Scramjet gives JavaScript sequences this.hub
-                self.hub_proxy = HubProxy(self.work / "hub.sock", self.settings.api_url)
+            self.hub_proxy = hubproxy.for_instance(self.settings.api_url, runtime, self.work)
             try:
                 child = child_mod.spawn(runtime, package, start, self.work, self.box,
                                         self.hub_proxy.path if self.hub_proxy else None, self.host_user)
@@ -218,7 +217,7 @@ class _Run:
     def unpack(self, seq: dict[str, Any], dest: Path) -> None:
         """Fetch the package and extract it into ``dest`` by the package rules."""
         limits = packages.Limits(self.settings.max_unpacked_bytes, self.settings.max_package_files)
-        archive = self.work / "package.tar.gz"
+        archive = self.work / ARCHIVE
         self.fetch(seq, archive)
         dest.mkdir()
         with archive.open("rb") as fh:

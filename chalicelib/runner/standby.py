@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..config import Settings
 from . import child as child_mod
-from . import sandbox
+from . import hubproxy, sandbox
 from .hubproxy import HubProxy
 
 ARCHIVE = "package.tar.gz"  # in the work directory, as a runner without a standby fetches it
@@ -44,8 +44,7 @@ class Standby:
         hub_proxy = None
         try:
             child_mod.harden()
-            if settings.api_url and runtime == "node":  # as _Run.run gives JavaScript sequences this.hub
-                hub_proxy = HubProxy(work / "hub.sock", settings.api_url)
+            hub_proxy = hubproxy.for_instance(settings.api_url, runtime, work)
             child = child_mod.spawn(runtime, work / ARCHIVE, None, work, box, hub_proxy.path if hub_proxy else None)
         except BaseException:
             if hub_proxy is not None:
