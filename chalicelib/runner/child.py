@@ -191,8 +191,7 @@ def spawn(runtime: str, package: Path, start: dict[str, Any] | None, work_dir: P
         if box is not None:
             program = opened.enter_context(sandbox.program_file())
             extra_fds = (program.fileno(),)
-            argv = box.command(argv, env, package, start_file, work_dir, program.fileno(), hub_socket,
-                               standby=start is None)
+            argv = box.command(argv, env, package, start_file, work_dir, program.fileno(), hub_socket)
             cwd = work_dir
         stdout_r, stdout_w = os.pipe()
         stderr_r, stderr_w = os.pipe()

@@ -44,11 +44,9 @@ _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64")
 _ETC_SHARED = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "timezone", "ssl", "ca-certificates",
                "mime.types", "os-release", "alternatives", "gai.conf", "host.conf", "protocols", "services")
 # Runs as the sandbox's root (when the runner is root): give the empty working directory to the
-# instance's uid, then become that uid with no capabilities left...
+# instance's uid, then become that uid with no capabilities left; as that uid, the host unpacks the
+# package (checked at upload, its sha256 checked since) into it, SEQHUB_ARCHIVE naming the archive.
 _SETUP = f'set -e; if [ -n "$1" ]; then chown "$1:$1" {PACKAGE_DIR}; fi; shift; exec "$@"'
-# ...and, as that uid, unpack the package (checked at upload, its sha256 checked since) into it.
-_UNPACK = (f'tar -xzf "$0" -C {PACKAGE_DIR} --no-same-owner --delay-directory-restore || '
-           '{ echo "Sequence unpack failed" >&2; exit 10; }; exec "$@"')
 # Runs outside, before bwrap: join the instance's cgroups, so everything it starts is counted.
 _JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
 
@@ -102,14 +100,12 @@ class Box:
         return box
 
     def command(self, argv: list[str], env: dict[str, str], archive: Path, start_file: Path, work_dir: Path,
-                seccomp_fd: int, hub_socket: Path | None = None, standby: bool = False) -> list[str]:
-        """The command line that runs ``argv`` (paths as seen inside) in this sandbox, its package
-        ``archive`` unpacked into ``/package`` first, under the system-call filter read from
-        ``seccomp_fd`` (which the caller passes on to it), with ``hub_socket`` (the hub's API, served
-        by the runner) inside. ``standby``: the host starts before there is a package, and unpacks
-        ``archive`` itself once told to go (``SEQHUB_STANDBY`` names it inside)."""
-        if standby:
-            env = {**env, "SEQHUB_STANDBY": _ARCHIVE_INSIDE}
+                seccomp_fd: int, hub_socket: Path | None = None) -> list[str]:
+        """The command line that runs ``argv`` (paths as seen inside) in this sandbox, under the
+        system-call filter read from ``seccomp_fd`` (which the caller passes on to it), with its
+        package ``archive`` (which the host unpacks into ``/package`` before anything else: a
+        standby's once told to go) and ``hub_socket`` (the hub's API, served by the runner) inside."""
+        env = {**env, "SEQHUB_ARCHIVE": _ARCHIVE_INSIDE}
         disk = self.limits.disk_mb * 1024 * 1024
         bwrap = [shutil.which("bwrap") or "bwrap", "--die-with-parent", "--new-session",
                  "--unshare-pid", "--unshare-ipc", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
@@ -146,9 +142,8 @@ class Box:
             drop = ["prlimit", f"--nproc={self.limits.max_procs}",
                     "setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
                     "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
-        unpack = [] if standby else ["/bin/sh", "-c", _UNPACK, _ARCHIVE_INSIDE]
         inside = ["/bin/sh", "-c", _SETUP, "seqhub-setup", "" if self.uid is None else str(self.uid),
-                  *drop, *unpack, *argv]
+                  *drop, *argv]
         command = [*bwrap, "--", *inside]
         if self.cgroups:
             command = ["/bin/sh", "-c", _JOIN_CGROUPS, "seqhub-cgroups",

@@ -14,7 +14,7 @@ const { Readable } = require("stream");
 const own = (name) => require(path.join(__dirname, "node_modules", name));
 const { DataStream, StringStream, BufferStream } = own("scramjet");
 
-const EXIT_UNPACK_FAILED = 10;  // as the sandbox's own unpacking exits (chalicelib/runner/sandbox.py)
+const EXIT_UNPACK_FAILED = 10;  // Scramjet's SEQUENCE_UNPACK_FAILED
 const EXIT_INVALID_MAIN = 21;
 const EXIT_FAILED_ON_START = 22;
 const EXIT_FAILED_DURING_RUN = 23;
@@ -32,16 +32,18 @@ const fd = (name) => FDS[name];
 const pipeIn = (name) => new net.Socket({ fd: fd(name), readable: true, writable: false });
 const pipeOut = (name) => new net.Socket({ fd: fd(name), readable: false, writable: true });
 // A standby's host (chalicelib/runner/standby.py): loaded, it waits for the runner's word that an
-// instance is ours, then unpacks its package as the sandbox's own start would have. A word other
-// than "go" (the runner left) ends it.
-if (process.env.SEQHUB_STANDBY) {
-  const archive = process.env.SEQHUB_STANDBY;
-  delete process.env.SEQHUB_STANDBY;
+// instance is ours. A word other than "go" (the runner left) ends it.
+if (fd("go") !== undefined) {
   const word = fs.readFileSync(fd("go"), "latin1");  // blocks until the runner closes its end
   fs.closeSync(fd("go"));
   if (word !== "go") process.exit(0);
+}
+// In a sandbox, the package comes packed: unpacked into the working directory (/package), as this uid.
+const ARCHIVE = process.env.SEQHUB_ARCHIVE;
+delete process.env.SEQHUB_ARCHIVE;
+if (ARCHIVE) {
   const tar = require("child_process").spawnSync(
-    "tar", ["-xzf", archive, "-C", process.cwd(), "--no-same-owner", "--delay-directory-restore"],
+    "tar", ["-xzf", ARCHIVE, "-C", process.cwd(), "--no-same-owner", "--delay-directory-restore"],
     { stdio: ["ignore", "ignore", "inherit"] });
   if (tar.status !== 0) {
     process.stderr.write("Sequence unpack failed\n");

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from types import ModuleType
 from typing import Any, NoReturn
 
-EXIT_UNPACK_FAILED = 10  # as the sandbox's own unpacking exits (chalicelib/runner/sandbox.py)
+EXIT_UNPACK_FAILED = 10  # Scramjet's SEQUENCE_UNPACK_FAILED
 EXIT_INVALID_MAIN = 21
 EXIT_FAILED_ON_START = 22
 EXIT_FAILED_DURING_RUN = 23
@@ -391,10 +391,9 @@ def _declared(module: ModuleType, key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def await_instance(archive: str) -> None:
+def await_instance() -> None:
     """A standby's host (``chalicelib.runner.standby``): loaded, wait for the runner's word that an
-    instance is ours, then unpack its package (the archive bound at ``archive``) as the sandbox's
-    own start would have. A word other than "go" (the runner left) ends the host."""
+    instance is ours. A word other than "go" (the runner left) ends the host."""
     try:
         import scramjet.streams  # noqa: F401  what main() would import: loaded while nobody waits
     except ImportError:
@@ -405,6 +404,10 @@ def await_instance(archive: str) -> None:
     os.close(_fd("go"))
     if word != b"go":
         os._exit(0)
+
+
+def unpack(archive: str) -> None:
+    """Unpack the package into the working directory (a sandbox's ``/package``), as this uid."""
     import subprocess
 
     unpacked = subprocess.run(["tar", "-xzf", archive, "-C", os.getcwd(), "--no-same-owner",
@@ -416,9 +419,11 @@ def await_instance(archive: str) -> None:
 
 
 def main() -> None:
-    archive = os.environ.pop("SEQHUB_STANDBY", None)
+    archive = os.environ.pop("SEQHUB_ARCHIVE", None)  # in a sandbox: the package, still packed
+    if "go" in _FDS:
+        await_instance()
     if archive is not None:
-        await_instance(archive)
+        unpack(archive)
     with open(os.environ["SEQHUB_START"], encoding="utf-8") as fh:
         start = json.load(fh)
     asyncio.run(Host(start).main())
