@@ -2,8 +2,8 @@
 instance of a runtime starts in a sandbox made, and its host loaded, before it was asked for. Each
 is one instance's alone (its own uid, /tmp and package), used once, and none outlives the hub.
 
-Whether an instance ran in a standby is told by its host's age: a host made for the instance is
-younger than the start request; a standby's is older."""
+Whether an instance ran in a standby is told by when its host's process began: a host made for
+the instance began after the start was asked for; a standby's before."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.protocol import COMPLETED, ERRORED
 from chalicelib.runner import sandbox
 
 from .conftest import running_hub
@@ -26,19 +27,23 @@ from .helpers import ROOT, si
 pytestmark = pytest.mark.skipif(sandbox.unavailable_reason() is not None,
                                 reason=f"no sandbox on this machine: {sandbox.unavailable_reason()}")
 
-# Each says how long its host has run, its uid, and whether a file it leaves in /tmp was there.
-PY_AGE = ("import json, os\n\n"
+FINAL = (COMPLETED, ERRORED)
+# Each says when its host's process began (epoch seconds), its uid, and whether a file it leaves in
+# /tmp was there.
+PY_AGE = ("import json, os, time\n\n"
           "def run(context, input):\n"
-          "    started = int(open('/proc/self/stat').read().rsplit(')', 1)[1].split()[19]) / os.sysconf('SC_CLK_TCK')\n"
-          "    age = float(open('/proc/uptime').read().split()[0]) - started\n"
+          "    began = int(open('/proc/self/stat').read().rsplit(')', 1)[1].split()[19]) / os.sysconf('SC_CLK_TCK')\n"
+          "    age = float(open('/proc/uptime').read().split()[0]) - began\n"
           "    seen = os.path.exists('/tmp/left-here')\n"
           "    open('/tmp/left-here', 'w').close()\n"
-          "    yield json.dumps({'age': age, 'uid': os.getuid(), 'seen': seen}) + '\\n'\n")
+          "    yield json.dumps({'began': time.time() - age, 'uid': os.getuid(), 'seen': seen}) + '\\n'\n")
+# /proc's times are in clock ticks (10 ms): a host's beginning reads up to this much late.
+TICKS = 0.02
 JS_AGE = ("const fs = require('fs');\n"
           "module.exports = async function* () {\n"
           "  const seen = fs.existsSync('/tmp/left-here');\n"
           "  fs.writeFileSync('/tmp/left-here', '');\n"
-          "  yield { age: process.uptime(), uid: process.getuid(), seen };  // a JSON line, as Scramjet's runner writes objects\n"
+          "  yield { began: Date.now() / 1000 - process.uptime(), uid: process.getuid(), seen };  // a JSON line\n"
           "};\n")
 
 
@@ -51,13 +56,34 @@ def _sequence(tmp_path: Path, hub: dict, session: str, name: str, main: str, sou
 
 
 def _run(hub: dict, session: str, seq: str) -> tuple[dict, float]:
-    """The instance's report, and the seconds from just before its start to its report's reading."""
-    asked = time.monotonic()
+    """The instance's report, and when (epoch seconds) its start was asked for; returned once the
+    instance has ended (so its host is gone)."""
+    asked = time.time()
     si(hub, "seq", "start", seq, session=session)
     out = si(hub, "inst", "output", "-", session=session).stdout
     report = json.loads(out)
     assert isinstance(report, dict), out
-    return report, time.monotonic() - asked
+    deadline = time.monotonic() + 60
+    while json.loads(si(hub, "--format", "json", "inst", "info", "-", session=session).stdout)["status"] not in FINAL:
+        assert time.monotonic() < deadline, "the instance did not end"
+        time.sleep(0.1)
+    return report, asked
+
+
+def _wait_for_hosts(hub: dict, script: str, count: int = 1) -> None:
+    """Until ``count`` hosts running ``script`` are among the hub's processes (a standby's, once
+    the instances before it have ended)."""
+    deadline = time.monotonic() + 120
+    while sum(_is_host(_args(pid), script) for pid in _descendants(hub["proc"].pid)) < count:
+        assert time.monotonic() < deadline, f"no standby ({script}) was made"
+        time.sleep(0.1)
+
+
+def _is_host(args: str, script: str) -> bool:
+    """Whether a command line is a host's own (its runtime running ``script``), not the sandbox's
+    processes that start it (bwrap, its shell, setpriv), which name the script too."""
+    words = args.split()
+    return len(words) > 1 and Path(words[0]).name.startswith(("python", "node")) and words[-1].endswith(script)
 
 
 def _children(pid: int) -> list[int]:
@@ -85,14 +111,15 @@ def test_the_next_instance_of_a_runtime_starts_in_a_standby_that_is_its_alone(tm
         js = _sequence(tmp_path, hub, session, "js-age", "index.js", JS_AGE, {"node": ">=18"})
         reports = {}
         for step, seq in (("py-first", py), ("py-next", py), ("js-first", js), ("js-next", js), ("py-after-js", py)):
-            time.sleep(1.5)  # long enough for the previous start's standby to be made and loaded
+            if not step.endswith("first"):
+                _wait_for_hosts(hub, "python_host.py" if seq == py else "node_host.js")
             reports[step] = _run(hub, session, seq)
         standby_cgroups = _standby_cgroups(hub["proc"].pid)
-    for step, (report, took) in reports.items():
+    for step, (report, asked) in reports.items():
         if step.endswith("first"):  # no standby of its runtime yet: its host came after the request
-            assert report["age"] < took, (step, report, took)
-        else:  # its host was made and loaded before the request, for whichever instance came
-            assert report["age"] > took, (step, report, took)
+            assert report["began"] > asked, (step, report, asked)
+        else:  # its host was made before the request, for whichever instance came
+            assert report["began"] < asked + TICKS, (step, report, asked)
         assert report["seen"] is False, step  # nothing of an earlier instance in its /tmp
     if os.geteuid() == 0:  # a uid of its own per sandbox (where the runner may hand them out)
         uids = [report["uid"] for report, _ in reports.values()]
@@ -113,9 +140,9 @@ def test_a_runtime_whose_instance_runs_on_still_gets_a_standby_for_its_next(tmp_
                             "    await asyncio.sleep(float(seconds))\n    yield 'done\\n'\n", {"python3": "3.12"})
         age = _sequence(tmp_path, hub, session, "py-age", "main.py", PY_AGE, {"python3": "3.12"})
         long_one = si(hub, "seq", "start", sleeper, "20", session=session).stdout.decode().split()[-1]
-        time.sleep(2)
-        report, took = _run(hub, session, age)
-        assert report["age"] > took, (report, took)
+        _wait_for_hosts(hub, "python_host.py", count=2)  # the sleeper's and the standby made beside it
+        report, asked = _run(hub, session, age)
+        assert report["began"] < asked + TICKS, (report, asked)
         info = json.loads(si(hub, "inst", "info", long_one, session=session).stdout)
         assert info["status"] == "running", info  # the first still ran meanwhile
         si(hub, "inst", "kill", long_one, session=session)
@@ -136,7 +163,7 @@ def test_a_fork_server_at_its_inputs_end_discards_its_standby_and_leaves_cleanly
         server.stdin.write(b"no-such-instance lambda python\n")
         server.stdin.flush()
         deadline = time.monotonic() + 120
-        while not any("python_host.py" in _args(pid) for pid in started):
+        while not any(_is_host(_args(pid), "python_host.py") for pid in started):
             assert time.monotonic() < deadline, "no standby was made"
             time.sleep(0.2)
             started = _descendants(server.pid)
